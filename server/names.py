@@ -1,0 +1,140 @@
+"""Domain names: text <-> lower-cased wire form, and reverse-zone names for IPs and CIDRs.
+
+Inside the server every name is kept as lower-cased wire bytes
+(b"\\x07kafka-0\\x05kafka..."), the same bytes a query carries, so a query's
+name is a dictionary key after one `.lower()`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+MAX_NAME = 255
+MAX_LABEL = 63
+ROOT = b"\x00"
+
+_HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+def to_wire(name: str) -> bytes:
+    """Text name (trailing dot optional) to lower-cased wire bytes; ValueError if invalid."""
+    text = name.strip().lower()
+    if text.endswith("."):
+        text = text[:-1]
+    if not text:
+        return ROOT
+    out = bytearray()
+    for label in text.split("."):
+        raw = label.encode("ascii", errors="strict") if label.isascii() else None
+        if raw is None:
+            raise ValueError(f"{name!r}: non-ASCII label")
+        if not raw:
+            raise ValueError(f"{name!r}: empty label")
+        if len(raw) > MAX_LABEL:
+            raise ValueError(f"{name!r}: label longer than {MAX_LABEL} bytes")
+        out.append(len(raw))
+        out += raw
+    out.append(0)
+    if len(out) > MAX_NAME:
+        raise ValueError(f"{name!r}: name longer than {MAX_NAME} bytes")
+    return bytes(out)
+
+
+def to_text(wire: bytes) -> str:
+    """Wire name to text with a trailing dot (escaping dots and odd bytes as RFC 1035 does)."""
+    labels = []
+    i = 0
+    while wire[i]:
+        n = wire[i]
+        labels.append(_escape(wire[i + 1 : i + 1 + n]))
+        i += 1 + n
+    return ".".join(labels) + "."
+
+
+def _escape(label: bytes) -> str:
+    out = []
+    for b in label:
+        c = chr(b)
+        if c in '.\\"();@$':
+            out.append("\\" + c)
+        elif 0x21 <= b <= 0x7E:
+            out.append(c)
+        else:
+            out.append(f"\\{b:03d}")
+    return "".join(out)
+
+
+def check_hostname(name: str) -> str | None:
+    """Reason why `name` is not a usable host name (letters, digits, '-', '_'), or None."""
+    text = name.lower().rstrip(".")
+    if not text:
+        return "empty name"
+    for label in text.split("."):
+        if not _HOST_LABEL.match(label):
+            return f"bad label {label!r}"
+    if len(text) + 2 > MAX_NAME:
+        return "name too long"
+    return None
+
+
+def labels_end(packet: bytes, start: int) -> int:
+    """Offset just past an uncompressed name at `start`; -1 if malformed (pointers included)."""
+    i = start
+    end = len(packet)
+    while i < end:
+        n = packet[i]
+        if n == 0:
+            return i + 1 if i + 1 - start <= MAX_NAME else -1
+        if n > MAX_LABEL:
+            return -1
+        i += 1 + n
+    return -1
+
+
+def parent(wire: bytes) -> bytes:
+    """The name with its first label removed (root stays root)."""
+    return wire[1 + wire[0] :] if wire[0] else wire
+
+
+def is_subdomain(wire: bytes, apex: bytes) -> bool:
+    """Whether `wire` equals `apex` or lies below it, on label boundaries."""
+    while True:
+        if wire == apex:
+            return True
+        if not wire[0]:
+            return False
+        wire = parent(wire)
+
+
+def reverse_name(ip: str) -> bytes:
+    """The in-addr.arpa / ip6.arpa owner name of an address."""
+    return to_wire(ipaddress.ip_address(ip).reverse_pointer)
+
+
+def reverse_zones(cidr: str) -> list[tuple[bytes, ipaddress.IPv4Network | ipaddress.IPv6Network]]:
+    """Reverse zones exactly covering a CIDR, split at octet (IPv4) or nibble (IPv6) boundaries.
+
+    10.244.0.0/16 -> [244.10.in-addr.arpa]; 10.96.0.0/12 -> sixteen /16 zones.
+    Raises ValueError for a malformed CIDR or one with host bits set.
+    """
+    net = ipaddress.ip_network(cidr.strip(), strict=True)
+    step = 8 if net.version == 4 else 4
+    boundary = -(-net.prefixlen // step) * step
+    zones = []
+    for sub in net.subnets(new_prefix=boundary) if boundary != net.prefixlen else [net]:
+        labels = sub.network_address.reverse_pointer.split(".")
+        addr_labels = 4 if net.version == 4 else 32
+        keep = boundary // step
+        zones.append((to_wire(".".join(labels[addr_labels - keep :])), sub))
+    return zones
+
+
+def pod_ip_name(ip: str, namespace: str, cluster_domain: str) -> str:
+    """CoreDNS's pod A name: a-b-c-d.<namespace>.pod.<cluster-domain> (IPv6 ':' -> '-')."""
+    dashed = ipaddress.ip_address(ip).compressed.replace(".", "-").replace(":", "-")
+    if dashed.endswith("-"):
+        dashed += "0"
+    if dashed.startswith("-"):
+        dashed = "0" + dashed
+    return f"{dashed}.{namespace}.pod.{cluster_domain.rstrip('.')}"

@@ -1,0 +1,219 @@
+"""The zone view: every served name with its records already encoded for replies.
+
+The registry writes RRsets here, one name at a time; the answer functions only
+read. A name exists when it has records, is a zone apex, or has names below it
+(an empty non-terminal), so NXDOMAIN and NODATA fall out of one dictionary.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass, field
+
+from . import names, wire
+
+SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 3600, 600, 86400
+ZONE_CACHE_LIMIT = 20000
+
+
+@dataclass(frozen=True)
+class ZoneSettings:
+    forward_zones: tuple[str, ...]
+    reverse_cidrs: tuple[str, ...] = ()
+    ttl: int = 30
+    negative_ttl: int = 5
+    ns_name: str | None = None
+
+
+class Zone:
+    """One apex: its SOA (re-encoded when the serial moves) and NS."""
+
+    __slots__ = ("apex", "network", "ns_name", "hostmaster", "negative_ttl", "serial", "soa_rdata", "soa_rr", "dirty")
+
+    def __init__(self, apex: bytes, network, ns_name: bytes, negative_ttl: int, serial: int):
+        self.apex = apex
+        self.network = network
+        self.ns_name = ns_name
+        self.hostmaster = b"\x0ahostmaster" + names.parent(ns_name)
+        self.negative_ttl = negative_ttl
+        self.dirty = False
+        self.set_serial(serial)
+
+    def set_serial(self, serial: int) -> None:
+        self.serial = serial & 0xFFFFFFFF
+        self.soa_rdata = wire.soa_rdata(
+            self.ns_name, self.hostmaster, self.serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, self.negative_ttl
+        )
+        # The SOA's own TTL is the negative TTL: caches (CoreDNS's among them) use it.
+        self.soa_rr = wire.rr(self.apex, wire.SOA, self.negative_ttl, self.soa_rdata)
+
+    @property
+    def name(self) -> str:
+        return names.to_text(self.apex)
+
+
+class Node:
+    """A name that exists: its RRsets (rdata lists) and their encoded answers."""
+
+    __slots__ = ("zone", "rrsets", "answers", "below")
+
+    def __init__(self, zone: Zone):
+        self.zone = zone
+        self.rrsets: dict[int, list[bytes]] = {}
+        # qtype+qclass wire bytes -> (reply_headers variants, answer section bytes)
+        self.answers: dict[bytes, tuple[tuple[bytes, ...], bytes]] = {}
+        self.below = 0  # existing names one label below this one
+
+
+def _type_key(rtype: int) -> bytes:
+    return rtype.to_bytes(2, "big") + b"\x00\x01"
+
+
+ANY_KEY = _type_key(wire.ANY)
+
+
+@dataclass
+class ZoneView:
+    settings: ZoneSettings
+    nodes: dict[bytes, Node] = field(default_factory=dict)
+    zones: dict[bytes, Zone] = field(default_factory=dict)
+    synced: bool = True
+    zone_cache: dict[bytes, Zone | None] = field(default_factory=dict)
+    # CHAOS-class TXT names (version.bind, id.server, hostname.bind) -> text
+    chaos_txt: dict[bytes, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        serial = int(time.time())
+        first_forward = names.to_wire(s.forward_zones[0]) if s.forward_zones else None
+        for text in s.forward_zones:
+            apex = names.to_wire(text)
+            ns = names.to_wire(s.ns_name) if s.ns_name else b"\x02ns" + apex
+            self._add_zone(Zone(apex, None, ns, s.negative_ttl, serial))
+        for cidr in s.reverse_cidrs:
+            for apex, network in names.reverse_zones(cidr):
+                if apex in self.zones:
+                    continue
+                if s.ns_name:
+                    ns = names.to_wire(s.ns_name)
+                else:
+                    ns = b"\x02ns" + (first_forward or apex)
+                self._add_zone(Zone(apex, network, ns, s.negative_ttl, serial))
+
+    def _add_zone(self, zone: Zone) -> None:
+        self.zones[zone.apex] = zone
+        node = Node(zone)
+        self.nodes[zone.apex] = node
+        self._write(node, wire.NS, [zone.ns_name])
+        self._write(node, wire.SOA, [zone.soa_rdata])
+
+    # -- reading -------------------------------------------------------
+
+    def zone_for(self, name: bytes) -> Zone | None:
+        """The closest enclosing zone of a (valid, lower-cased) wire name."""
+        zones = self.zones
+        while True:
+            zone = zones.get(name)
+            if zone is not None:
+                return zone
+            if not name[0]:
+                return None
+            name = name[1 + name[0] :]
+
+    def cached_zone_for(self, name: bytes) -> Zone | None:
+        """zone_for with a bounded memo: names that do not exist repeat in floods."""
+        cache = self.zone_cache
+        try:
+            return cache[name]
+        except KeyError:
+            pass
+        zone = self.zone_for(name)
+        if len(cache) >= ZONE_CACHE_LIMIT:
+            del cache[next(iter(cache))]
+        cache[name] = zone
+        return zone
+
+    def zone_of_ip(self, ip: str) -> Zone | None:
+        address = ipaddress.ip_address(ip)
+        for zone in self.zones.values():
+            if zone.network is not None and address in zone.network:
+                return zone
+        return None
+
+    def rrset(self, name: bytes, rtype: int) -> list[bytes]:
+        node = self.nodes.get(name)
+        return list(node.rrsets.get(rtype, ())) if node else []
+
+    # -- writing -------------------------------------------------------
+
+    def set_rrset(self, name: bytes, rtype: int, rdatas: list[bytes]) -> bool:
+        """Replace one RRset (empty list deletes it). Returns False if nothing changed.
+
+        Names outside every zone are refused with ValueError; callers filter first.
+        """
+        node = self.nodes.get(name)
+        if node is None:
+            if not rdatas:
+                return False
+            zone = self.zone_for(name)
+            if zone is None:
+                raise ValueError(f"{names.to_text(name)} is outside every zone")
+            node = self._create(name, zone)
+        if node.rrsets.get(rtype, []) == rdatas:
+            return False
+        self._write(node, rtype, rdatas)
+        node.zone.dirty = True
+        if not node.rrsets and not node.below and name != node.zone.apex:
+            self._remove(name, node)
+        return True
+
+    def commit(self) -> list[Zone]:
+        """Advance the serial of every zone changed since the last commit."""
+        changed = [z for z in self.zones.values() if z.dirty]
+        now = int(time.time())
+        for zone in changed:
+            zone.dirty = False
+            zone.set_serial(max(zone.serial + 1, now))
+            self._write(self.nodes[zone.apex], wire.SOA, [zone.soa_rdata])
+        return changed
+
+    def _write(self, node: Node, rtype: int, rdatas: list[bytes]) -> None:
+        ttl = node.zone.negative_ttl if rtype == wire.SOA else self.settings.ttl
+        key = _type_key(rtype)
+        if rdatas:
+            node.rrsets[rtype] = list(rdatas)
+            node.answers[key] = (wire.reply_headers(wire.NOERROR, True, len(rdatas), 0), wire.encode_rrset(rtype, ttl, rdatas))
+        else:
+            node.rrsets.pop(rtype, None)
+            node.answers.pop(key, None)
+        self._write_any(node)
+
+    def _write_any(self, node: Node) -> None:
+        if not node.rrsets:
+            node.answers.pop(ANY_KEY, None)
+            return
+        bodies = [node.answers[_type_key(t)][1] for t in sorted(node.rrsets)]
+        count = sum(len(v) for v in node.rrsets.values())
+        node.answers[ANY_KEY] = (wire.reply_headers(wire.NOERROR, True, count, 0), b"".join(bodies))
+
+    def _create(self, name: bytes, zone: Zone) -> Node:
+        node = self.nodes[name] = Node(zone)
+        while True:
+            name = names.parent(name)
+            above = self.nodes.get(name)
+            if above is not None:
+                above.below += 1
+                return node
+            above = self.nodes[name] = Node(zone)
+            above.below = 1
+
+    def _remove(self, name: bytes, node: Node) -> None:
+        apex = node.zone.apex
+        while True:
+            del self.nodes[name]
+            name = names.parent(name)
+            above = self.nodes[name]
+            above.below -= 1
+            if above.below or above.rrsets or name == apex:
+                return
