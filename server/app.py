@@ -1,0 +1,186 @@
+"""The running server: builds view, registry and sources from a Config, listens, shuts down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+
+from . import __version__, names
+from .config import Config
+from .fastpath import respond
+from .filewatch import WatchedFile
+from .hostsfile import parse_hosts_file
+from .podfile import parse_pod_file
+from .registry import Registry, RegistrySettings
+from .transport import Handler, TcpConnections, UdpProtocol
+from .zoneview import ZoneSettings, ZoneView
+
+log = logging.getLogger("pod_identity_dns")
+query_log = logging.getLogger("pod_identity_dns.queries")
+
+
+class App:
+    def __init__(self, config: Config, observer=None):
+        self.config = config
+        self.view = ZoneView(
+            ZoneSettings(config.zones, config.reverse_cidrs, config.ttl, config.negative_ttl, config.ns_name)
+        )
+        self.view.chaos_txt = {
+            names.to_wire("version.bind"): f"pod-identity-dns {__version__}",
+            names.to_wire("id.server"): config.server_id,
+            names.to_wire("hostname.bind"): config.server_id,
+        }
+        self.registry = Registry(
+            self.view,
+            RegistrySettings(
+                zone=config.zones[0],
+                name_template=config.name_template,
+                publish_not_ready=config.publish == "not-ready",
+                fallback_ptr=config.fallback_ptr,
+                cluster_domain=config.cluster_domain,
+            ),
+        )
+        self.observer = observer
+        self.files: list[WatchedFile] = []
+        self.listening = False
+        self.stopping = False
+        self.kube_watcher = None
+        self._udp: list[asyncio.DatagramTransport] = []
+        self._tcp_servers: list[asyncio.AbstractServer] = []
+        self._tcp: list[TcpConnections] = []
+        self._tasks: list[asyncio.Task] = []
+        self.bound: list[tuple[str, int]] = []
+        self._stop = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        """Readiness: every source synced, listeners up, not shutting down."""
+        return self.view.synced and self.listening and not self.stopping
+
+    # -- sources -------------------------------------------------------
+
+    def _on_reload(self, kind: str, result: str) -> None:
+        if self.observer is not None:
+            self.observer.file_reload(kind, result)
+
+    def load_files(self) -> None:
+        """Read the pod and hosts files once; SourceError propagates so start-up fails clearly."""
+        config = self.config
+        if config.pods_file:
+            sink = self.registry.sink("pods-file")
+            self.files.append(WatchedFile("pods", config.pods_file, parse_pod_file, sink.replace_all, self._on_reload))
+        if config.hosts_file:
+            self.files.append(
+                WatchedFile("hosts", config.hosts_file, parse_hosts_file, self.registry.replace_static, self._on_reload)
+            )
+        for watched in self.files:
+            watched.load_now()
+        if config.pods_file:
+            sink.set_synced(True)
+
+    def start_kubernetes(self) -> None:
+        from .kube import KubeSettings, PodWatcher
+
+        config = self.config
+        settings = KubeSettings(
+            kubeconfig=config.kubeconfig,
+            context=config.context,
+            namespaces=config.namespaces,
+            label_selector=config.label_selector,
+        )
+        kube_observer = self.observer.kube_observer() if self.observer is not None else None
+        self.kube_watcher = PodWatcher(settings, self.registry.sink, kube_observer)
+        self._tasks.append(asyncio.create_task(self.kube_watcher.run(), name="kubernetes-watch"))
+
+    async def start_sources(self) -> None:
+        self.load_files()
+        for watched in self.files:
+            self._tasks.append(asyncio.create_task(watched.watch(self.config.reload_interval), name=f"watch-{watched.kind}"))
+        if not self.config.pods_file:
+            self.start_kubernetes()
+
+    async def wait_synced(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.view.synced and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        return self.view.synced
+
+    # -- serving -------------------------------------------------------
+
+    def handler(self) -> Handler:
+        view = self.view
+        if self.observer is not None:
+            return self.observer.wrap_handler(view, respond, self.config.log_queries)
+        if self.config.log_queries:
+            def logged(query: bytes, tcp: bool, peer) -> bytes | None:
+                reply = respond(query, view, tcp)
+                query_log.info("query from %s over %s: %d bytes in, %s out", peer, "tcp" if tcp else "udp", len(query), len(reply) if reply else "no reply")
+                return reply
+            return logged
+        return lambda query, tcp, peer: respond(query, view, tcp)
+
+    async def listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        handler = self.handler()
+        for host, port in self.config.listen:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            reuse_port = self.config.workers > 1
+            tcp = TcpConnections(handler, self.config.tcp_idle_timeout, self.config.tcp_max_connections)
+            server = await loop.create_server(tcp.protocol, host, port, family=family, reuse_port=reuse_port or None)
+            # Port 0 (tests): UDP takes the port TCP got, so both share one number.
+            port = server.sockets[0].getsockname()[1]
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: UdpProtocol(handler), local_addr=(host, port), family=family, reuse_port=reuse_port or None
+            )
+            self._tcp_servers.append(server)
+            self._tcp.append(tcp)
+            self._udp.append(transport)
+            self.bound.append((host, port))
+            log.info("answering DNS on %s port %d (UDP and TCP)", host, port)
+        self.listening = True
+
+    def request_stop(self) -> None:
+        if self._stop.is_set():
+            log.warning("second stop signal: exiting at once")
+            raise SystemExit(0)
+        self._stop.set()
+
+    async def run(self, install_signals: bool = True) -> None:
+        """Start everything, serve until SIGTERM/SIGINT, then shut down gracefully."""
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.start_sources()
+        await self.listen()
+        if self.observer is not None:
+            await self.observer.start(self)
+        await self._stop.wait()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        self.stopping = True
+        if self.config.lameduck > 0:
+            log.info("shutting down: not ready, still answering for %.1f s (lame duck)", self.config.lameduck)
+            await asyncio.sleep(self.config.lameduck)
+        for server in self._tcp_servers:
+            server.close()
+        for transport in self._udp:
+            transport.close()
+        for tcp in self._tcp:
+            tcp.close_all()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for server in self._tcp_servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), timeout=2)
+        if self.observer is not None:
+            await self.observer.stop()
+        log.info("stopped")

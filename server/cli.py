@@ -1,0 +1,96 @@
+"""Command line: `pod-identity-dns serve` and `pod-identity-dns export-zone`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import ConfigError, Config, add_arguments, build_config
+from .logsetup import setup_logging
+from .sourcefile import SourceError
+
+log = logging.getLogger("pod_identity_dns")
+
+EXIT_CONFIG = 2
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pod-identity-dns",
+        description="Authoritative DNS for Kubernetes pod identities: one stable name per pod, one PTR per pod IP.",
+    )
+    parser.add_argument("--version", action="version", version=f"pod-identity-dns {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="answer DNS queries")
+    add_arguments(serve)
+    export = commands.add_parser("export-zone", help="print the served zones as RFC 1035 zone-file text")
+    add_arguments(export)
+    export.add_argument("--output-dir", metavar="DIR", help="write one <zone>.zone file per zone here instead of stdout")
+    export.add_argument("--sync-timeout", type=float, default=30.0, metavar="SECONDS", help="how long to wait for the cluster list (default: 30)")
+    return parser
+
+
+def _run(coro) -> int:
+    """Run on uvloop, the server's event loop."""
+    import uvloop
+
+    return uvloop.run(coro)
+
+
+async def _serve(config: Config) -> int:
+    from .app import App
+
+    app = App(config)
+    try:
+        await app.run()
+    except SourceError as exc:
+        log.error("cannot start: %s", exc)
+        return EXIT_CONFIG
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        return 1
+    return 0
+
+
+async def _export(config: Config, output_dir: str | None, sync_timeout: float) -> int:
+    from .app import App
+    from .zonefile import zone_file_name, zone_text
+
+    app = App(config)
+    try:
+        await app.start_sources()
+    except SourceError as exc:
+        log.error("cannot read: %s", exc)
+        return EXIT_CONFIG
+    try:
+        if not await app.wait_synced(sync_timeout):
+            log.error("the pod source did not sync within %.0f s", sync_timeout)
+            return 1
+        texts = [(zone, zone_text(app.view, zone)) for zone in app.view.zones.values()]
+    finally:
+        for task in app._tasks:
+            task.cancel()
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        for zone, text in texts:
+            with open(os.path.join(output_dir, zone_file_name(zone)), "w", encoding="utf-8") as handle:
+                handle.write(text)
+    else:
+        sys.stdout.write("\n".join(text for _, text in texts))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        config = build_config(args)
+    except ConfigError as exc:
+        print(f"pod-identity-dns: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(config.log_format, config.log_level)
+    if args.command == "serve":
+        return _run(_serve(config))
+    return _run(_export(config, args.output_dir, args.sync_timeout))

@@ -1,0 +1,64 @@
+"""Pod list files: `kubectl get pods -A -o json|yaml` output, or multi-document YAML of Pods."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import yaml
+
+from .pods import PodRecord, strip_pod
+from .sourcefile import SourceError
+
+log = logging.getLogger("pod_identity_dns.podfile")
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def parse_pod_file(path: str) -> list[PodRecord]:
+    """Every Pod in the file, stripped. SourceError when the file cannot be read or parsed."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise SourceError(path, None, exc.strerror or str(exc)) from exc
+    return parse_pod_documents(path, _documents(path, raw))
+
+
+def _documents(path: str, raw: bytes) -> list:
+    if raw.lstrip()[:1] in (b"{", b"["):
+        try:
+            return [orjson.loads(raw)]
+        except orjson.JSONDecodeError as exc:
+            raise SourceError(path, exc.lineno, f"invalid JSON: {exc.msg}") from exc
+    try:
+        return [doc for doc in yaml.load_all(raw, Loader=_Loader) if doc is not None]
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise SourceError(path, line, f"invalid YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise SourceError(path, None, f"invalid YAML: {exc}") from exc
+
+
+def parse_pod_documents(path: str, documents: list) -> list[PodRecord]:
+    pods: list[PodRecord] = []
+    for number, doc in enumerate(documents, 1):
+        if isinstance(doc, list):
+            items = doc
+        elif not isinstance(doc, dict):
+            raise SourceError(path, None, f"document {number} is not a Kubernetes object")
+        elif doc.get("kind") == "Pod":
+            items = [doc]
+        elif "items" in doc and isinstance(doc.get("items"), list):
+            items = doc["items"]
+        else:
+            raise SourceError(path, None, f"document {number} is kind {doc.get('kind')!r}, not a Pod or a list of Pods")
+        for index, item in enumerate(items):
+            if isinstance(item, dict) and item.get("kind", "Pod") != "Pod":
+                log.warning("%s: document %d item %d is kind %r, ignored", path, number, index, item.get("kind"))
+                continue
+            try:
+                pods.append(strip_pod(item))
+            except ValueError as exc:
+                raise SourceError(path, None, f"document {number} item {index}: {exc}") from exc
+    return pods

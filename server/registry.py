@@ -1,0 +1,397 @@
+"""The registry: decides who owns each name and each IP, and writes the zone view.
+
+Sources hand in pods (per source) and static host entries; the registry keeps
+indexes from names and IPs to their claimants, and on every change recomputes
+only the names and IPs that change touched: O(changed names) per event.
+
+Ownership, for a name or an IP claimed twice: not terminating before
+terminating, then the oldest creationTimestamp, then uid. A pod identity beats
+a static entry; a static entry beats a fallback pod-IP PTR. One PTR per IP.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from dataclasses import dataclass
+from typing import Iterable
+
+from . import names, wire
+from .pods import PodRecord, serves_identity
+from .zoneview import ZoneView
+
+log = logging.getLogger("pod_identity_dns.registry")
+
+TEMPLATE_FIELDS = frozenset({"hostname", "subdomain", "namespace", "pod"})
+
+
+def template_fields(template: str) -> set[str]:
+    """The {fields} a name template uses; ValueError if it cannot be parsed."""
+    return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    zone: str  # identities go under this (the first --zone)
+    name_template: str = "{hostname}.{subdomain}.{namespace}"
+    publish_not_ready: bool = True
+    fallback_ptr: bool = False
+    cluster_domain: str = "cluster.local"
+
+
+@dataclass(frozen=True)
+class StaticEntry:
+    ip: str
+    names: tuple[str, ...]  # fully qualified, lower case, first one gets the PTR
+    line: int
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What one pod asks for: a name (identity) or only a fallback PTR."""
+
+    pod: PodRecord
+    name: bytes | None
+    set_name: bytes | None
+    fallback: bool  # no identity, but may get a CoreDNS-style pod-IP PTR
+
+
+class _Sink:
+    """PodSink adapter: one source's view of the registry."""
+
+    def __init__(self, registry: "Registry", source: str):
+        self._registry, self._source = registry, source
+
+    def replace_all(self, pods: Iterable[PodRecord]) -> None:
+        self._registry.replace_pods(self._source, pods)
+
+    def upsert(self, pod: PodRecord) -> None:
+        self._registry.update_pods(self._source, [pod], [])
+
+    def delete(self, uid: str) -> None:
+        self._registry.update_pods(self._source, [], [uid])
+
+    def set_synced(self, synced: bool) -> None:
+        self._registry.set_synced(self._source, synced)
+
+
+class Registry:
+    def __init__(self, view: ZoneView, settings: RegistrySettings):
+        self.view = view
+        self.settings = settings
+        self._zone_suffix = settings.zone.strip().rstrip(".").lower()
+        self._sets_enabled = settings.name_template.startswith("{hostname}.")
+        self._pods: dict[str, dict[str, PodRecord]] = {}
+        self._claims: dict[str, _Claim] = {}
+        self._synced: dict[str, bool] = {}
+        self._name_claims: dict[bytes, set[str]] = {}
+        self._name_owner: dict[bytes, str] = {}
+        self._ip_claims: dict[str, set[str]] = {}
+        self._fallback_claims: dict[str, set[str]] = {}
+        self._set_members: dict[bytes, set[bytes]] = {}
+        self._static_names: dict[bytes, list[str]] = {}
+        self._static_ptr: dict[str, tuple[bytes, int]] = {}
+        self._ptr_owner: dict[str, str] = {}  # ip -> uid, "static:<line>" or "fallback:<uid>"
+        self.conflicts: dict[tuple[str, str, str, str], None] = {}
+        self._conflicts_by_subject: dict[tuple[str, str], set[tuple[str, str, str, str]]] = {}
+        self._warned_names: set[str] = set()
+
+    # -- sources -------------------------------------------------------
+
+    def sink(self, source: str) -> _Sink:
+        """A PodSink for one source; the view is synced once every source is."""
+        self._pods.setdefault(source, {})
+        self._synced.setdefault(source, False)
+        self._refresh_synced()
+        return _Sink(self, source)
+
+    def set_synced(self, source: str, synced: bool) -> None:
+        self._synced[source] = synced
+        self._refresh_synced()
+
+    def _refresh_synced(self) -> None:
+        self.view.synced = all(self._synced.values())
+
+    def replace_pods(self, source: str, pods: Iterable[PodRecord]) -> None:
+        """The complete state of one source: apply only the difference."""
+        current = self._pods.setdefault(source, {})
+        fresh = {pod.uid: pod for pod in pods}
+        gone = [uid for uid in current if uid not in fresh]
+        changed = [pod for uid, pod in fresh.items() if current.get(uid) != pod]
+        self.update_pods(source, changed, gone)
+
+    def update_pods(self, source: str, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
+        pods = self._pods.setdefault(source, {})
+        dirty = _Dirty()
+        for uid in deletes:
+            if pods.pop(uid, None) is not None:
+                self._unclaim(uid, dirty)
+        for pod in upserts:
+            pods[pod.uid] = pod
+            self._unclaim(pod.uid, dirty)
+            self._claim(pod, dirty)
+        self._flush(dirty)
+
+    def replace_static(self, entries: Iterable[StaticEntry]) -> None:
+        """The complete set of static host entries (hosts file)."""
+        dirty = _Dirty()
+        old_names, old_ptr = self._static_names, self._static_ptr
+        self._static_names, self._static_ptr = {}, {}
+        for entry in entries:
+            for text in entry.names:
+                try:
+                    name = names.to_wire(text)
+                except ValueError:
+                    continue
+                if self.view.zone_for(name) is None:
+                    log.warning("static entry %s (line %d) is outside every --zone: no forward answer", text, entry.line)
+                    continue
+                ips = self._static_names.setdefault(name, [])
+                if entry.ip not in ips:
+                    ips.append(entry.ip)
+            if entry.ip not in self._static_ptr and entry.names:
+                try:
+                    self._static_ptr[entry.ip] = (names.to_wire(entry.names[0]), entry.line)
+                except ValueError:
+                    pass
+        for name in old_names.keys() | self._static_names.keys():
+            if old_names.get(name) != self._static_names.get(name):
+                dirty.names.add(name)
+        for ip in old_ptr.keys() | self._static_ptr.keys():
+            if old_ptr.get(ip) != self._static_ptr.get(ip):
+                dirty.ips.add(ip)
+        self._flush(dirty)
+
+    # -- claims --------------------------------------------------------
+
+    def _identity_name(self, pod: PodRecord) -> bytes | None:
+        text = self.settings.name_template.format(
+            hostname=pod.hostname, subdomain=pod.subdomain, namespace=pod.namespace, pod=pod.name
+        )
+        try:
+            return names.to_wire(f"{text}.{self._zone_suffix}")
+        except ValueError as exc:
+            if pod.uid not in self._warned_names:
+                self._warned_names.add(pod.uid)
+                log.warning("pod %s gets no name: %s", pod.key, exc)
+            return None
+
+    def _claim(self, pod: PodRecord, dirty: "_Dirty") -> None:
+        name = set_name = None
+        fallback = False
+        if serves_identity(pod, self.settings.publish_not_ready):
+            name = self._identity_name(pod)
+        if name is not None:
+            if self._sets_enabled and names.parent(name) != self.view.zone_for(name).apex:
+                set_name = names.parent(name)
+                self._set_members.setdefault(set_name, set()).add(name)
+                dirty.names.add(set_name)
+            self._name_claims.setdefault(name, set()).add(pod.uid)
+            dirty.names.add(name)
+            for ip in pod.ips:
+                self._ip_claims.setdefault(ip, set()).add(pod.uid)
+                dirty.ips.add(ip)
+        elif (
+            self.settings.fallback_ptr
+            and not pod.hostname
+            and pod.ips
+            and not pod.host_network
+            and pod.phase not in ("Succeeded", "Failed")
+        ):
+            fallback = True
+            for ip in pod.ips:
+                self._fallback_claims.setdefault(ip, set()).add(pod.uid)
+                dirty.ips.add(ip)
+        self._claims[pod.uid] = _Claim(pod, name, set_name, fallback)
+
+    def _unclaim(self, uid: str, dirty: "_Dirty") -> None:
+        claim = self._claims.pop(uid, None)
+        if claim is None:
+            return
+        if claim.name is not None:
+            _discard(self._name_claims, claim.name, uid)
+            dirty.names.add(claim.name)
+            for ip in claim.pod.ips:
+                _discard(self._ip_claims, ip, uid)
+                dirty.ips.add(ip)
+            if claim.set_name is not None:
+                dirty.names.add(claim.set_name)
+                if claim.name not in self._name_claims:
+                    _discard(self._set_members, claim.set_name, claim.name)
+        if claim.fallback:
+            for ip in claim.pod.ips:
+                _discard(self._fallback_claims, ip, uid)
+                dirty.ips.add(ip)
+
+    def _rank(self, uid: str) -> tuple[bool, float, str]:
+        return self._claims[uid].pod.ownership_rank()
+
+    # -- recomputing what changed ----------------------------------------
+
+    def _flush(self, dirty: "_Dirty") -> None:
+        # Names first: who owns a name decides whose IPs may carry a PTR.
+        settled: set[bytes] = set()
+        while pending := dirty.names - settled:
+            for name in pending:
+                settled.add(name)
+                self._settle_name(name, dirty)
+        for name in dirty.names:
+            self._write_forward(name)
+        for ip in dirty.ips:
+            self._settle_ip(ip)
+        self.view.commit()
+
+    def _settle_name(self, name: bytes, dirty: "_Dirty") -> None:
+        claimants = self._name_claims.get(name)
+        before = self._name_owner.get(name)
+        owner = min(claimants, key=self._rank) if claimants else None
+        if owner is not None:
+            self._name_owner[name] = owner
+        else:
+            self._name_owner.pop(name, None)
+        losers = set(claimants or ()) - {owner}
+        if owner is not None and name in self._static_names:
+            losers.add("static")
+        self._set_conflicts("name", names.to_text(name), owner, losers)
+        if before != owner:
+            for uid in (before, owner):
+                claim = self._claims.get(uid) if uid else None
+                if claim is not None:
+                    dirty.ips.update(claim.pod.ips)
+                    if claim.set_name is not None:
+                        dirty.names.add(claim.set_name)
+
+    def _forward_ips(self, name: bytes) -> list[str]:
+        owner = self._name_owner.get(name)
+        if owner is not None:
+            return list(self._claims[owner].pod.ips)
+        static = self._static_names.get(name)
+        if static:
+            return list(static)
+        ips: list[str] = []
+        for member in sorted(self._set_members.get(name, ())):
+            uid = self._name_owner.get(member)
+            if uid is not None:
+                ips.extend(ip for ip in self._claims[uid].pod.ips if ip not in ips)
+        return ips
+
+    def _write_forward(self, name: bytes) -> None:
+        if self.view.zone_for(name) is None:
+            return
+        ips = self._forward_ips(name)
+        self.view.set_rrset(name, wire.A, [wire.a_rdata(ip) for ip in ips if ":" not in ip])
+        self.view.set_rrset(name, wire.AAAA, [wire.a_rdata(ip) for ip in ips if ":" in ip])
+
+    def _settle_ip(self, ip: str) -> None:
+        owners = [uid for uid in self._ip_claims.get(ip, ()) if self._name_owner.get(self._claims[uid].name) == uid]
+        target: bytes | None = None
+        owner_id: str | None = None
+        if owners:
+            owner_id = min(owners, key=self._rank)
+            target = self._claims[owner_id].name
+            losers = set(owners) - {owner_id}
+            if ip in self._static_ptr:
+                losers.add("static")
+            self._set_conflicts("ip", ip, owner_id, losers)
+        else:
+            self._set_conflicts("ip", ip, None, set())
+            if ip in self._static_ptr:
+                target, line = self._static_ptr[ip]
+                owner_id = f"static:{line}"
+            elif ip in self._fallback_claims:
+                uid = min(self._fallback_claims[ip], key=self._rank)
+                pod = self._claims[uid].pod
+                try:
+                    target = names.to_wire(names.pod_ip_name(ip, pod.namespace, self.settings.cluster_domain))
+                    owner_id = f"fallback:{uid}"
+                except ValueError:
+                    target = None
+        reverse = names.reverse_name(ip)
+        if self.view.zone_for(reverse) is None:
+            return
+        if owner_id is None:
+            self._ptr_owner.pop(ip, None)
+        else:
+            self._ptr_owner[ip] = owner_id
+        self.view.set_rrset(reverse, wire.PTR, [target] if target else [])
+
+    # -- conflicts and introspection -------------------------------------
+
+    def _describe(self, uid: str | None) -> str:
+        if uid is None:
+            return "-"
+        if uid == "static":
+            return "static host entry"
+        claim = self._claims.get(uid)
+        return f"pod {claim.pod.key} (uid {uid})" if claim else uid
+
+    def _set_conflicts(self, kind: str, subject: str, winner: str | None, losers: set[str]) -> None:
+        stale = [k for k in self._conflicts_for(kind, subject) if k[2] != winner or k[3] not in losers]
+        for key in stale:
+            del self.conflicts[key]
+        if winner is None:
+            return
+        for loser in sorted(losers):
+            key = (kind, subject, winner, loser)
+            if key not in self.conflicts:
+                self.conflicts[key] = None
+                self._conflicts_by_subject.setdefault((kind, subject), set()).add(key)
+                log.warning(
+                    "conflict on %s %s: %s keeps it, %s loses it",
+                    kind, subject, self._describe(winner), self._describe(loser),
+                )
+
+    def _conflicts_for(self, kind: str, subject: str) -> list[tuple[str, str, str, str]]:
+        keys = self._conflicts_by_subject.get((kind, subject))
+        if not keys:
+            return []
+        live = [k for k in keys if k in self.conflicts]
+        keys.intersection_update(live)
+        return live
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "forward_names": len(self._name_owner),
+            "ptrs": len(self._ptr_owner),
+            "static_entries": len(self._static_names),
+            "conflicts": len(self.conflicts),
+        }
+
+    def describe(self) -> dict:
+        """Every served identity name and PTR owner, and current conflicts (for /debug)."""
+        identities = []
+        for name, uid in sorted(self._name_owner.items()):
+            pod = self._claims[uid].pod
+            identities.append(
+                {"name": names.to_text(name), "ips": list(pod.ips), "pod": pod.key, "uid": uid, "source": self._source_of(uid)}
+            )
+        statics = [
+            {"name": names.to_text(name), "ips": ips, "source": "hosts-file"} for name, ips in sorted(self._static_names.items())
+        ]
+        conflicts = [
+            {"kind": kind, "subject": subject, "winner": self._describe(w), "loser": self._describe(l)}
+            for kind, subject, w, l in self.conflicts
+        ]
+        return {"identities": identities, "static": statics, "conflicts": conflicts, "stats": self.stats()}
+
+    def _source_of(self, uid: str) -> str:
+        for source, pods in self._pods.items():
+            if uid in pods:
+                return source
+        return "?"
+
+
+class _Dirty:
+    __slots__ = ("names", "ips")
+
+    def __init__(self) -> None:
+        self.names: set[bytes] = set()
+        self.ips: set[str] = set()
+
+
+def _discard(index: dict, key, value) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(value)
+        if not members:
+            del index[key]

@@ -1,0 +1,47 @@
+"""RFC 1035 zone-file text of the zone view, as the server serves it (export-zone)."""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+from . import names, wire
+from .zoneview import Zone, ZoneView
+
+
+def _rdata_text(rtype: int, rdata: bytes) -> str:
+    if rtype in (wire.A, wire.AAAA):
+        return str(ipaddress.ip_address(rdata))
+    if rtype in (wire.PTR, wire.NS):
+        return names.to_text(rdata)
+    if rtype == wire.SOA:
+        mname_end = names.labels_end(rdata, 0)
+        rname_end = names.labels_end(rdata, mname_end)
+        numbers = struct.unpack("!IIIII", rdata[rname_end:])
+        return " ".join([names.to_text(rdata[:mname_end]), names.to_text(rdata[mname_end:rname_end]), *map(str, numbers)])
+    raise ValueError(f"no text form for type {rtype}")
+
+
+def zone_text(view: ZoneView, zone: Zone) -> str:
+    """One zone: SOA first, then every name in DNS order with its records."""
+    lines = [f"$ORIGIN {zone.name}", f"; serial {zone.serial}"]
+    owned = [(name, node) for name, node in view.nodes.items() if node.zone is zone and node.rrsets]
+    owned.sort(key=lambda item: (item[0] != zone.apex, _canonical(item[0])))
+    for name, node in owned:
+        for rtype in sorted(node.rrsets, key=lambda t: (t != wire.SOA, t)):
+            ttl = zone.negative_ttl if rtype == wire.SOA else view.settings.ttl
+            for rdata in node.rrsets[rtype]:
+                lines.append(f"{names.to_text(name)}\t{ttl}\tIN\t{wire.TYPE_NAMES[rtype]}\t{_rdata_text(rtype, rdata)}")
+    return "\n".join(lines) + "\n"
+
+
+def _canonical(name: bytes) -> list[bytes]:
+    labels = []
+    while name[0]:
+        labels.append(name[1 : 1 + name[0]])
+        name = name[1 + name[0] :]
+    return labels[::-1]
+
+
+def zone_file_name(zone: Zone) -> str:
+    return zone.name.rstrip(".") + ".zone"
