@@ -22,6 +22,22 @@ log = logging.getLogger("pod_identity_dns")
 query_log = logging.getLogger("pod_identity_dns.queries")
 
 
+def _udp_socket(host: str, port: int, family: int, reuse_port: bool) -> socket.socket:
+    """A bound UDP socket; IPv6 ones are IPv6-only so [::] and 0.0.0.0 can share a port."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
 class App:
     def __init__(self, config: Config, observer=None):
         self.config = config
@@ -134,7 +150,7 @@ class App:
             # Port 0 (tests): UDP takes the port TCP got, so both share one number.
             port = server.sockets[0].getsockname()[1]
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpProtocol(handler), local_addr=(host, port), family=family, reuse_port=reuse_port or None
+                lambda: UdpProtocol(handler), sock=_udp_socket(host, port, family, reuse_port)
             )
             self._tcp_servers.append(server)
             self._tcp.append(tcp)

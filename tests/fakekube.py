@@ -1,0 +1,568 @@
+"""An HTTP fake of the Kubernetes pods API, for tests and benchmarks.
+
+Speaks the real wire protocol (checked against kubectl): one global increasing
+resourceVersion, paged lists with consistent-snapshot continue tokens, label
+selectors, chunked watch streams with bookmarks, and 410 Gone for versions and
+tokens that are too old. Test hooks change pods and break things on purpose.
+
+    async with FakeKube() as kube:
+        kube.add_pod(make_pod("web-0", ip="10.244.0.5", hostname="web-0", subdomain="web"))
+        kube.write_kubeconfig(tmp_path / "kubeconfig")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import itertools
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal
+
+import orjson
+from aiohttp import web
+
+Pod = dict[str, Any]
+Selector = list[Callable[[dict[str, str]], bool]]
+
+EXPIRED_CONTINUE = (
+    "The provided continue parameter is too old to display a consistent list result. "
+    "You can start a new list without the continue parameter."
+)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_pod(
+    name: str,
+    namespace: str = "default",
+    *,
+    ip: str | None = "10.244.0.10",
+    ips: Iterable[str] | None = None,
+    hostname: str | None = None,
+    subdomain: str | None = None,
+    labels: dict[str, str] | None = None,
+    ready: bool = True,
+    phase: str = "Running",
+    host_network: bool = False,
+    uid: str | None = None,
+    padding: int = 0,
+) -> Pod:
+    """A Pod object shaped like the API's; `padding` adds about that many bytes of env entries."""
+    all_ips = list(ips) if ips is not None else ([ip] if ip else [])
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels or {})}
+    if uid:
+        meta["uid"] = uid
+    container: dict[str, Any] = {"name": "main", "image": "registry.example/app:1.0"}
+    if padding:
+        # Many small objects, like a real pod's env, mounts and managedFields: parse cost is per object.
+        container["env"] = [{"name": f"SETTING_{i:04d}", "value": f"value-{i:06d}-abcdefgh"} for i in range(padding // 56)]
+    spec: dict[str, Any] = {"containers": [container], "nodeName": "node-1"}
+    if hostname is not None:
+        spec["hostname"] = hostname
+    if subdomain is not None:
+        spec["subdomain"] = subdomain
+    if host_network:
+        spec["hostNetwork"] = True
+    status: dict[str, Any] = {
+        "phase": phase,
+        "conditions": [
+            {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now_rfc3339()}
+        ],
+    }
+    if all_ips:
+        status["podIP"] = all_ips[0]
+        status["podIPs"] = [{"ip": one} for one in all_ips]
+    return {"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec, "status": status}
+
+
+_REQUIREMENT = re.compile(
+    r"""\s*(?:
+        !\s*(?P<absent>[A-Za-z0-9_./-]+)
+      | (?P<key>[A-Za-z0-9_./-]+)\s*
+        (?: (?P<op>==|=|!=)\s*(?P<value>[A-Za-z0-9_.-]*)
+          | \s(?P<setop>in|notin)\s*\((?P<values>[^)]*)\)
+        )?
+    )\s*(?:,|$)""",
+    re.X,
+)
+
+
+def parse_selector(text: str) -> Selector:
+    """A label selector (`k=v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a)`, comma = AND)."""
+    tests: Selector = []
+    pos = 0
+    text = text.strip()
+    while pos < len(text):
+        match = _REQUIREMENT.match(text, pos)
+        if not match or match.end() == pos:
+            raise ValueError(f"unable to parse requirement: {text[pos:]!r}")
+        pos = match.end()
+        key = match["key"]
+        if match["absent"]:
+            absent = match["absent"]
+            tests.append(lambda labels, k=absent: k not in labels)
+        elif match["op"] in ("=", "=="):
+            tests.append(lambda labels, k=key, v=match["value"]: labels.get(k) == v)
+        elif match["op"] == "!=":
+            tests.append(lambda labels, k=key, v=match["value"]: labels.get(k) != v)
+        elif match["setop"]:
+            values = {v.strip() for v in match["values"].split(",") if v.strip()}
+            if match["setop"] == "in":
+                tests.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
+            else:
+                tests.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+        else:
+            tests.append(lambda labels, k=key: k in labels)
+    return tests
+
+
+def selects(selector: Selector, pod: Pod) -> bool:
+    labels = pod["metadata"].get("labels") or {}
+    return all(test(labels) for test in selector)
+
+
+def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+def status_response(code: int, reason: str, message: str) -> web.Response:
+    return web.Response(
+        status=code, body=orjson.dumps(status_body(code, reason, message)), content_type="application/json"
+    )
+
+
+def event_line(kind: str, obj: dict[str, Any]) -> bytes:
+    return orjson.dumps({"type": kind, "object": obj}) + b"\n"
+
+
+@dataclass
+class Request:
+    """One request the fake received, for assertions."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    namespace: str | None = None
+    is_pods: bool = False
+
+    @property
+    def is_watch(self) -> bool:
+        return self.query.get("watch") in ("1", "true", "True")
+
+
+@dataclass
+class _Change:
+    version: int
+    kind: str  # ADDED / MODIFIED / DELETED
+    old: Pod | None
+    new: Pod
+
+
+@dataclass(eq=False)
+class _Watch:
+    namespace: str | None
+    selector: Selector
+    bookmarks: bool
+    request: web.Request
+    queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+
+    def event_for(self, change: _Change) -> bytes | None:
+        """The event this watcher sees for a change, if any (selectors turn changes into ADDED/DELETED)."""
+        if self.namespace is not None and change.new["metadata"]["namespace"] != self.namespace:
+            return None
+        now = selects(self.selector, change.new)
+        before = change.old is not None and selects(self.selector, change.old)
+        if change.kind == "MODIFIED":
+            if before and now:
+                return event_line("MODIFIED", change.new)
+            if now:
+                return event_line("ADDED", change.new)
+            if before:
+                return event_line("DELETED", change.new)
+            return None
+        return event_line(change.kind, change.new) if now else None
+
+
+class FakeKube:
+    """The fake API server: `await start()` / `await stop()`, or `async with`.
+
+    gone_as: how a watch from a compacted version fails, "event" (200 and an
+    ERROR event, like current API servers) or "status" (HTTP 410).
+    """
+
+    def __init__(self, *, gone_as: Literal["event", "status"] = "event", token: str | None = None) -> None:
+        self.gone_as = gone_as
+        self.token = token
+        self.version = 1
+        self.compacted = 0  # watches from versions below this get 410
+        self.pods: dict[tuple[str, str], Pod] = {}
+        self.history: list[_Change] = []
+        self.requests: list[Request] = []
+        self.failing_status: int | None = None
+        self.honour_timeout = True
+        self._watches: set[_Watch] = set()
+        self._snapshots: dict[str, tuple[int, tuple[str | None, str], list[Pod]]] = {}
+        self._snapshot_ids = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1: a free port the first time, the same port after go_down()."""
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/api", self._api_versions)
+        app.router.add_get("/apis", self._api_groups)
+        app.router.add_get("/api/v1", self._api_resources)
+        app.router.add_get("/api/v1/pods", self._pods)
+        app.router.add_get("/api/v1/namespaces/{namespace}/pods", self._pods)
+        app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self._pod)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        self.drop_watches()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def go_down(self) -> None:
+        """Stop listening and close every connection: clients get connection refused."""
+        await self.stop()
+
+    async def come_up(self) -> None:
+        """Listen again on the same port after go_down()."""
+        await self.start()
+
+    async def __aenter__(self) -> "FakeKube":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def write_kubeconfig(self, path: str | Path, *, namespace: str | None = None) -> Path:
+        """A kubeconfig (JSON is YAML) pointing at this fake over plain HTTP."""
+        user: dict[str, Any] = {"token": self.token} if self.token else {}
+        context: dict[str, Any] = {"cluster": "fake", "user": "fake"}
+        if namespace:
+            context["namespace"] = namespace
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": user}],
+            "contexts": [{"name": "fake", "context": context}],
+            "current-context": "fake",
+        }
+        path = Path(path)
+        path.write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
+        return path
+
+    # -- test hooks: pods --------------------------------------------------
+
+    def add_pod(self, pod: Pod) -> Pod:
+        """Create a pod (uid and creationTimestamp filled in); returns the stored object."""
+        pod = copy.deepcopy(pod)
+        meta = pod["metadata"]
+        meta.setdefault("namespace", "default")
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", now_rfc3339())
+        key = (meta["namespace"], meta["name"])
+        if key in self.pods:
+            raise ValueError(f"pod {key} already exists")
+        self._record("ADDED", None, pod)
+        return pod
+
+    def add_pods(self, pods: Iterable[Pod]) -> None:
+        for pod in pods:
+            self.add_pod(pod)
+
+    def modify_pod(self, namespace: str, name: str, change: Callable[[Pod], None]) -> Pod:
+        """Apply `change` to a copy of the pod and store it as a new version."""
+        old = self.pods[(namespace, name)]
+        new = copy.deepcopy(old)
+        change(new)
+        self._record("MODIFIED", old, new)
+        return new
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        old = self.pods[(namespace, name)]
+        self._record("DELETED", old, copy.deepcopy(old))
+
+    def _record(self, kind: str, old: Pod | None, new: Pod) -> None:
+        self.version += 1
+        new["metadata"]["resourceVersion"] = str(self.version)
+        key = (new["metadata"]["namespace"], new["metadata"]["name"])
+        if kind == "DELETED":
+            del self.pods[key]
+        else:
+            self.pods[key] = new
+        change = _Change(self.version, kind, old, new)
+        self.history.append(change)
+        for watch in self._watches:
+            line = watch.event_for(change)
+            if line is not None:
+                watch.queue.put_nowait(line)
+
+    # -- test hooks: failures ----------------------------------------------
+
+    def drop_watches(self, *, abort: bool = False) -> int:
+        """End every open watch: cleanly (end of chunked body) or by closing the socket."""
+        dropped = list(self._watches)
+        self._watches.clear()
+        for watch in dropped:
+            if abort and watch.request.transport is not None:
+                watch.request.transport.close()
+            watch.queue.put_nowait(None)
+        return len(dropped)
+
+    def send_bookmark(self) -> None:
+        """A BOOKMARK at the current version to every watch that asked for bookmarks."""
+        obj = {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": str(self.version), "creationTimestamp": None},
+            "spec": {"containers": None},
+            "status": {},
+        }
+        for watch in self._watches:
+            if watch.bookmarks:
+                watch.queue.put_nowait(event_line("BOOKMARK", obj))
+
+    def send_error(self, code: int = 410, reason: str = "Expired", message: str = "too old resource version") -> None:
+        """An ERROR event (a Status) to every open watch, which then ends, as the API server does."""
+        line = event_line("ERROR", status_body(code, reason, message))
+        for watch in list(self._watches):
+            watch.queue.put_nowait(line)
+        self.drop_watches()
+
+    def inject_line(self, raw: bytes) -> None:
+        """Write raw bytes (a newline is added) into every open watch stream."""
+        for watch in self._watches:
+            watch.queue.put_nowait(raw.rstrip(b"\n") + b"\n")
+
+    def compact(self) -> None:
+        """Forget history up to now: older watch versions and all continue tokens get 410."""
+        self.compacted = self.version
+        self.history = [change for change in self.history if change.version > self.compacted]
+        self.expire_continue_tokens()
+
+    def expire_continue_tokens(self) -> None:
+        self._snapshots.clear()
+
+    def fail_requests(self, status: int | None = 500) -> None:
+        """Answer every request with this HTTP status (None: serve normally); drops open watches."""
+        self.failing_status = status
+        if status is not None:
+            self.drop_watches()
+
+    # -- assertions --------------------------------------------------------
+
+    def pod_requests(self, *, watch: bool | None = None, namespace: str | None = None) -> list[Request]:
+        """Requests to a pods collection, optionally only watches or only lists."""
+        return [
+            r
+            for r in self.requests
+            if r.is_pods
+            and (watch is None or r.is_watch == watch)
+            and (namespace is None or r.namespace == namespace)
+        ]
+
+    def list_requests(self, namespace: str | None = None, *, first_pages_only: bool = True) -> list[Request]:
+        """List requests; by default only each list's first page (no continue token)."""
+        lists = self.pod_requests(watch=False, namespace=namespace)
+        return [r for r in lists if not (first_pages_only and r.query.get("continue"))]
+
+    @property
+    def open_watches(self) -> int:
+        return len(self._watches)
+
+    # -- HTTP ----------------------------------------------------------------
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        namespace = request.match_info.get("namespace")
+        is_pods = request.path == "/api/v1/pods" or (namespace is not None and "name" not in request.match_info)
+        self.requests.append(Request(request.method, request.path, dict(request.query), namespace, is_pods))
+        if self.failing_status is not None:
+            return status_response(self.failing_status, "InternalError", "the fake API is failing on purpose")
+        if self.token and request.headers.get("Authorization", "") != f"Bearer {self.token}":
+            return status_response(401, "Unauthorized", "Unauthorized")
+        return await handler(request)
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "major": "1",
+                "minor": "37",
+                "gitVersion": "v1.37.0-fake",
+                "gitCommit": "0" * 40,
+                "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z",
+                "goVersion": "go1.25.0",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
+        )
+
+    async def _api_versions(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self.port}"}],
+            }
+        )
+
+    async def _api_groups(self, request: web.Request) -> web.Response:
+        return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+
+    async def _api_resources(self, request: web.Request) -> web.Response:
+        pods = {
+            "name": "pods",
+            "singularName": "pod",
+            "namespaced": True,
+            "kind": "Pod",
+            "verbs": ["get", "list", "watch"],
+            "shortNames": ["po"],
+            "categories": ["all"],
+        }
+        return web.json_response({"kind": "APIResourceList", "groupVersion": "v1", "resources": [pods]})
+
+    async def _pod(self, request: web.Request) -> web.Response:
+        key = (request.match_info["namespace"], request.match_info["name"])
+        if key not in self.pods:
+            return status_response(404, "NotFound", f'pods "{key[1]}" not found')
+        return web.Response(body=orjson.dumps(self.pods[key]), content_type="application/json")
+
+    async def _pods(self, request: web.Request) -> web.StreamResponse:
+        namespace = request.match_info.get("namespace")
+        query = request.query
+        try:
+            selector = parse_selector(query.get("labelSelector", ""))
+        except ValueError as error:
+            return status_response(400, "BadRequest", str(error))
+        if query.get("watch") in ("1", "true", "True"):
+            return await self._watch(request, namespace, selector)
+        return self._list(namespace, query.get("labelSelector", ""), selector, query)
+
+    def _list(self, namespace: str | None, selector_text: str, selector: Selector, query: Any) -> web.Response:
+        scope = (namespace, selector_text)
+        limit = int(query.get("limit") or 0)
+        token = query.get("continue")
+        if token:
+            try:
+                snapshot_id, offset_text = base64.urlsafe_b64decode(token.encode()).decode().split(":")
+                offset = int(offset_text)
+            except ValueError:
+                return status_response(400, "BadRequest", "continue key is not valid")
+            if snapshot_id not in self._snapshots:
+                return status_response(410, "Expired", EXPIRED_CONTINUE)
+            version, snapshot_scope, items = self._snapshots[snapshot_id]
+            if snapshot_scope != scope:
+                return status_response(400, "BadRequest", "continue key does not match the query")
+        else:
+            snapshot_id, offset, version = "", 0, self.version
+            items = [
+                pod
+                for key, pod in sorted(self.pods.items())
+                if (namespace is None or key[0] == namespace) and selects(selector, pod)
+            ]
+        page = items[offset : offset + limit] if limit > 0 else items[offset:]
+        end = offset + len(page)
+        meta: dict[str, Any] = {"resourceVersion": str(version)}
+        if end < len(items):
+            if not snapshot_id:
+                snapshot_id = str(next(self._snapshot_ids))
+                self._snapshots[snapshot_id] = (version, scope, items)
+            meta["continue"] = base64.urlsafe_b64encode(f"{snapshot_id}:{end}".encode()).decode()
+            meta["remainingItemCount"] = len(items) - end
+        elif snapshot_id:
+            self._snapshots.pop(snapshot_id, None)
+        body = b"".join(
+            (b'{"kind":"PodList","apiVersion":"v1","metadata":', orjson.dumps(meta), b',"items":', orjson.dumps(page), b"}")
+        )
+        return web.Response(body=body, content_type="application/json")
+
+    async def _watch(self, request: web.Request, namespace: str | None, selector: Selector) -> web.StreamResponse:
+        query = request.query
+        watch = _Watch(namespace, selector, query.get("allowWatchBookmarks") in ("1", "true"), request)
+        since = query.get("resourceVersion", "")
+        first: list[bytes] = []
+        gone = since not in ("", "0") and int(since) < self.compacted
+        if gone:
+            message = f"too old resource version: {since} ({self.compacted})"
+            if self.gone_as == "status":
+                return status_response(410, "Expired", message)
+            first.append(event_line("ERROR", status_body(410, "Expired", message)))
+        elif since in ("", "0"):
+            # No version: synthetic ADDED events for the current state, like the API server.
+            for key, pod in sorted(self.pods.items()):
+                if (namespace is None or key[0] == namespace) and selects(selector, pod):
+                    first.append(event_line("ADDED", pod))
+            if query.get("sendInitialEvents") == "true" and watch.bookmarks:
+                first.append(event_line("BOOKMARK", self._initial_events_end()))
+        else:
+            for change in self.history:
+                if change.version > int(since):
+                    line = watch.event_for(change)
+                    if line is not None:
+                        first.append(line)
+        if not gone:
+            self._watches.add(watch)  # in the same step as the replay: no change can fall between
+
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") and self.honour_timeout else None
+        try:
+            for line in first:
+                await response.write(line)
+            if not gone:
+                async with asyncio.timeout(timeout):
+                    while (line := await watch.queue.get()) is not None:
+                        await response.write(line)
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            self._watches.discard(watch)
+        if request.transport is not None and not request.transport.is_closing():
+            try:
+                await response.write_eof()
+            except ConnectionError:
+                pass
+        return response
+
+    def _initial_events_end(self) -> dict[str, Any]:
+        return {
+            "kind": "Pod",
+            "apiVersion": "v1",
+            "metadata": {
+                "resourceVersion": str(self.version),
+                "annotations": {"k8s.io/initial-events-end": "true"},
+            },
+        }
