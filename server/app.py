@@ -21,6 +21,8 @@ from .zoneview import ZoneSettings, ZoneView
 log = logging.getLogger("pod_identity_dns")
 query_log = logging.getLogger("pod_identity_dns.queries")
 
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+
 
 def _udp_socket(host: str, port: int, family: int, reuse_port: bool) -> socket.socket:
     """A bound UDP socket; IPv6 ones are IPv6-only so [::] and 0.0.0.0 can share a port."""
@@ -30,6 +32,8 @@ def _udp_socket(host: str, port: int, family: int, reuse_port: bool) -> socket.s
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        # Room for bursts; the kernel caps this at net.core.rmem_max.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
         sock.bind((host, port))
     except OSError:
         sock.close()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from typing import Callable, Generic, TypeVar
 
 from .sourcefile import SourceError
@@ -19,18 +18,12 @@ log = logging.getLogger("pod_identity_dns.files")
 T = TypeVar("T")
 
 
-def _signature(path: str) -> tuple | None:
-    """What stat() says about the file; None for a file written too recently to trust.
-
-    Two writes inside one timestamp tick look identical to stat(), so a file
-    younger than a second is read again on the next poll.
-    """
+def _signature(path: str) -> tuple:
+    """What stat() says about the file; a change here means: read it again."""
     try:
         st = os.stat(path)
     except OSError:
         return ("missing",)
-    if time.time() - st.st_mtime < 1.0:
-        return None
     return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
 
 
@@ -47,31 +40,43 @@ class WatchedFile(Generic[T]):
     ):
         self.kind, self.path = kind, path
         self._parse, self._apply, self._on_reload = parse, apply, on_reload
-        self._seen: tuple | None = None  # None: not read yet, or must be read again
+        self._applied: tuple | None = None  # signature of the last content read (good or bad)
+        self._pending: tuple | None = None  # a new signature seen once, waiting to settle
 
     def load_now(self) -> None:
         """First load, before serving; raises SourceError so start-up can fail clearly."""
-        self._seen = _signature(self.path)
+        self._applied = _signature(self.path)
         content = self._parse(self.path)
         self._apply(content)
         self._on_reload(self.kind, "success")
 
     async def reload_if_changed(self) -> bool:
-        """Parse in a worker thread when stat() changed; apply on the loop. True if applied."""
+        """Re-read a file whose stat() changed and then held still for one poll. True if applied.
+
+        Waiting for it to settle means a file caught half-written (truncated,
+        then filled) is not taken for the truth; parsing runs in a worker thread.
+        """
         signature = _signature(self.path)
-        if signature is not None and signature == self._seen:
+        if signature == self._applied:
+            self._pending = None
             return False
-        self._seen = signature
+        if signature != self._pending:
+            self._pending = signature
+            return False
         try:
             content = await asyncio.to_thread(self._parse, self.path)
-        except SourceError as exc:
-            log.error("reload of %s failed, keeping the last good data: %s", self.kind, exc)
-            self._on_reload(self.kind, "error")
-            return False
         except Exception as exc:  # never let a broken file stop the server
-            log.exception("reload of %s failed, keeping the last good data: %s: %s", self.kind, self.path, exc)
+            self._applied = signature
             self._on_reload(self.kind, "error")
+            if isinstance(exc, SourceError):
+                log.error("reload of %s failed, keeping the last good data: %s", self.kind, exc)
+            else:
+                log.exception("reload of %s failed, keeping the last good data: %s", self.kind, self.path)
             return False
+        if _signature(self.path) != signature:
+            return False  # changed while we read it: try again once it settles
+        self._applied = signature
+        self._pending = None
         self._apply(content)
         self._on_reload(self.kind, "success")
         log.info("reloaded %s from %s", self.kind, self.path)

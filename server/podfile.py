@@ -22,6 +22,9 @@ def parse_pod_file(path: str) -> list[PodRecord]:
             raw = handle.read()
     except OSError as exc:
         raise SourceError(path, None, exc.strerror or str(exc)) from exc
+    if not raw.strip():
+        # Most likely caught mid-write; an empty cluster is `items: []`.
+        raise SourceError(path, None, "the file is empty (write a List with `items: []` for no pods)")
     return parse_pod_documents(path, _documents(path, raw))
 
 

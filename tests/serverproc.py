@@ -1,0 +1,94 @@
+"""Run the real server as a subprocess on free ports, and find out which ports it got."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+_LISTEN = re.compile(r"answering DNS on (\S+) port (\d+)")
+_METRICS = re.compile(r"metrics and probes on http://(\S+):(\d+)/")
+
+
+class ServerProcess:
+    """`python -m server serve ARGS`; a context manager that waits until it listens."""
+
+    def __init__(self, *args: str, start_timeout: float = 20.0, env: dict | None = None):
+        self.args = ["serve", *args]
+        if not any(a.startswith("--listen") for a in args):
+            self.args += ["--listen", "127.0.0.1:0"]
+        if not any(a.startswith("--metrics-listen") for a in args):
+            self.args += ["--metrics-listen", "off"]
+        if not any(a.startswith("--lameduck") for a in args):
+            self.args += ["--lameduck", "0"]
+        self.start_timeout = start_timeout
+        self.env = {**os.environ, **(env or {})}
+        self.lines: list[str] = []
+        self.ports: list[tuple[str, int]] = []
+        self.metrics_port: int | None = None
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def port(self) -> int:
+        return self.ports[0][1]
+
+    def __enter__(self) -> "ServerProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", *self.args],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.env,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.ports and (self.metrics_port or "off" in self.args):
+                return self
+            if self.proc.poll() is not None:
+                time.sleep(0.1)
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n" + "\n".join(self.lines))
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError("server did not start listening:\n" + "\n".join(self.lines))
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            match = _LISTEN.search(line)
+            if match:
+                self.ports.append((match.group(1), int(match.group(2))))
+            match = _METRICS.search(line)
+            if match:
+                self.metrics_port = int(match.group(2))
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if regex.search(line):
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no log line matching {pattern!r}:\n" + "\n".join(self.lines))
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.terminate()
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
