@@ -29,13 +29,29 @@ class _Malformed(Exception):
     pass
 
 
-def _read_edns(query: bytes) -> _Edns | None:
-    """The query's OPT record, if any; _Malformed for a packet dnslib cannot read or bad OPT use."""
+def _read_edns(query: bytes, offset: int) -> _Edns | None:
+    """The OPT record among the sections after the question, which ends at `offset`.
+
+    dnslib reads the records; _Malformed for records it cannot read or for
+    misused OPT (more than one, or not owned by the root).
+    """
+    _, ancount, nscount, arcount = _COUNTS.unpack_from(query, 4)
+    buffer = dnslib.DNSBuffer(query)
+    buffer.offset = offset
+    opts = []
     try:
-        record = dnslib.DNSRecord.parse(query)
+        for index in range(ancount + nscount + arcount):
+            record = dnslib.RR.parse(buffer)
+            if record.rtype == wire.OPT:
+                if index < ancount + nscount:
+                    raise _Malformed("OPT outside the additional section")
+                opts.append(record)
+    except _Malformed:
+        raise
     except Exception as exc:  # dnslib raises several types for garbage
         raise _Malformed(str(exc)) from exc
-    opts = [rr for rr in record.ar if rr.rtype == wire.OPT]
+    if buffer.offset != len(query):
+        raise _Malformed("bytes after the last record")
     if not opts:
         return None
     if len(opts) > 1 or opts[0].rname.label != ():
@@ -64,7 +80,7 @@ def answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None:
     if qend < 0 or qend + 4 > len(query):
         return wire.bare_header(qid, 0, rd, wire.FORMERR)
     try:
-        edns = _read_edns(query)
+        edns = _read_edns(query, qend + 4)
     except _Malformed:
         return wire.bare_header(qid, 0, rd, wire.FORMERR)
 

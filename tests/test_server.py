@@ -120,6 +120,38 @@ def test_response_packets_get_no_reply_and_garbage_does_not_stop_answers(demo):
     assert tcp(demo.port, KAFKA0).answer[0][0].address == "10.244.1.10"
 
 
+def test_live_server_survives_mutated_queries_and_keeps_answering(demo):
+    """Mutated queries interleaved with valid ones: every valid one answered, no reply ever to QR=1."""
+    rng = random.Random(11)
+    valid = dns.message.make_query(KAFKA0, "A", use_edns=0).to_wire()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        for round_ in range(40):
+            for _ in range(10):
+                data = bytearray(valid)
+                for _ in range(rng.randrange(1, 5)):
+                    i = rng.randrange(len(data))
+                    data[i] = rng.randrange(256)
+                if rng.random() < 0.3:
+                    data = data[: rng.randrange(len(data))]
+                if len(data) > 2:
+                    data[2] &= 0x7F  # a query, so it may be answered
+                sock.sendto(bytes(data), ("127.0.0.1", demo.port))
+            response = bytearray(valid)
+            response[2] |= 0x80
+            response[0:2] = b"\xff\xee"
+            sock.sendto(bytes(response), ("127.0.0.1", demo.port))
+            query = dns.message.make_query(KAFKA0, "A")
+            sock.sendto(query.to_wire(), ("127.0.0.1", demo.port))
+            # Drain the replies to the mutated packets until the valid one arrives.
+            while True:
+                reply, _ = sock.recvfrom(65535)
+                assert reply[:2] != b"\xff\xee", "a response packet was answered"
+                if reply[:2] == query.to_wire()[:2]:
+                    break
+            assert dns.message.from_wire(reply).answer[0][0].address == "10.244.1.10"
+
+
 def udp_retrying(port: int, qname: str, tries: int = 3) -> dns.message.Message:
     for attempt in range(tries):
         try:
