@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import itertools
 import re
 import uuid
@@ -33,6 +32,11 @@ EXPIRED_CONTINUE = (
     "The provided continue parameter is too old to display a consistent list result. "
     "You can start a new list without the continue parameter."
 )
+
+
+def clone(obj: Any) -> Any:
+    """A deep copy of JSON data (several times faster than copy.deepcopy)."""
+    return orjson.loads(orjson.dumps(obj))
 
 
 def now_rfc3339() -> str:
@@ -214,7 +218,9 @@ class FakeKube:
         self.history: list[_Change] = []
         self.requests: list[Request] = []
         self.failing_status: int | None = None
-        self.honour_timeout = True
+        self.honour_timeout = True  # False: ignore timeoutSeconds, like a silently stuck server
+        # Called with each request before it is served: lets a test act between two pages.
+        self.before_request: Callable[[Request], None] | None = None
         self._watches: set[_Watch] = set()
         self._snapshots: dict[str, tuple[int, tuple[str | None, str], list[Pod]]] = {}
         self._snapshot_ids = itertools.count(1)
@@ -284,9 +290,13 @@ class FakeKube:
 
     # -- test hooks: pods --------------------------------------------------
 
-    def add_pod(self, pod: Pod) -> Pod:
-        """Create a pod (uid and creationTimestamp filled in); returns the stored object."""
-        pod = copy.deepcopy(pod)
+    def add_pod(self, pod: Pod, *, copy: bool = True) -> Pod:
+        """Create a pod (uid and creationTimestamp filled in); returns the stored object.
+
+        copy=False stores the caller's dict itself (faster for bulk loads).
+        """
+        if copy:
+            pod = clone(pod)
         meta = pod["metadata"]
         meta.setdefault("namespace", "default")
         meta.setdefault("uid", str(uuid.uuid4()))
@@ -297,21 +307,21 @@ class FakeKube:
         self._record("ADDED", None, pod)
         return pod
 
-    def add_pods(self, pods: Iterable[Pod]) -> None:
+    def add_pods(self, pods: Iterable[Pod], *, copy: bool = True) -> None:
         for pod in pods:
-            self.add_pod(pod)
+            self.add_pod(pod, copy=copy)
 
     def modify_pod(self, namespace: str, name: str, change: Callable[[Pod], None]) -> Pod:
         """Apply `change` to a copy of the pod and store it as a new version."""
         old = self.pods[(namespace, name)]
-        new = copy.deepcopy(old)
+        new = clone(old)
         change(new)
         self._record("MODIFIED", old, new)
         return new
 
     def delete_pod(self, namespace: str, name: str) -> None:
         old = self.pods[(namespace, name)]
-        self._record("DELETED", old, copy.deepcopy(old))
+        self._record("DELETED", old, clone(old))
 
     def _record(self, kind: str, old: Pod | None, new: Pod) -> None:
         self.version += 1
@@ -407,7 +417,10 @@ class FakeKube:
     async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         namespace = request.match_info.get("namespace")
         is_pods = request.path == "/api/v1/pods" or (namespace is not None and "name" not in request.match_info)
-        self.requests.append(Request(request.method, request.path, dict(request.query), namespace, is_pods))
+        record = Request(request.method, request.path, dict(request.query), namespace, is_pods)
+        self.requests.append(record)
+        if self.before_request is not None:
+            self.before_request(record)
         if self.failing_status is not None:
             return status_response(self.failing_status, "InternalError", "the fake API is failing on purpose")
         if self.token and request.headers.get("Authorization", "") != f"Bearer {self.token}":
@@ -512,6 +525,8 @@ class FakeKube:
         query = request.query
         watch = _Watch(namespace, selector, query.get("allowWatchBookmarks") in ("1", "true"), request)
         since = query.get("resourceVersion", "")
+        if not since.isdigit() and since != "":
+            return status_response(400, "BadRequest", f"invalid resourceVersion: {since!r}")
         first: list[bytes] = []
         gone = since not in ("", "0") and int(since) < self.compacted
         if gone:
