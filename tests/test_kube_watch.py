@@ -1,0 +1,495 @@
+"""PodWatcher with the real kubernetes.aio client against the fake API server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterable
+
+import pytest
+
+from tests.fakekube import FakeKube, Request, make_pod, parse_selector
+from server.kube import KubeObserver, KubeSettings, PodWatcher, load_client_config
+from server.pods import PodRecord
+
+WAIT_SECONDS = 5.0
+
+
+def async_test(fn: Callable) -> Callable:
+    """Run an async test body on a fresh event loop, bounded in time."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 60))
+
+    return wrapper
+
+
+class RecordingSink:
+    """A PodSink that keeps the pods it was given and every call."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.pods: dict[str, PodRecord] = {}
+        self.synced = False
+        self.calls: list[tuple[str, Any]] = []
+
+    def replace_all(self, pods: Iterable[PodRecord]) -> None:
+        self.pods = {pod.uid: pod for pod in pods}
+        self.calls.append(("replace_all", len(self.pods)))
+
+    def upsert(self, pod: PodRecord) -> None:
+        self.pods[pod.uid] = pod
+        self.calls.append(("upsert", pod.name))
+
+    def delete(self, uid: str) -> None:
+        self.pods.pop(uid, None)
+        self.calls.append(("delete", uid))
+
+    def set_synced(self, synced: bool) -> None:
+        self.synced = synced
+        self.calls.append(("set_synced", synced))
+
+    def names(self) -> list[str]:
+        return sorted(pod.name for pod in self.pods.values())
+
+    def ips(self, name: str) -> tuple[str, ...]:
+        return next(pod.ips for pod in self.pods.values() if pod.name == name)
+
+
+@dataclass
+class RecordingObserver(KubeObserver):
+    events: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    relists: int = 0
+    restarts: int = 0
+    synced_values: list[bool] = field(default_factory=list)
+    applied_names: list[str] = field(default_factory=list)
+
+    def event(self, kind: str) -> None:
+        self.events[kind] += 1
+
+    def relist(self) -> None:
+        self.relists += 1
+
+    def watch_restart(self) -> None:
+        self.restarts += 1
+
+    def synced(self, value: bool) -> None:
+        self.synced_values.append(value)
+
+    def api_error(self, error: str) -> None:
+        self.errors.append(error)
+
+    def applied(self, pod: PodRecord) -> None:
+        self.applied_names.append(pod.name)
+
+
+@dataclass
+class Harness:
+    kube: FakeKube
+    watcher: PodWatcher
+    sinks: dict[str, RecordingSink]
+    observer: RecordingObserver
+    task: asyncio.Task
+
+    @property
+    def sink(self) -> RecordingSink:
+        """The all-namespaces sink."""
+        return self.sinks["kubernetes"]
+
+    async def until(self, condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
+        """Poll `condition` until true; fail after `timeout` or if the watcher died."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not condition():
+            if self.task.done():
+                self.task.result()
+                raise AssertionError(f"watcher stopped while waiting for {what}")
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            await asyncio.sleep(0.01)
+
+    async def synced(self) -> None:
+        await self.until(lambda: self.watcher.synced, "the first complete list")
+
+    async def watching_again(self, watches_before: int) -> None:
+        """Wait until a new watch request came in and is open."""
+        await self.until(
+            lambda: len(self.kube.pod_requests(watch=True)) > watches_before and self.kube.open_watches > 0,
+            "a new watch",
+        )
+
+
+@contextlib.asynccontextmanager
+async def watching(kube: FakeKube, tmp_path: Path, **overrides: Any) -> AsyncIterator[Harness]:
+    """Run a PodWatcher against `kube` for the duration of the block."""
+    settings: dict[str, Any] = dict(
+        kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
+        backoff_initial=0.05,
+        backoff_max=0.2,
+    )
+    settings.update(overrides)
+    sinks: dict[str, RecordingSink] = {}
+
+    def sink_for(source: str) -> RecordingSink:
+        sinks[source] = RecordingSink(source)
+        return sinks[source]
+
+    observer = RecordingObserver()
+    watcher = PodWatcher(KubeSettings(**settings), sink_for, observer)
+    task = asyncio.create_task(watcher.run())
+    try:
+        yield Harness(kube, watcher, sinks, observer, task)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def pod(name: str, namespace: str = "default", n: int = 1, **kwargs: Any) -> dict[str, Any]:
+    return make_pod(name, namespace, ip=f"10.244.0.{n}", hostname=name, subdomain="svc", **kwargs)
+
+
+@async_test
+async def test_initial_paged_list_then_synced(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        kube.add_pods(pod(f"web-{i}", n=i) for i in range(7))
+        async with watching(kube, tmp_path, page_size=3, watch_timeout_seconds=123) as h:
+            await h.synced()
+            assert h.sink.names() == [f"web-{i}" for i in range(7)]
+            assert h.sink.synced
+            assert h.sink.calls == [("replace_all", 7), ("set_synced", True)]
+            assert h.observer.synced_values == [True]
+            assert list(h.sinks) == ["kubernetes"]
+
+            lists = kube.pod_requests(watch=False)
+            assert [r.query.get("limit") for r in lists] == ["3", "3", "3"]
+            assert [bool(r.query.get("continue")) for r in lists] == [False, True, True]
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            watch = kube.pod_requests(watch=True)[0]
+            assert watch.query["resourceVersion"] == str(kube.version)
+            assert watch.query["allowWatchBookmarks"] == "true"
+            assert watch.query["timeoutSeconds"] == "123"
+
+
+@async_test
+async def test_add_modify_delete_reach_the_sink(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        kube.add_pod(pod("a", n=1))
+        kube.add_pod(pod("b", n=2))
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+
+            kube.add_pod(pod("c", n=3))
+            await h.until(lambda: "c" in h.sink.names(), "ADDED c")
+
+            def move(p: dict) -> None:
+                p["status"]["podIP"] = "10.244.9.9"
+                p["status"]["podIPs"] = [{"ip": "10.244.9.9"}]
+
+            kube.modify_pod("default", "a", move)
+            await h.until(lambda: h.sink.ips("a") == ("10.244.9.9",), "MODIFIED a")
+
+            kube.delete_pod("default", "b")
+            await h.until(lambda: h.sink.names() == ["a", "c"], "DELETED b")
+
+            assert h.observer.events == Counter(ADDED=1, MODIFIED=1, DELETED=1)
+            assert h.observer.applied_names == ["c", "a", "b"]
+            assert len(kube.list_requests()) == 1
+
+
+@async_test
+async def test_bookmark_moves_the_version_so_a_resume_needs_no_relist(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        kube.add_pod(pod("a", "one"))
+        async with watching(kube, tmp_path, namespaces=("one",)) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            # Changes this watch does not see move the global version on...
+            kube.add_pods(pod(f"other-{i}", "two", n=i) for i in range(3))
+            kube.send_bookmark()
+            bookmark_version = kube.version
+            await h.until(lambda: h.observer.events["BOOKMARK"] == 1, "the bookmark")
+            # ...so without the bookmark, resuming after compaction would hit 410.
+            kube.compact()
+            kube.drop_watches()
+            await h.watching_again(1)
+
+            assert kube.pod_requests(watch=True)[1].query["resourceVersion"] == str(bookmark_version)
+            kube.add_pod(pod("b", "one", n=2))
+            await h.until(lambda: h.sinks["kubernetes/one"].names() == ["a", "b"], "ADDED b")
+            assert len(kube.list_requests()) == 1
+            assert h.observer.relists == 0
+            assert h.observer.restarts == 1
+
+
+@pytest.mark.parametrize("abort", [False, True], ids=["clean-close", "connection-cut"])
+@async_test
+async def test_stream_drop_resumes_from_last_version_without_relist(tmp_path: Path, abort: bool) -> None:
+    async with FakeKube() as kube:
+        kube.add_pod(pod("a", n=1))
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            kube.add_pod(pod("b", n=2))
+            await h.until(lambda: "b" in h.sink.names(), "ADDED b")
+            seen_version = kube.version
+
+            kube.drop_watches(abort=abort)
+            kube.add_pod(pod("c", n=3))  # while no watch is open: must come from the resumed watch
+            await h.watching_again(1)
+            await h.until(lambda: h.sink.names() == ["a", "b", "c"], "ADDED c after the resume")
+
+            assert kube.pod_requests(watch=True)[1].query["resourceVersion"] == str(seen_version)
+            assert len(kube.list_requests()) == 1
+            assert h.observer.relists == 0
+
+
+@pytest.mark.parametrize("gone_as", ["status", "event"])
+@async_test
+async def test_410_on_resume_relists_and_reconciles(tmp_path: Path, gone_as: str) -> None:
+    async with FakeKube(gone_as=gone_as) as kube:
+        kube.add_pod(pod("a", n=1))
+        kube.add_pod(pod("b", n=2))
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            # A gap the watch never sees, then history older than the gap is gone.
+            kube.drop_watches()
+            kube.delete_pod("default", "b")
+            kube.add_pod(pod("c", n=3))
+            kube.compact()
+
+            await h.until(lambda: h.sink.names() == ["a", "c"], "the relist")
+            assert len(kube.list_requests()) == 2
+            assert h.observer.relists == 1
+            assert [call for call in h.sink.calls if call[0] == "replace_all"] == [("replace_all", 2)] * 2
+            assert h.sink.calls.count(("set_synced", True)) == 1
+            if gone_as == "event":
+                assert h.observer.events["ERROR"] == 1
+
+            await h.until(lambda: kube.open_watches == 1, "the new watch")
+            assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(kube.version)
+
+
+@async_test
+async def test_410_error_event_in_an_open_stream_relists(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        kube.add_pod(pod("a", n=1))
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            kube.send_error(410, "Expired", "too old resource version: 1 (2)")
+            await h.until(lambda: len(kube.list_requests()) == 2, "the relist")
+            assert h.observer.events["ERROR"] == 1
+            assert h.observer.relists == 1
+            assert h.sink.names() == ["a"]
+
+
+@async_test
+async def test_expired_continue_token_restarts_the_list(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        kube.add_pods(pod(f"web-{i}", n=i) for i in range(5))
+        expired = []
+
+        def expire_once(request: Request) -> None:
+            if request.query.get("continue") and not expired:
+                expired.append(request)
+                kube.expire_continue_tokens()
+                kube.delete_pod("default", "web-0")  # the fresh list must not show it
+
+        kube.before_request = expire_once
+        async with watching(kube, tmp_path, page_size=2) as h:
+            await h.synced()
+            assert h.sink.names() == [f"web-{i}" for i in range(1, 5)]
+            assert h.sink.calls[0] == ("replace_all", 4)
+            lists = kube.pod_requests(watch=False)
+            assert [bool(r.query.get("continue")) for r in lists] == [False, True, False, True]
+            assert len(expired) == 1
+
+
+@pytest.mark.parametrize("outage", ["refused", "http-500"])
+@async_test
+async def test_api_down_at_start_is_retried_until_it_syncs(tmp_path: Path, outage: str) -> None:
+    async with FakeKube() as kube:
+        kube.add_pod(pod("a", n=1))
+        if outage == "refused":
+            await kube.go_down()
+        else:
+            kube.fail_requests(500)
+        async with watching(kube, tmp_path) as h:
+            await h.until(lambda: len(h.observer.errors) >= 3, "failed attempts")
+            assert not h.watcher.synced and not h.sink.synced
+            assert set(h.observer.errors) == {"connection" if outage == "refused" else "http_500"}
+
+            if outage == "refused":
+                await kube.come_up()
+            else:
+                kube.fail_requests(None)
+            await h.synced()
+            assert h.sink.names() == ["a"]
+
+
+@pytest.mark.parametrize("outage", ["refused", "http-500"])
+@async_test
+async def test_api_down_mid_run_keeps_state_and_recovers(tmp_path: Path, outage: str) -> None:
+    async with FakeKube() as kube:
+        kube.add_pod(pod("a", n=1))
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            if outage == "refused":
+                await kube.go_down()
+            else:
+                kube.fail_requests(500)
+            await h.until(lambda: len(h.observer.errors) >= 3, "failed attempts")
+            assert h.sink.names() == ["a"] and h.sink.synced and h.watcher.synced
+
+            kube.add_pod(pod("b", n=2))  # happens while the client cannot see it
+            if outage == "refused":
+                await kube.come_up()
+            else:
+                kube.fail_requests(None)
+            await h.until(lambda: h.sink.names() == ["a", "b"], "ADDED b after recovery")
+            assert len(kube.list_requests()) == 1  # resumed from the last version
+
+
+@async_test
+async def test_namespace_filter_one_source_per_namespace(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        for ns in ("one", "two", "three"):
+            kube.add_pod(pod(f"{ns}-a", ns))
+        async with watching(kube, tmp_path, namespaces=("one", "two")) as h:
+            await h.synced()
+            assert sorted(h.sinks) == ["kubernetes/one", "kubernetes/two"]
+            assert h.sinks["kubernetes/one"].names() == ["one-a"]
+            assert h.sinks["kubernetes/two"].names() == ["two-a"]
+            await h.until(lambda: kube.open_watches == 2, "two watches")
+
+            kube.add_pod(pod("three-b", "three"))
+            kube.add_pod(pod("two-b", "two"))
+            await h.until(lambda: h.sinks["kubernetes/two"].names() == ["two-a", "two-b"], "ADDED two-b")
+            assert h.sinks["kubernetes/one"].names() == ["one-a"]
+            assert {r.path for r in kube.pod_requests()} == {
+                "/api/v1/namespaces/one/pods",
+                "/api/v1/namespaces/two/pods",
+            }
+
+
+@async_test
+async def test_label_selector(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        kube.add_pod(pod("web", labels={"app": "web", "tier": "front"}))
+        kube.add_pod(pod("cache", labels={"app": "web", "tier": "cache"}))
+        kube.add_pod(pod("db", labels={"app": "db"}))
+        async with watching(kube, tmp_path, label_selector="app=web,tier!=cache") as h:
+            await h.synced()
+            assert h.sink.names() == ["web"]
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            assert all(r.query["labelSelector"] == "app=web,tier!=cache" for r in kube.pod_requests())
+
+            kube.modify_pod("default", "cache", lambda p: p["metadata"]["labels"].update(tier="front"))
+            await h.until(lambda: h.sink.names() == ["cache", "web"], "cache now selected")
+            kube.modify_pod("default", "web", lambda p: p["metadata"]["labels"].update(app="other"))
+            await h.until(lambda: h.sink.names() == ["cache"], "web no longer selected")
+
+
+@async_test
+async def test_malformed_event_lines_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="pod_identity_dns.kube")
+    async with FakeKube() as kube:
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            kube.inject_line(b"{this is not json")
+            kube.inject_line(b'{"type": "ADDED"}')
+            kube.inject_line(b'["not", "an", "event"]')
+            kube.add_pod(pod("a", n=1))
+            await h.until(lambda: h.sink.names() == ["a"], "ADDED a after the bad lines")
+
+            assert h.observer.errors == ["malformed_event"] * 3
+            assert len(kube.pod_requests(watch=True)) == 1 and kube.open_watches == 1
+            assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 3
+
+
+@async_test
+async def test_server_timeout_ends_the_watch_and_it_is_resumed(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        async with watching(kube, tmp_path, watch_timeout_seconds=1) as h:
+            await h.synced()
+            await h.until(lambda: len(kube.pod_requests(watch=True)) >= 3, "two watch restarts")
+            assert h.observer.restarts >= 2
+            assert all(r.query["timeoutSeconds"] == "1" for r in kube.pod_requests(watch=True))
+            kube.add_pod(pod("a", n=1))
+            await h.until(lambda: h.sink.names() == ["a"], "ADDED a")
+            assert len(kube.list_requests()) == 1
+            assert h.observer.errors == []
+
+
+@async_test
+async def test_client_read_timeout_ends_a_silent_stream(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        kube.honour_timeout = False  # a dead connection: the server never closes it
+        async with watching(kube, tmp_path, watch_timeout_seconds=1, read_timeout_seconds=1.5) as h:
+            await h.synced()
+            await h.until(lambda: "timeout" in h.observer.errors, "the client timeout", timeout=5)
+            await h.watching_again(1)
+            kube.add_pod(pod("a", n=1))
+            await h.until(lambda: h.sink.names() == ["a"], "ADDED a")
+            assert len(kube.list_requests()) == 1
+
+
+@async_test
+async def test_bearer_token_from_kubeconfig(tmp_path: Path) -> None:
+    async with FakeKube(token="s3cret") as kube:
+        kube.add_pod(pod("a", n=1))
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            assert h.sink.names() == ["a"]
+
+
+@async_test
+async def test_load_client_config_uses_kubeconfig_and_context(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        path = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        config = await load_client_config(KubeSettings(kubeconfig=str(path), context="fake"))
+        assert config.host == kube.url
+
+
+@async_test
+async def test_load_client_config_falls_back_to_KUBECONFIG(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeKube() as kube:
+        path = kube.write_kubeconfig(tmp_path / "kubeconfig")
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        config = await load_client_config(KubeSettings())
+        assert config.host == kube.url
+
+
+@pytest.mark.parametrize(
+    "selector, labels, selected",
+    [
+        ("", {}, True),
+        ("app=web", {"app": "web"}, True),
+        ("app==web", {"app": "db"}, False),
+        ("app!=web", {}, True),
+        ("app=web,tier!=cache", {"app": "web", "tier": "cache"}, False),
+        ("app", {"app": ""}, True),
+        ("!app", {"app": "x"}, False),
+        ("tier in (front, back)", {"tier": "back"}, True),
+        ("tier notin (front,back),app", {"tier": "x", "app": "y"}, True),
+    ],
+)
+def test_fake_label_selector(selector: str, labels: dict[str, str], selected: bool) -> None:
+    assert all(test(labels) for test in parse_selector(selector)) is selected
+
+
+def test_fake_rejects_a_bad_selector() -> None:
+    with pytest.raises(ValueError):
+        parse_selector("app>1")
