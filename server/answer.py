@@ -120,7 +120,7 @@ def answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None:
         return reply(wire.SERVFAIL, False)
     if node is None:
         return reply(wire.NXDOMAIN, True, 0, 1, zone.soa_rr)
-    found = node.answers.get(query[qend : qend + 4])
+    found = node.get(query[qend : qend + 4])
     if found is None:
         return reply(wire.NOERROR, True, 0, 1, zone.soa_rr)
     headers, body = found

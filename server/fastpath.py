@@ -53,7 +53,7 @@ def fast_answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None
     typeclass = query[end + 1 : qend]
     node = view.nodes.get(key)
     if node is not None:
-        found = node.answers.get(typeclass)
+        found = node.get(typeclass)
         if found is None:
             if typeclass[2:] != _CLASS_IN or typeclass[:2] in _SPECIAL:
                 return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 
 MAX_NAME = 255
 MAX_LABEL = 63
@@ -19,26 +20,22 @@ _HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
 
 def to_wire(name: str) -> bytes:
     """Text name (trailing dot optional) to lower-cased wire bytes; ValueError if invalid."""
-    text = name.strip().lower()
-    if text.endswith("."):
-        text = text[:-1]
-    if not text:
+    try:
+        raw = name.strip().lower().encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name!r}: non-ASCII name") from None
+    if raw.endswith(b"."):
+        raw = raw[:-1]
+    if not raw:
         return ROOT
-    out = bytearray()
-    for label in text.split("."):
-        raw = label.encode("ascii", errors="strict") if label.isascii() else None
-        if raw is None:
-            raise ValueError(f"{name!r}: non-ASCII label")
-        if not raw:
-            raise ValueError(f"{name!r}: empty label")
-        if len(raw) > MAX_LABEL:
-            raise ValueError(f"{name!r}: label longer than {MAX_LABEL} bytes")
-        out.append(len(raw))
-        out += raw
-    out.append(0)
-    if len(out) > MAX_NAME:
+    labels = raw.split(b".")
+    for label in labels:
+        if not label or len(label) > MAX_LABEL:
+            raise ValueError(f"{name!r}: empty label or label longer than {MAX_LABEL} bytes")
+    wire = b"".join([bytes((len(label),)) + label for label in labels]) + ROOT
+    if len(wire) > MAX_NAME:
         raise ValueError(f"{name!r}: name longer than {MAX_NAME} bytes")
-    return bytes(out)
+    return wire
 
 
 def to_text(wire: bytes) -> str:
@@ -107,9 +104,18 @@ def is_subdomain(wire: bytes, apex: bytes) -> bool:
         wire = parent(wire)
 
 
+_IN_ADDR = b"\x07in-addr\x04arpa\x00"
+_IP6 = b"\x03ip6\x04arpa\x00"
+_NIBBLE_LABELS = [bytes((1, ord(c))) for c in "0123456789abcdef"]
+
+
 def reverse_name(ip: str) -> bytes:
-    """The in-addr.arpa / ip6.arpa owner name of an address."""
-    return to_wire(ipaddress.ip_address(ip).reverse_pointer)
+    """The in-addr.arpa / ip6.arpa owner name of an address (inet_pton, no ipaddress objects)."""
+    if ":" in ip:
+        packed = socket.inet_pton(socket.AF_INET6, ip)
+        return b"".join([_NIBBLE_LABELS[b & 15] + _NIBBLE_LABELS[b >> 4] for b in reversed(packed)]) + _IP6
+    packed = socket.inet_pton(socket.AF_INET, ip)
+    return b"".join([b"%c%d" % (len(str(b)), b) for b in reversed(packed)]) + _IN_ADDR
 
 
 def reverse_zones(cidr: str) -> list[tuple[bytes, ipaddress.IPv4Network | ipaddress.IPv6Network]]:

@@ -7,15 +7,15 @@ Every source (pod file, Kubernetes watch) turns raw Pod objects into
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, NamedTuple, Protocol
 
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
 
-@dataclass(frozen=True, slots=True)
-class PodRecord:
+class PodRecord(NamedTuple):
+    """Immutable; a NamedTuple because 100k of them are built at start and it is the cheapest to build."""
+
     uid: str
     namespace: str
     name: str

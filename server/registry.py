@@ -11,10 +11,12 @@ a static entry; a static entry beats a fallback pod-IP PTR. One PTR per IP.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import string
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 from . import names, wire
 from .pods import PodRecord, serves_identity
@@ -46,8 +48,7 @@ class StaticEntry:
     line: int
 
 
-@dataclass(frozen=True)
-class _Claim:
+class _Claim(NamedTuple):
     """What one pod asks for: a name (identity) or only a fallback PTR."""
 
     pod: PodRecord
@@ -84,15 +85,17 @@ class Registry:
         self._pods: dict[str, dict[str, PodRecord]] = {}
         self._claims: dict[str, _Claim] = {}
         self._synced: dict[str, bool] = {}
-        self._name_claims: dict[bytes, set[str]] = {}
+        # Claim indexes hold tuples, not sets: almost always one member, and a
+        # one-element tuple is a fifth of the memory of a set.
+        self._name_claims: dict[bytes, tuple[str, ...]] = {}
         self._name_owner: dict[bytes, str] = {}
-        self._ip_claims: dict[str, set[str]] = {}
-        self._fallback_claims: dict[str, set[str]] = {}
+        self._ip_claims: dict[str, tuple[str, ...]] = {}
+        self._fallback_claims: dict[str, tuple[str, ...]] = {}
         self._set_members: dict[bytes, set[bytes]] = {}
         self._static_names: dict[bytes, list[str]] = {}
         self._static_ptr: dict[str, tuple[bytes, int]] = {}
         self._ptr_owner: dict[str, str] = {}  # ip -> uid, "static:<line>" or "fallback:<uid>"
-        self.conflicts: dict[tuple[str, str, str, str], None] = {}
+        self.conflicts: dict[tuple[str, bytes | str, str, str], None] = {}
         self._conflicts_by_subject: dict[tuple[str, str], set[tuple[str, str, str, str]]] = {}
         self._warned_names: set[str] = set()
 
@@ -122,15 +125,17 @@ class Registry:
 
     def update_pods(self, source: str, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
         pods = self._pods.setdefault(source, {})
-        dirty = _Dirty()
-        for uid in deletes:
-            if pods.pop(uid, None) is not None:
-                self._unclaim(uid, dirty)
-        for pod in upserts:
-            pods[pod.uid] = pod
-            self._unclaim(pod.uid, dirty)
-            self._claim(pod, dirty)
-        self._flush(dirty)
+        upserts, deletes = list(upserts), list(deletes)
+        with _bulk(len(upserts) + len(deletes)):
+            dirty = _Dirty()
+            for uid in deletes:
+                if pods.pop(uid, None) is not None:
+                    self._unclaim(uid, dirty)
+            for pod in upserts:
+                pods[pod.uid] = pod
+                self._unclaim(pod.uid, dirty)
+                self._claim(pod, dirty)
+            self._flush(dirty)
 
     def replace_static(self, entries: Iterable[StaticEntry]) -> None:
         """The complete set of static host entries (hosts file)."""
@@ -182,14 +187,14 @@ class Registry:
         if serves_identity(pod, self.settings.publish_not_ready):
             name = self._identity_name(pod)
         if name is not None:
-            if self._sets_enabled and names.parent(name) != self.view.zone_for(name).apex:
+            if self._sets_enabled and names.parent(name) not in self.view.zones:
                 set_name = names.parent(name)
                 self._set_members.setdefault(set_name, set()).add(name)
                 dirty.names.add(set_name)
-            self._name_claims.setdefault(name, set()).add(pod.uid)
+            _add(self._name_claims, name, pod.uid)
             dirty.names.add(name)
             for ip in pod.ips:
-                self._ip_claims.setdefault(ip, set()).add(pod.uid)
+                _add(self._ip_claims, ip, pod.uid)
                 dirty.ips.add(ip)
         elif (
             self.settings.fallback_ptr
@@ -200,7 +205,7 @@ class Registry:
         ):
             fallback = True
             for ip in pod.ips:
-                self._fallback_claims.setdefault(ip, set()).add(pod.uid)
+                _add(self._fallback_claims, ip, pod.uid)
                 dirty.ips.add(ip)
         self._claims[pod.uid] = _Claim(pod, name, set_name, fallback)
 
@@ -217,7 +222,11 @@ class Registry:
             if claim.set_name is not None:
                 dirty.names.add(claim.set_name)
                 if claim.name not in self._name_claims:
-                    _discard(self._set_members, claim.set_name, claim.name)
+                    members = self._set_members.get(claim.set_name)
+                    if members is not None:
+                        members.discard(claim.name)
+                        if not members:
+                            del self._set_members[claim.set_name]
         if claim.fallback:
             for ip in claim.pod.ips:
                 _discard(self._fallback_claims, ip, uid)
@@ -252,7 +261,7 @@ class Registry:
         losers = set(claimants or ()) - {owner}
         if owner is not None and name in self._static_names:
             losers.add("static")
-        self._set_conflicts("name", names.to_text(name), owner, losers)
+        self._set_conflicts("name", name, owner, losers)
         if before != owner:
             for uid in (before, owner):
                 claim = self._claims.get(uid) if uid else None
@@ -276,11 +285,12 @@ class Registry:
         return ips
 
     def _write_forward(self, name: bytes) -> None:
-        if self.view.zone_for(name) is None:
+        zone = self.view.zone_for(name)
+        if zone is None:
             return
         ips = self._forward_ips(name)
-        self.view.set_rrset(name, wire.A, [wire.a_rdata(ip) for ip in ips if ":" not in ip])
-        self.view.set_rrset(name, wire.AAAA, [wire.a_rdata(ip) for ip in ips if ":" in ip])
+        self.view.set_rrset(name, wire.A, [wire.a_rdata(ip) for ip in ips if ":" not in ip], zone)
+        self.view.set_rrset(name, wire.AAAA, [wire.a_rdata(ip) for ip in ips if ":" in ip], zone)
 
     def _settle_ip(self, ip: str) -> None:
         owners = [uid for uid in self._ip_claims.get(ip, ()) if self._name_owner.get(self._claims[uid].name) == uid]
@@ -307,13 +317,14 @@ class Registry:
                 except ValueError:
                     target = None
         reverse = names.reverse_name(ip)
-        if self.view.zone_for(reverse) is None:
+        zone = self.view.zone_for(reverse)
+        if zone is None:
             return
         if owner_id is None:
             self._ptr_owner.pop(ip, None)
         else:
             self._ptr_owner[ip] = owner_id
-        self.view.set_rrset(reverse, wire.PTR, [target] if target else [])
+        self.view.set_rrset(reverse, wire.PTR, [target] if target else [], zone)
 
     # -- conflicts and introspection -------------------------------------
 
@@ -325,7 +336,10 @@ class Registry:
         claim = self._claims.get(uid)
         return f"pod {claim.pod.key} (uid {uid})" if claim else uid
 
-    def _set_conflicts(self, kind: str, subject: str, winner: str | None, losers: set[str]) -> None:
+    def _set_conflicts(self, kind: str, subject: bytes | str, winner: str | None, losers: set[str]) -> None:
+        """Record the current losers for one name (wire bytes) or IP; log each new pair once."""
+        if not losers and (kind, subject) not in self._conflicts_by_subject:
+            return
         stale = [k for k in self._conflicts_for(kind, subject) if k[2] != winner or k[3] not in losers]
         for key in stale:
             del self.conflicts[key]
@@ -338,7 +352,7 @@ class Registry:
                 self._conflicts_by_subject.setdefault((kind, subject), set()).add(key)
                 log.warning(
                     "conflict on %s %s: %s keeps it, %s loses it",
-                    kind, subject, self._describe(winner), self._describe(loser),
+                    kind, _subject_text(subject), self._describe(winner), self._describe(loser),
                 )
 
     def _conflicts_for(self, kind: str, subject: str) -> list[tuple[str, str, str, str]]:
@@ -369,7 +383,7 @@ class Registry:
             {"name": names.to_text(name), "ips": ips, "source": "hosts-file"} for name, ips in sorted(self._static_names.items())
         ]
         conflicts = [
-            {"kind": kind, "subject": subject, "winner": self._describe(w), "loser": self._describe(l)}
+            {"kind": kind, "subject": _subject_text(subject), "winner": self._describe(w), "loser": self._describe(l)}
             for kind, subject, w, l in self.conflicts
         ]
         return {"identities": identities, "static": statics, "conflicts": conflicts, "stats": self.stats()}
@@ -381,6 +395,28 @@ class Registry:
         return "?"
 
 
+BULK_CHANGES = 1000
+
+
+@contextlib.contextmanager
+def _bulk(changes: int):
+    """Pause the garbage collector for large batches (an initial list, a relist).
+
+    Bulk loads only allocate long-lived objects; collections during them find
+    nothing yet cost most of the time. Afterwards the survivors are frozen so
+    later collections need not scan them again.
+    """
+    if changes < BULK_CHANGES or not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 class _Dirty:
     __slots__ = ("names", "ips")
 
@@ -389,9 +425,21 @@ class _Dirty:
         self.ips: set[str] = set()
 
 
-def _discard(index: dict, key, value) -> None:
+def _subject_text(subject: bytes | str) -> str:
+    return names.to_text(subject) if isinstance(subject, bytes) else subject
+
+
+def _add(index: dict, key, value: str) -> None:
+    members = index.get(key, ())
+    if value not in members:
+        index[key] = members + (value,)
+
+
+def _discard(index: dict, key, value: str) -> None:
     members = index.get(key)
-    if members is not None:
-        members.discard(value)
-        if not members:
+    if members is not None and value in members:
+        rest = tuple(m for m in members if m != value)
+        if rest:
+            index[key] = rest
+        else:
             del index[key]

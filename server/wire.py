@@ -7,7 +7,7 @@ tens of seconds, by hand well under one, which is why this lives here.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 from functools import lru_cache
 
@@ -35,11 +35,8 @@ def rr(owner: bytes, rtype: int, ttl: int, rdata: bytes, rclass: int = CLASS_IN)
 
 
 def a_rdata(ip: str) -> bytes:
-    return ipaddress.ip_address(ip).packed
-
-
-def rdata_type(ip: str) -> int:
-    return A if ipaddress.ip_address(ip).version == 4 else AAAA
+    """A or AAAA rdata of a textual address (inet_pton: ten times faster than ipaddress)."""
+    return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
 
 
 def soa_rdata(mname: bytes, rname: bytes, serial: int, refresh: int, retry: int, expire: int, minimum: int) -> bytes:
@@ -75,6 +72,17 @@ def opt_record(do: bool, ext_rcode: int = 0) -> bytes:
     """Our OPT: root owner, payload 1232, version 0, DO echoed, no options."""
     ttl = (ext_rcode << 24) | (0x8000 if do else 0)
     return rr(b"\x00", OPT, ttl, b"", rclass=EDNS_PAYLOAD)
+
+
+def split_rrset(body: bytes) -> list[bytes]:
+    """The rdata of each record in an encoded RRset (owner is always the 2-byte pointer)."""
+    out = []
+    offset = 0
+    while offset < len(body):
+        size = int.from_bytes(body[offset + 10 : offset + 12], "big")
+        out.append(body[offset + 12 : offset + 12 + size])
+        offset += 12 + size
+    return out
 
 
 def encode_rrset(rtype: int, ttl: int, rdatas: list[bytes], rclass: int = CLASS_IN) -> bytes:

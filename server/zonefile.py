@@ -25,12 +25,12 @@ def _rdata_text(rtype: int, rdata: bytes) -> str:
 def zone_text(view: ZoneView, zone: Zone) -> str:
     """One zone: SOA first, then every name in DNS order with its records."""
     lines = [f"$ORIGIN {zone.name}", f"; serial {zone.serial}"]
-    owned = [(name, node) for name, node in view.nodes.items() if node.zone is zone and node.rrsets]
+    owned = [(name, node) for name, node in view.nodes.items() if node.zone is zone and node]
     owned.sort(key=lambda item: (item[0] != zone.apex, _canonical(item[0])))
     for name, node in owned:
-        for rtype in sorted(node.rrsets, key=lambda t: (t != wire.SOA, t)):
+        for rtype in sorted(node.types(), key=lambda t: (t != wire.SOA, t)):
             ttl = zone.negative_ttl if rtype == wire.SOA else view.settings.ttl
-            for rdata in node.rrsets[rtype]:
+            for rdata in view.rrset(name, rtype):
                 lines.append(f"{names.to_text(name)}\t{ttl}\tIN\t{wire.TYPE_NAMES[rtype]}\t{_rdata_text(rtype, rdata)}")
     return "\n".join(lines) + "\n"
 

@@ -53,17 +53,24 @@ class Zone:
         return names.to_text(self.apex)
 
 
-class Node:
-    """A name that exists: its RRsets (rdata lists) and their encoded answers."""
+class Node(dict):
+    """A name that exists. The dict maps qtype+qclass wire bytes to the ready answer:
+    (reply_headers variants, answer section bytes). Empty for empty non-terminals.
 
-    __slots__ = ("zone", "rrsets", "answers", "below")
+    Being the dict itself, rather than holding one, saves an object per name:
+    at 100k pods that is megabytes.
+    """
+
+    __slots__ = ("zone", "below")
 
     def __init__(self, zone: Zone):
+        super().__init__()
         self.zone = zone
-        self.rrsets: dict[int, list[bytes]] = {}
-        # qtype+qclass wire bytes -> (reply_headers variants, answer section bytes)
-        self.answers: dict[bytes, tuple[tuple[bytes, ...], bytes]] = {}
         self.below = 0  # existing names one label below this one
+
+    def types(self) -> list[int]:
+        """The record types present (ANY excluded), in type order."""
+        return sorted(int.from_bytes(key[:2], "big") for key in self if key != ANY_KEY)
 
 
 def _type_key(rtype: int) -> bytes:
@@ -142,29 +149,31 @@ class ZoneView:
         return None
 
     def rrset(self, name: bytes, rtype: int) -> list[bytes]:
+        """The rdata of one RRset, read back from its encoded answer."""
         node = self.nodes.get(name)
-        return list(node.rrsets.get(rtype, ())) if node else []
+        found = node.get(_type_key(rtype)) if node is not None else None
+        return wire.split_rrset(found[1]) if found else []
 
     # -- writing -------------------------------------------------------
 
-    def set_rrset(self, name: bytes, rtype: int, rdatas: list[bytes]) -> bool:
+    def set_rrset(self, name: bytes, rtype: int, rdatas: list[bytes], zone: Zone | None = None) -> bool:
         """Replace one RRset (empty list deletes it). Returns False if nothing changed.
 
-        Names outside every zone are refused with ValueError; callers filter first.
+        `zone` saves a lookup when the caller knows it. Names outside every
+        zone are refused with ValueError; callers filter first.
         """
         node = self.nodes.get(name)
         if node is None:
             if not rdatas:
                 return False
-            zone = self.zone_for(name)
+            zone = zone or self.zone_for(name)
             if zone is None:
                 raise ValueError(f"{names.to_text(name)} is outside every zone")
             node = self._create(name, zone)
-        if node.rrsets.get(rtype, []) == rdatas:
+        if not self._write(node, rtype, rdatas):
             return False
-        self._write(node, rtype, rdatas)
         node.zone.dirty = True
-        if not node.rrsets and not node.below and name != node.zone.apex:
+        if not node and not node.below and name != node.zone.apex:
             self._remove(name, node)
         return True
 
@@ -178,24 +187,33 @@ class ZoneView:
             self._write(self.nodes[zone.apex], wire.SOA, [zone.soa_rdata])
         return changed
 
-    def _write(self, node: Node, rtype: int, rdatas: list[bytes]) -> None:
-        ttl = node.zone.negative_ttl if rtype == wire.SOA else self.settings.ttl
+    def _write(self, node: Node, rtype: int, rdatas: list[bytes]) -> bool:
+        """Encode one RRset into the node (and its ANY answer); False if it was already so."""
         key = _type_key(rtype)
+        old = node.get(key)
         if rdatas:
-            node.rrsets[rtype] = list(rdatas)
-            node.answers[key] = (wire.reply_headers(wire.NOERROR, True, len(rdatas), 0), wire.encode_rrset(rtype, ttl, rdatas))
+            ttl = node.zone.negative_ttl if rtype == wire.SOA else self.settings.ttl
+            body = wire.encode_rrset(rtype, ttl, rdatas)
+            if old is not None and old[1] == body:
+                return False
+            node[key] = (wire.reply_headers(wire.NOERROR, True, len(rdatas), 0), body)
+        elif old is None:
+            return False
         else:
-            node.rrsets.pop(rtype, None)
-            node.answers.pop(key, None)
+            del node[key]
         self._write_any(node)
+        return True
 
     def _write_any(self, node: Node) -> None:
-        if not node.rrsets:
-            node.answers.pop(ANY_KEY, None)
-            return
-        bodies = [node.answers[_type_key(t)][1] for t in sorted(node.rrsets)]
-        count = sum(len(v) for v in node.rrsets.values())
-        node.answers[ANY_KEY] = (wire.reply_headers(wire.NOERROR, True, count, 0), b"".join(bodies))
+        keys = [key for key in node if key != ANY_KEY]
+        if len(keys) == 1:
+            node[ANY_KEY] = node[keys[0]]  # shared, not copied
+        elif not keys:
+            node.pop(ANY_KEY, None)
+        else:
+            parts = [node[key] for key in sorted(keys)]
+            count = sum(len(wire.split_rrset(body)) for _, body in parts)
+            node[ANY_KEY] = (wire.reply_headers(wire.NOERROR, True, count, 0), b"".join(body for _, body in parts))
 
     def _create(self, name: bytes, zone: Zone) -> Node:
         node = self.nodes[name] = Node(zone)
@@ -215,5 +233,5 @@ class ZoneView:
             name = names.parent(name)
             above = self.nodes[name]
             above.below -= 1
-            if above.below or above.rrsets or name == apex:
+            if above.below or above or name == apex:
                 return

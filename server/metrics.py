@@ -1,0 +1,353 @@
+"""Prometheus metrics and the Observer, App's hook for everything served on --metrics-listen.
+
+Per query nothing touches prometheus_client: the wrapped handler adds to plain
+lists of integers, and a custom collector turns them into samples when
+/metrics is scraped. State (records, conflicts, serials) is read at scrape time.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import socket
+import time
+from bisect import bisect_left
+from typing import TYPE_CHECKING, Iterable
+
+from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from . import __version__, wire
+
+if TYPE_CHECKING:
+    from .app import App
+    from .pods import PodRecord
+    from .transport import Handler
+
+log = logging.getLogger("pod_identity_dns")
+
+# CoreDNS's buckets: request duration 0.25 ms doubling 16 times, sizes in bytes.
+DURATION_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
+SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16000, 32000, 48000, 64000)
+# Kubernetes timestamps have whole seconds, so sub-second buckets would say nothing.
+PROGRAMMING_BUCKETS = (1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
+
+QTYPE_LABELS = ("A", "AAAA", "PTR", "SOA", "NS", "ANY", "TXT", "other")
+_QTYPE_INDEX = {
+    t.to_bytes(2, "big"): i for i, t in enumerate((wire.A, wire.AAAA, wire.PTR, wire.SOA, wire.NS, wire.ANY, wire.TXT))
+}
+_OTHER_QTYPE = QTYPE_LABELS.index("other")
+_PROTOS = ("udp", "tcp")
+_FAMILIES = ("1", "2")  # CoreDNS's labels: 1 = IPv4, 2 = IPv6
+# Header rcodes 0-15, then BADVERS (16), which only the OPT record can carry.
+RCODE_LABELS = (
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+    "NXRRSET", "NOTAUTH", "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15", "BADVERS",
+)
+_BADVERS_SLOT = 16
+_ALWAYS_SHOWN_RCODES = frozenset(range(6))
+KUBE_EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
+
+
+def _bucket_table(bounds: tuple[int, ...], offset: int) -> bytes:
+    """Histogram slot (offset + bucket index) of every message size 0..65535: one lookup per query."""
+    return bytes(offset + bisect_left(bounds, size) for size in range(65536))
+
+
+def _le(bounds: Iterable[float]) -> tuple[str, ...]:
+    return tuple(floatToGoString(b) for b in bounds) + ("+Inf",)
+
+
+_DURATION_LE, _SIZE_LE, _PROGRAMMING_LE = _le(DURATION_BUCKETS), _le(SIZE_BUCKETS), _le(PROGRAMMING_BUCKETS)
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], le: tuple[str, ...], counts: list[int], total: float) -> None:
+    """Per-slot counts (one per bucket, +Inf last) as Prometheus's cumulative buckets."""
+    cumulative, running = [], 0
+    for bound, count in zip(le, counts):
+        running += count
+        cumulative.append((bound, running))
+    family.add_metric(labels, cumulative, total)
+
+
+class DnsStats:
+    """Query counters as plain integers; `wrap` puts them around a handler."""
+
+    def __init__(self) -> None:
+        # requests[proto*16 + family*8 + qtype]
+        self.requests = [0] * 32
+        self.rcodes = [0] * len(RCODE_LABELS)
+        self.durations = [0] * (len(DURATION_BUCKETS) + 1)
+        slots = len(SIZE_BUCKETS) + 1
+        self.request_sizes = [0] * (2 * slots)  # udp slots, then tcp slots
+        self.response_sizes = [0] * (2 * slots)
+        # duration sum, request bytes udp/tcp, response bytes udp/tcp
+        self.totals = [0.0, 0, 0, 0, 0]
+        self._size_slots = (_bucket_table(SIZE_BUCKETS, 0), _bucket_table(SIZE_BUCKETS, slots))
+        self.families_seen: set[int] = set()
+
+    def wrap(self, handler: "Handler", family: int) -> "Handler":
+        """`handler` with every call counted; `family` is the listener's address family."""
+        v6 = family == socket.AF_INET6
+        self.families_seen.add(1 if v6 else 0)
+        udp_base, tcp_base = 8 * v6, 16 + 8 * v6
+        requests, rcodes, durations = self.requests, self.rcodes, self.durations
+        request_sizes, response_sizes, totals = self.request_sizes, self.response_sizes, self.totals
+        udp_slots, tcp_slots = self._size_slots
+        qtype_index = _QTYPE_INDEX.get
+        bounds, fastest = DURATION_BUCKETS, DURATION_BUCKETS[0]
+        clock = time.perf_counter
+
+        def counted(query: bytes, tcp: bool, peer) -> bytes | None:
+            start = clock()
+            reply = handler(query, tcp, peer)
+            elapsed = clock() - start
+            durations[0 if elapsed <= fastest else bisect_left(bounds, elapsed)] += 1
+            totals[0] += elapsed
+            # The qtype follows the first name; find(0) is that name's end when it is plain.
+            end = query.find(0, 12)
+            qtype = qtype_index(query[end + 1 : end + 3], _OTHER_QTYPE) if end > 0 else _OTHER_QTYPE
+            size = len(query)
+            if tcp:
+                requests[tcp_base + qtype] += 1
+                request_sizes[tcp_slots[size]] += 1
+                totals[2] += size
+            else:
+                requests[udp_base + qtype] += 1
+                request_sizes[udp_slots[size]] += 1
+                totals[1] += size
+            if reply is not None:
+                rcode = reply[3] & 15
+                # Our OPT is always last with no options, so its extended rcode is 6 bytes from the end.
+                if not rcode and reply[11] and reply[-6]:
+                    rcode = _BADVERS_SLOT
+                rcodes[rcode] += 1
+                size = len(reply)
+                if tcp:
+                    response_sizes[tcp_slots[size]] += 1
+                    totals[4] += size
+                else:
+                    response_sizes[udp_slots[size]] += 1
+                    totals[3] += size
+            return reply
+
+        return counted
+
+    def families(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily(
+            "poddns_dns_requests", "DNS queries received, by transport, address family and query type.",
+            labels=["proto", "family", "type"],
+        )
+        for proto_index, proto in enumerate(_PROTOS):
+            for family_index in sorted(self.families_seen):
+                base = proto_index * 16 + family_index * 8
+                for qtype_index, qtype in enumerate(QTYPE_LABELS):
+                    requests.add_metric([proto, _FAMILIES[family_index], qtype], self.requests[base + qtype_index])
+        yield requests
+
+        responses = CounterMetricFamily("poddns_dns_responses", "DNS replies sent, by response code.", labels=["rcode"])
+        for index, count in enumerate(self.rcodes):
+            if count or index in _ALWAYS_SHOWN_RCODES:
+                responses.add_metric([RCODE_LABELS[index]], count)
+        yield responses
+
+        duration = HistogramMetricFamily(
+            "poddns_dns_request_duration_seconds", "Time spent answering one query (in the handler, without socket I/O).",
+            labels=[],
+        )
+        _add_histogram(duration, [], _DURATION_LE, self.durations, self.totals[0])
+        yield duration
+
+        slots = len(SIZE_BUCKETS) + 1
+        for name, doc, counts, first_total in (
+            ("poddns_dns_request_size_bytes", "Size of the queries received, in bytes.", self.request_sizes, 1),
+            ("poddns_dns_response_size_bytes", "Size of the replies sent, in bytes.", self.response_sizes, 3),
+        ):
+            family = HistogramMetricFamily(name, doc, labels=["proto"])
+            for proto_index, proto in enumerate(_PROTOS):
+                part = counts[proto_index * slots : (proto_index + 1) * slots]
+                _add_histogram(family, [proto], _SIZE_LE, part, self.totals[first_total + proto_index])
+            yield family
+
+
+class KubeStats:
+    """What the Kubernetes source reports; fed by a KubeObserver subclass (see `Observer.kube_observer`)."""
+
+    def __init__(self) -> None:
+        self.events = dict.fromkeys(KUBE_EVENT_TYPES, 0)
+        self.relists = 0
+        self.watch_restarts = 0
+        self.api_errors: dict[str, int] = {}
+        self.synced = False
+        self.last_event: float | None = None
+        self.programming = [0] * (len(PROGRAMMING_BUCKETS) + 1)
+        self.programming_sum = 0.0
+
+    def event(self, kind: str) -> None:
+        key = kind if kind in self.events else "other"
+        self.events[key] = self.events.get(key, 0) + 1
+        self.last_event = time.time()
+
+    def applied(self, pod: "PodRecord") -> None:
+        if pod.changed_at is None:
+            return
+        delay = time.time() - pod.changed_at
+        # A terminating pod's deletionTimestamp is the end of its grace period, in the future:
+        # it dates no change, so it is not observed (nor is clock skew beyond a second).
+        if delay < 0:
+            return
+        self.programming[bisect_left(PROGRAMMING_BUCKETS, delay)] += 1
+        self.programming_sum += delay
+
+    def families(self) -> Iterable[Metric]:
+        events = CounterMetricFamily("poddns_kubernetes_events", "Pod watch events received, by type.", labels=["type"])
+        for kind, count in self.events.items():
+            events.add_metric([kind], count)
+        yield events
+        yield CounterMetricFamily(
+            "poddns_kubernetes_relists", "Complete lists of pods after the first (410 Gone, broken watches).", value=self.relists
+        )
+        yield CounterMetricFamily(
+            "poddns_kubernetes_watch_restarts", "Pod watches that ended normally and were resumed.", value=self.watch_restarts
+        )
+        errors = CounterMetricFamily(
+            "poddns_kubernetes_api_errors", "Failed Kubernetes API requests, by kind of failure.", labels=["error"]
+        )
+        for category, count in sorted(self.api_errors.items()):
+            errors.add_metric([category], count)
+        yield errors
+        yield GaugeMetricFamily(
+            "poddns_kubernetes_synced", "1 once every watched namespace has been listed completely, else 0.",
+            value=1 if self.synced else 0,
+        )
+        if self.last_event is not None:
+            yield GaugeMetricFamily(
+                "poddns_kubernetes_last_event_timestamp_seconds", "Unix time of the last pod watch event received.",
+                value=self.last_event,
+            )
+        programming = HistogramMetricFamily(
+            "poddns_programming_duration_seconds",
+            "From a pod's newest API timestamp (creation, deletion, condition transition) to the moment the registry "
+            "applied its watch event. Kubernetes timestamps have 1-second resolution: an upper bound, 1 s granularity.",
+            labels=[],
+        )
+        _add_histogram(programming, [], _PROGRAMMING_LE, self.programming, self.programming_sum)
+        yield programming
+
+
+def _kube_metrics_observer(stats: KubeStats):
+    """A server.kube.KubeObserver feeding `stats`; kube.py (and kubernetes) load only when the cluster is used."""
+    from .kube import KubeObserver
+
+    class KubeMetrics(KubeObserver):
+        def event(self, kind: str) -> None:
+            stats.event(kind)
+
+        def relist(self) -> None:
+            stats.relists += 1
+
+        def watch_restart(self) -> None:
+            stats.watch_restarts += 1
+
+        def synced(self, value: bool) -> None:
+            stats.synced = bool(value)
+
+        def api_error(self, error: str) -> None:
+            stats.api_errors[error] = stats.api_errors.get(error, 0) + 1
+
+        def applied(self, pod: "PodRecord") -> None:
+            stats.applied(pod)
+
+    return KubeMetrics()
+
+
+class Observer:
+    """Metrics, probes and the debug endpoint on one HTTP address (App's `observer`)."""
+
+    def __init__(self, listen: tuple[str, int]):
+        self.listen = listen
+        self.dns = DnsStats()
+        self.kube: KubeStats | None = None
+        self.file_reloads: dict[tuple[str, str], int] = {}
+        self.app: "App | None" = None
+        self.http = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)  # collect() below, called per scrape
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    # -- App's hooks ---------------------------------------------------
+
+    def wrap_handler(self, handler: "Handler", family: int) -> "Handler":
+        return self.dns.wrap(handler, family)
+
+    def kube_observer(self):
+        self.kube = KubeStats()
+        return _kube_metrics_observer(self.kube)
+
+    def file_reload(self, kind: str, result: str) -> None:
+        if not any(k == kind for k, _ in self.file_reloads):
+            self.file_reloads[(kind, "success")] = self.file_reloads[(kind, "error")] = 0
+        self.file_reloads[(kind, result)] = self.file_reloads.get((kind, result), 0) + 1
+
+    async def start(self, app: "App") -> None:
+        from .httpserver import HttpServer
+
+        self.app = app
+        self.http = HttpServer(app, self.exposition)
+        host, port = await self.http.start(*self.listen)
+        shown = f"[{host}]" if ":" in host else host
+        log.info("metrics and probes on http://%s:%d/", shown, port)
+
+    async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+            self.http = None
+
+    # -- exposition ----------------------------------------------------
+
+    def exposition(self, accept: str) -> tuple[bytes, str]:
+        """The /metrics body in the format the scraper asked for (text or OpenMetrics)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+    def state_families(self) -> Iterable[Metric]:
+        """Gauges read from the running App, computed only when scraped."""
+        app = self.app
+        if app is None:
+            return
+        stats = app.registry.stats()
+        records = GaugeMetricFamily("poddns_records", "Records served, by kind.", labels=["kind"])
+        for kind in ("forward_names", "ptrs", "static_entries"):
+            records.add_metric([kind], stats[kind])
+        yield records
+        yield GaugeMetricFamily(
+            "poddns_identity_conflicts", "Current conflicts: names or IPs claimed by more than one pod or entry.",
+            value=stats["conflicts"],
+        )
+        serials = GaugeMetricFamily("poddns_zone_serial", "SOA serial of each served zone.", labels=["zone"])
+        for zone in app.view.zones.values():
+            serials.add_metric([zone.name], zone.serial)
+        yield serials
+        yield GaugeMetricFamily("poddns_ready", "1 while /readyz answers 200, else 0.", value=1 if app.ready else 0)
+        yield GaugeMetricFamily("poddns_tcp_connections", "Open DNS TCP connections.", value=app.tcp_connections())
+
+    def collect(self) -> Iterable[Metric]:
+        """Every poddns_* family, built from the plain counters and the App's state now."""
+        yield from self.dns.families()
+        yield from self.state_families()
+        if self.kube is not None:
+            yield from self.kube.families()
+        reloads = CounterMetricFamily(
+            "poddns_file_reloads", "Loads of the pods and hosts files, by result.", labels=["file", "result"]
+        )
+        for (kind, result), count in sorted(self.file_reloads.items()):
+            reloads.add_metric([kind, result], count)
+        yield reloads
+        info = GaugeMetricFamily("poddns_build_info", "Always 1; the labels name the version.", labels=["version", "python"])
+        info.add_metric([__version__, platform.python_version()], 1)
+        yield info
+
