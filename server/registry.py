@@ -198,7 +198,7 @@ class Registry:
                 dirty.ips.add(ip)
         elif (
             self.settings.fallback_ptr
-            and not pod.hostname
+            and not (pod.hostname and pod.subdomain)
             and pod.ips
             and not pod.host_network
             and pod.phase not in ("Succeeded", "Failed")

@@ -21,6 +21,8 @@ PODS = [
     sts_pod("kafka", 2, "10.244.3.12"),
     sts_pod("app", 0, ["10.244.1.40", "fd00:10:244:1::40"]),
     pod("web-5d8f-z8v4t", "10.244.2.50"),  # no hostname: fallback PTR only
+    pod("solo", "10.244.2.51", hostname="solo"),  # hostname without subdomain: fallback too
+    pod("v6only", "fd00:10:244:2::51"),
     pod("exporter", "10.244.9.9", "exporter", "metrics", host_network=True),
     pod("migrate-1", "10.244.3.60", "migrate", "jobs", phase="Succeeded"),
     pod("kdc-1-new", "10.244.2.30", "kdc-1", "kdc", "security", created="2026-11-02T08:00:00Z"),
@@ -59,6 +61,11 @@ CASES = [
     Case(V6_PTR, "PTR", "NOERROR", [f"{V6_PTR} 30 IN PTR app-0.app.default.{ZONE}."]),
     Case("40.1.244.10.in-addr.arpa", "PTR", "NOERROR", [f"40.1.244.10.in-addr.arpa. 30 IN PTR app-0.app.default.{ZONE}."]),
     Case("50.2.244.10.in-addr.arpa", "PTR", "NOERROR", ["50.2.244.10.in-addr.arpa. 30 IN PTR 10-244-2-50.default.pod.cluster.local."]),
+    Case("51.2.244.10.in-addr.arpa", "PTR", "NOERROR", ["51.2.244.10.in-addr.arpa. 30 IN PTR 10-244-2-51.default.pod.cluster.local."]),
+    Case(
+        "1.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa", "PTR", "NOERROR",
+        ["1.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa. 30 IN PTR fd00-10-244-2--51.default.pod.cluster.local."],
+    ),
     # hostNetwork and finished pods get nothing.
     Case(f"exporter.metrics.default.{ZONE}", "A", "NXDOMAIN", ns=[SOA]),
     Case("9.9.244.10.in-addr.arpa", "PTR", "NXDOMAIN", ns=[SOA_V4]),

@@ -134,3 +134,16 @@ def test_debug_description_lists_owners_and_conflicts():
     ]
     assert info["conflicts"][0]["kind"] == "name"
     assert "kdc-1-new" in info["conflicts"][0]["loser"]
+
+
+def test_fallback_ptr_can_be_turned_off():
+    view, _ = build([pod("web", "10.244.2.50")], fallback_ptr=False)
+    assert rcode(ask(view, "50.2.244.10.in-addr.arpa", "PTR")) == "NXDOMAIN"
+    view, _ = build([pod("web", "10.244.2.50")], fallback_ptr=True)
+    assert ptrs(view, "50.2.244.10.in-addr.arpa") == ["50.2.244.10.in-addr.arpa. 30 IN PTR 10-244-2-50.default.pod.cluster.local."]
+
+
+def test_fallback_ptr_yields_to_an_identity_on_the_same_ip():
+    view, registry = build([pod("web", "10.244.2.50", created="2026-10-01T00:00:00Z")], fallback_ptr=True)
+    registry.sink("test").upsert(strip_pod(pod("db-0", "10.244.2.50", "db-0", "db")))
+    assert ptrs(view, "50.2.244.10.in-addr.arpa") == [f"50.2.244.10.in-addr.arpa. 30 IN PTR db-0.db.default.{ZONE}."]
