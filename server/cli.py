@@ -43,7 +43,12 @@ def _run(coro) -> int:
 async def _serve(config: Config) -> int:
     from .app import App
 
-    app = App(config)
+    observer = None
+    if config.metrics_listen is not None:
+        from .metrics import Observer
+
+        observer = Observer(config.metrics_listen)
+    app = App(config, observer)
     try:
         await app.run()
     except SourceError as exc:
@@ -92,5 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     setup_logging(config.log_format, config.log_level)
     if args.command == "serve":
+        if config.workers > 1:
+            from .workers import run_workers
+
+            return run_workers(config, lambda worker: _run(_serve(worker)))
         return _run(_serve(config))
     return _run(_export(config, args.output_dir, args.sync_timeout))
