@@ -101,8 +101,9 @@ class App:
         if config.pods_file:
             sink.set_synced(True)
 
-    def start_kubernetes(self) -> None:
-        from .kube import KubeSettings, PodWatcher
+    async def start_kubernetes(self) -> None:
+        """Load the client configuration now (a broken one is a SourceError: exit 2 before listening), then watch."""
+        from .kube import KubeSettings, PodWatcher, load_client_config
 
         config = self.config
         settings = KubeSettings(
@@ -111,16 +112,36 @@ class App:
             namespaces=config.namespaces,
             label_selector=config.label_selector,
         )
+        client_config = await load_client_config(settings)
         kube_observer = self.observer.kube_observer() if self.observer is not None else None
         self.kube_watcher = PodWatcher(settings, self.registry.sink, kube_observer)
-        self._tasks.append(asyncio.create_task(self.kube_watcher.run(), name="kubernetes-watch"))
+        task = asyncio.create_task(self.kube_watcher.run(client_config), name="kubernetes-watch")
+        task.add_done_callback(self._kube_watch_ended)
+        self._tasks.append(task)
+
+    def _kube_watch_ended(self, task: asyncio.Task) -> None:
+        """The watch retries every failure it knows; if it still ends, stop with exit code 1.
+
+        Serving an ever older state without saying so is the worst outcome; a
+        restart by the orchestrator is visible and lists the cluster afresh.
+        """
+        if task.cancelled() or self.stopping:
+            return
+        error = task.exception()
+        log.error(
+            "the Kubernetes watch stopped (%s); shutting down so that a restart lists the cluster afresh",
+            f"{type(error).__name__}: {error}" if error else "it returned", exc_info=error,
+        )
+        self.exit_code = 1
+        self.request_stop()
 
     async def start_sources(self) -> None:
+        self.exit_code = 0  # 1 once a source failed for good (see _kube_watch_ended)
         self.load_files()
         for watched in self.files:
             self._tasks.append(asyncio.create_task(watched.watch(self.config.reload_interval), name=f"watch-{watched.kind}"))
         if not self.config.pods_file:
-            self.start_kubernetes()
+            await self.start_kubernetes()
 
     async def wait_synced(self, timeout: float) -> bool:
         loop = asyncio.get_running_loop()

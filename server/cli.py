@@ -57,10 +57,12 @@ async def _serve(config: Config) -> int:
     except OSError as exc:
         log.error("cannot listen: %s", exc)
         return 1
-    return 0
+    return app.exit_code
 
 
 async def _export(config: Config, output_dir: str | None, sync_timeout: float) -> int:
+    import asyncio
+
     from .app import App
     from .zonefile import zone_file_name, zone_text
 
@@ -78,6 +80,8 @@ async def _export(config: Config, output_dir: str | None, sync_timeout: float) -
     finally:
         for task in app._tasks:
             task.cancel()
+        # Let the watch close its API connection before the loop ends.
+        await asyncio.gather(*app._tasks, return_exceptions=True)
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
         for zone, text in texts:

@@ -19,14 +19,17 @@ from typing import Any, Callable, Iterator
 
 import aiohttp
 import orjson
+import yaml
 from aiohttp.http_exceptions import LineTooLong
 from kubernetes.aio import client as kclient
 from kubernetes.aio import config as kconfig
+from kubernetes.aio.config import ConfigException
 # Imported here, not lazily on first use: the module takes ~0.7 s to import,
 # which would otherwise block the running event loop.
 from kubernetes.aio.client.api.core_v1_api import CoreV1Api
 
 from .pods import PodRecord, PodSink, strip_pod
+from .sourcefile import SourceError
 
 LOG = logging.getLogger("pod_identity_dns.kube")
 
@@ -90,20 +93,39 @@ def source_name(namespace: str | None) -> str:
     return ALL_NAMESPACES_SOURCE if namespace is None else f"{ALL_NAMESPACES_SOURCE}/{namespace}"
 
 
+class ClientConfigError(SourceError):
+    """No usable client configuration (in-cluster or kubeconfig): a start-up error, exit code 2."""
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 async def load_client_config(settings: KubeSettings) -> kclient.Configuration:
     """Client configuration: in-cluster when running in a pod, else a kubeconfig.
 
-    Raises kubernetes' ConfigException when no usable configuration is found.
+    Raises ClientConfigError, naming the file and the reason in one line, when
+    no usable configuration is found.
     """
     config = kclient.Configuration()
     in_cluster = settings.kubeconfig is None and settings.context is None
     if in_cluster and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        kconfig.load_incluster_config(client_configuration=config)
+        try:
+            kconfig.load_incluster_config(client_configuration=config)
+        except ConfigException as error:
+            raise ClientConfigError("in-cluster configuration", None, _one_line(error)) from None
         return config
-    path = settings.kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
-    await kconfig.load_kube_config(
-        config_file=path, context=settings.context, client_configuration=config, persist_config=False
-    )
+    paths = settings.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    shown = os.pathsep.join(os.path.expanduser(p) for p in paths.split(os.pathsep) if p)
+    if not any(os.path.isfile(os.path.expanduser(p)) for p in paths.split(os.pathsep) if p):
+        raise ClientConfigError(shown, None, "no kubeconfig file there, and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
+    try:
+        await kconfig.load_kube_config(
+            config_file=paths, context=settings.context, client_configuration=config, persist_config=False
+        )
+    # The loader reports a malformed file by whatever its parsing trips over.
+    except (ConfigException, yaml.YAMLError, OSError, TypeError, AttributeError, KeyError, ValueError) as error:
+        raise ClientConfigError(shown, None, f"unusable kubeconfig: {_one_line(error)}") from None
     return config
 
 
@@ -169,12 +191,13 @@ class PodWatcher:
         """True once every watched namespace has been listed completely."""
         return self._synced
 
-    async def run(self) -> None:
+    async def run(self, client_config: kclient.Configuration | None = None) -> None:
         """List and watch until cancelled; API errors are retried, never raised.
 
-        Only a missing or broken client configuration raises.
+        Only a missing or broken client configuration (ClientConfigError) raises;
+        pass `client_config` loaded beforehand to have that happen at start-up.
         """
-        config = await load_client_config(self.settings)
+        config = client_config or await load_client_config(self.settings)
         async with kclient.ApiClient(configuration=config) as api_client:
             api = CoreV1Api(api_client)
             async with asyncio.TaskGroup() as group:
@@ -235,7 +258,9 @@ class _NamespaceStream:
                 self.observer.api_error(category)
                 delay = self.backoff.next_delay()
                 if category == "internal":
-                    LOG.exception("%s: unexpected error; retrying in %.1fs", self.name, delay)
+                    # A bug, possibly halfway through applying a change: reconcile from a fresh list.
+                    LOG.exception("%s: unexpected error; listing again in %.1fs", self.name, delay)
+                    self.version = None
                 else:
                     reason = str(error) or type(error).__name__
                     LOG.warning("%s: %s: %s; retrying in %.1fs", self.name, category, reason, delay)
