@@ -16,17 +16,17 @@ import random
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 import yaml
-from aiohttp.http_exceptions import LineTooLong
 from kubernetes.aio import client as kclient
 from kubernetes.aio import config as kconfig
+# The bare ApiClient (auth, TLS, token refresh), not the generated CoreV1Api:
+# that module alone costs ~0.7 s and ~25 MiB, for two URLs built below.
+from kubernetes.aio.client.api_client import ApiClient
 from kubernetes.aio.config import ConfigException
-# Imported here, not lazily on first use: the module takes ~0.7 s to import,
-# which would otherwise block the running event loop.
-from kubernetes.aio.client.api.core_v1_api import CoreV1Api
 
 from .pods import PodRecord, PodSink, strip_pod
 from .sourcefile import SourceError
@@ -39,6 +39,8 @@ WATCH_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 MAX_EVENT_LINE = 64 * 1024 * 1024
 # Like client-go: a watch that ends within a second having delivered nothing is a failure.
 SHORT_WATCH_SECONDS = 1.0
+# Events applied in one registry update, at most; a longer burst yields to queries in between.
+BATCH_EVENTS = 256
 
 
 @dataclass(frozen=True)
@@ -198,8 +200,7 @@ class PodWatcher:
         pass `client_config` loaded beforehand to have that happen at start-up.
         """
         config = client_config or await load_client_config(self.settings)
-        async with kclient.ApiClient(configuration=config) as api_client:
-            api = CoreV1Api(api_client)
+        async with ApiClient(configuration=config) as api:
             async with asyncio.TaskGroup() as group:
                 for stream in self._streams:
                     group.create_task(stream.run(api))
@@ -237,11 +238,12 @@ class _NamespaceStream:
         self.namespace = namespace
         self.sink = sink
         self.name = f"namespace {namespace}" if namespace else "all namespaces"
+        self.path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods" if namespace else "/api/v1/pods"
         self.version: str | None = None  # None: list before watching
         self.synced = False
         self.backoff = Backoff(self.settings.backoff_initial, self.settings.backoff_max)
 
-    async def run(self, api: CoreV1Api) -> None:
+    async def run(self, api: ApiClient) -> None:
         while True:
             try:
                 if self.version is None:
@@ -266,12 +268,19 @@ class _NamespaceStream:
                     LOG.warning("%s: %s: %s; retrying in %.1fs", self.name, category, reason, delay)
                 await asyncio.sleep(delay)
 
-    async def _request(self, api: CoreV1Api, **params: Any) -> aiohttp.ClientResponse:
-        params["label_selector"] = self.settings.label_selector
-        params["_request_timeout"] = float(self.settings.read_timeout_seconds)
-        if self.namespace is None:
-            return await api.list_pod_for_all_namespaces_without_preload_content(**params)
-        return await api.list_namespaced_pod_without_preload_content(self.namespace, **params)
+    async def _request(self, api: ApiClient, **query: Any) -> aiohttp.ClientResponse:
+        """GET this stream's pods collection (a list page or a watch); the raw response, body unread."""
+        query["labelSelector"] = self.settings.label_selector
+        params = [(key, value) for key, value in query.items() if value is not None]
+        method, url, headers, body, post = await api.param_serialize(
+            "GET", self.path, query_params=params, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = await api.call_api(
+            method, url, headers, body, post,
+            _request_timeout=float(self.settings.read_timeout_seconds), _preload_content=False,
+        )
+        return response.response
 
     @staticmethod
     async def _check(resp: aiohttp.ClientResponse) -> None:
@@ -286,7 +295,7 @@ class _NamespaceStream:
             raise Gone(message)
         raise ApiError(f"http_{resp.status}", f"HTTP {resp.status}: {message}")
 
-    async def _list(self, api: CoreV1Api) -> None:
+    async def _list(self, api: ApiClient) -> None:
         """A complete paged list, handed to the sink with replace_all."""
         if self.synced:
             self.observer.relist()
@@ -296,7 +305,7 @@ class _NamespaceStream:
         skipped = 0
         with self.watcher._gc_paused():
             while True:
-                resp = await self._request(api, limit=int(self.settings.page_size), _continue=token)
+                resp = await self._request(api, limit=int(self.settings.page_size), **{"continue": token})
                 await self._check(resp)  # 410 on a continue token: Gone, list from scratch
                 try:
                     page = orjson.loads(await resp.read())
@@ -331,7 +340,7 @@ class _NamespaceStream:
             self.sink.set_synced(True)
             self.watcher._stream_synced()
 
-    async def _watch(self, api: CoreV1Api) -> None:
+    async def _watch(self, api: ApiClient) -> None:
         """Watch from self.version until the stream ends.
 
         Raises Gone on a 410 (status or ERROR event), ApiError on other failures.
@@ -342,65 +351,100 @@ class _NamespaceStream:
         resp = await self._request(
             api,
             watch=True,
-            resource_version=self.version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=int(self.settings.watch_timeout_seconds),
+            resourceVersion=self.version,
+            allowWatchBookmarks=True,
+            timeoutSeconds=int(self.settings.watch_timeout_seconds),
         )
         await self._check(resp)
         lines = 0
         try:
-            while True:
-                try:
-                    line = await resp.content.readline(max_line_length=MAX_EVENT_LINE)
-                except LineTooLong:
-                    # The rest of that event cannot be resynchronised; a list catches up.
-                    raise Gone("watch event longer than the line limit") from None
-                if not line:
-                    break
-                if line.strip():
-                    lines += 1
-                    self._apply_line(line)
+            unfinished: list[bytes] = []  # the start of a line still arriving
+            unfinished_size = 0
+            # Whatever has arrived is applied as one batch: one registry update
+            # and one serial bump for many events, and no wait for the next one.
+            while chunk := await resp.content.readany():
+                end = chunk.rfind(b"\n")
+                if end < 0:
+                    unfinished.append(chunk)
+                    unfinished_size += len(chunk)
+                    if unfinished_size > MAX_EVENT_LINE:
+                        # The rest of that event cannot be resynchronised; a list catches up.
+                        raise Gone("watch event longer than the line limit")
+                    continue
+                data = b"".join((*unfinished, chunk[:end])) if unfinished else chunk[:end]
+                rest = chunk[end + 1 :]
+                unfinished, unfinished_size = ([rest], len(rest)) if rest else ([], 0)
+                events = data.split(b"\n")
+                for first in range(0, len(events), BATCH_EVENTS):
+                    if first:
+                        await asyncio.sleep(0)  # let queries in between the batches of a burst
+                    lines += self._apply_lines(events[first : first + BATCH_EVENTS])
+            if unfinished:  # a last line without its newline
+                lines += self._apply_lines([b"".join(unfinished)])
         finally:
             resp.close()
         if lines == 0 and time.monotonic() - started < SHORT_WATCH_SECONDS:
             raise ApiError("watch_closed_early", "watch closed within a second without any event")
         self.backoff.reset()
 
-    def _apply_line(self, line: bytes) -> None:
+    def _apply_lines(self, lines: list[bytes]) -> int:
+        """Apply the events in these lines to the sink in one batch; returns the number of non-blank lines.
+
+        An ERROR event raises Gone or ApiError, after the events before it are applied.
+        """
+        batch: dict[str, PodRecord | None] = {}  # uid -> its last state, None once deleted
+        stripped: list[PodRecord] = []
+        version: str | None = None
+        count = 0
+        working = False
         try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            event = None
-        obj = event.get("object") if isinstance(event, dict) else None
-        kind = event.get("type") if isinstance(event, dict) else None
-        if not isinstance(obj, dict) or not isinstance(kind, str):
-            self.observer.api_error("malformed_event")
-            LOG.warning("%s: skipped malformed watch event: %.120r", self.name, line)
-            return
-        if kind == "ERROR":
-            self.observer.event(kind)
-            code = obj.get("code")
-            message = obj.get("message") or obj.get("reason") or "no message"
-            if code == 410:
-                raise Gone(str(message))
-            raise ApiError(f"watch_error_{code}", f"ERROR event {code}: {message}")
-        meta = obj.get("metadata")
-        version = meta.get("resourceVersion") if isinstance(meta, dict) else None
-        if kind in WATCH_EVENT_TYPES or kind == "BOOKMARK":
-            self.observer.event(kind)
-            self.backoff.reset()
-        if kind in WATCH_EVENT_TYPES:
-            try:
-                pod = strip_pod(obj)
-            except ValueError as error:
-                LOG.warning("%s: skipped unusable pod in %s event: %s", self.name, kind, error)
-            else:
-                if kind == "DELETED":
-                    self.sink.delete(pod.uid)
-                else:
-                    self.sink.upsert(pod)
+            for line in lines:
+                if not line.strip():
+                    continue
+                count += 1
+                try:
+                    event = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    event = None
+                obj = event.get("object") if isinstance(event, dict) else None
+                kind = event.get("type") if isinstance(event, dict) else None
+                if not isinstance(obj, dict) or not isinstance(kind, str):
+                    self.observer.api_error("malformed_event")
+                    LOG.warning("%s: skipped malformed watch event: %.120r", self.name, line)
+                    continue
+                if kind == "ERROR":
+                    self.observer.event(kind)
+                    code = obj.get("code")
+                    message = obj.get("message") or obj.get("reason") or "no message"
+                    if code == 410:
+                        raise Gone(str(message))
+                    raise ApiError(f"watch_error_{code}", f"ERROR event {code}: {message}")
+                meta = obj.get("metadata")
+                event_version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+                if kind in WATCH_EVENT_TYPES or kind == "BOOKMARK":
+                    self.observer.event(kind)
+                    working = True
+                if kind in WATCH_EVENT_TYPES:
+                    try:
+                        pod = strip_pod(obj)
+                    except ValueError as error:
+                        LOG.warning("%s: skipped unusable pod in %s event: %s", self.name, kind, error)
+                    else:
+                        batch[pod.uid] = None if kind == "DELETED" else pod
+                        stripped.append(pod)
+                elif kind != "BOOKMARK":
+                    LOG.warning("%s: skipped watch event of unknown type %r", self.name, kind)
+                if isinstance(event_version, str) and event_version:
+                    version = event_version
+        finally:
+            # Reached on an ERROR event too: the events before it were seen and count.
+            if batch:
+                deletes = [uid for uid, pod in batch.items() if pod is None]
+                self.sink.update([pod for pod in batch.values() if pod is not None], deletes)
+            for pod in stripped:
                 self.observer.applied(pod)
-        elif kind != "BOOKMARK":
-            LOG.warning("%s: skipped watch event of unknown type %r", self.name, kind)
-        if isinstance(version, str) and version:
-            self.version = version
+            if version is not None:
+                self.version = version
+            if working:
+                self.backoff.reset()
+        return count

@@ -7,6 +7,7 @@ Every source (pod file, Kubernetes watch) turns raw Pod objects into
 from __future__ import annotations
 
 import ipaddress
+import socket
 from datetime import datetime
 from typing import Any, Iterable, NamedTuple, Protocol
 
@@ -52,6 +53,9 @@ class PodSink(Protocol):
     def delete(self, uid: str) -> None:
         """A pod is gone."""
 
+    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
+        """Several pods added, changed or gone at once (distinct uids), applied as one change."""
+
     def set_synced(self, synced: bool) -> None:
         """Whether this source has delivered one complete state yet."""
 
@@ -65,9 +69,28 @@ def _timestamp(value: Any) -> float | None:
         return None
 
 
+def _is_utc_seconds(value: Any) -> bool:
+    """The API's own form, 2026-11-01T10:00:00Z: for these, text order is time order."""
+    return isinstance(value, str) and len(value) == 20 and value[10] == "T" and value[19] == "Z"
+
+
+def _latest(stamps: list[Any]) -> float | None:
+    """The newest of these timestamps, parsing only one when all are in the API's own form."""
+    present = [s for s in stamps if s]
+    if present and all(_is_utc_seconds(s) for s in present):
+        return _timestamp(max(present))
+    known = [t for t in map(_timestamp, present) if t is not None]
+    return max(known) if known else None
+
+
 def _normal_ip(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
+    try:
+        socket.inet_pton(socket.AF_INET, value)
+        return value  # accepted only in canonical dotted-decimal form: already normal
+    except OSError:
+        pass
     try:
         return ipaddress.ip_address(value.strip()).compressed
     except ValueError:
@@ -109,14 +132,13 @@ def strip_pod(obj: Any) -> PodRecord:
         raise ValueError("bad metadata.namespace or metadata.uid")
 
     ready = False
-    stamps = [_timestamp(meta.get("creationTimestamp")), _timestamp(meta.get("deletionTimestamp"))]
+    stamps = [meta.get("creationTimestamp"), meta.get("deletionTimestamp")]
     for cond in status.get("conditions") or ():
         if not isinstance(cond, dict):
             continue
-        stamps.append(_timestamp(cond.get("lastTransitionTime")))
+        stamps.append(cond.get("lastTransitionTime"))
         if cond.get("type") == "Ready":
             ready = cond.get("status") == "True"
-    known = [s for s in stamps if s is not None]
 
     hostname = spec.get("hostname")
     subdomain = spec.get("subdomain")
@@ -133,7 +155,7 @@ def strip_pod(obj: Any) -> PodRecord:
         host_network=spec.get("hostNetwork") is True,
         created=created if created is not None else float("inf"),
         deleting=bool(meta.get("deletionTimestamp")),
-        changed_at=max(known) if known else None,
+        changed_at=_latest(stamps),
     )
 
 

@@ -72,6 +72,9 @@ class _Sink:
     def delete(self, uid: str) -> None:
         self._registry.update_pods(self._source, [], [uid])
 
+    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
+        self._registry.update_pods(self._source, upserts, deletes)
+
     def set_synced(self, synced: bool) -> None:
         self._registry.set_synced(self._source, synced)
 

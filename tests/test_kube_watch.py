@@ -38,6 +38,7 @@ class RecordingSink:
         self.pods: dict[str, PodRecord] = {}
         self.synced = False
         self.calls: list[tuple[str, Any]] = []
+        self.batches: list[tuple[int, int]] = []  # (upserts, deletes) of each update()
 
     def replace_all(self, pods: Iterable[PodRecord]) -> None:
         self.pods = {pod.uid: pod for pod in pods}
@@ -50,6 +51,14 @@ class RecordingSink:
     def delete(self, uid: str) -> None:
         self.pods.pop(uid, None)
         self.calls.append(("delete", uid))
+
+    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
+        upserts, deletes = list(upserts), list(deletes)
+        self.batches.append((len(upserts), len(deletes)))
+        for uid in deletes:
+            self.delete(uid)
+        for pod in upserts:
+            self.upsert(pod)
 
     def set_synced(self, synced: bool) -> None:
         self.synced = synced
@@ -201,6 +210,32 @@ async def test_add_modify_delete_reach_the_sink(tmp_path: Path) -> None:
 
             assert h.observer.events == Counter(ADDED=1, MODIFIED=1, DELETED=1)
             assert h.observer.applied_names == ["c", "a", "b"]
+            assert len(kube.list_requests()) == 1
+
+
+@async_test
+async def test_a_burst_of_events_is_applied_in_few_batches_with_the_last_state_of_each_pod(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        kube.add_pod(pod("keep", n=1))
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            # All in one step of the fake's loop: the events arrive together.
+            kube.add_pods(pod(f"web-{i}", n=i + 10, padding=2000) for i in range(600))
+            kube.add_pod(pod("brief", n=2))
+            kube.delete_pod("default", "brief")
+            kube.modify_pod("default", "keep", lambda p: p["metadata"]["labels"].update(step="1"))
+            kube.modify_pod("default", "keep", lambda p: p["metadata"]["labels"].update(step="2"))
+            await h.until(lambda: len(h.observer.applied_names) == 604, "every event")
+
+            assert h.sink.names() == sorted(["keep", *(f"web-{i}" for i in range(600))])
+            assert sum(up + down for up, down in h.sink.batches) < 604  # the pods changed twice count once
+            assert len(h.sink.batches) < 20
+            assert all(up + down <= 256 for up, down in h.sink.batches)
+            assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(kube.version - 604)
+            kube.drop_watches()
+            await h.watching_again(1)
+            assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(kube.version)
             assert len(kube.list_requests()) == 1
 
 
