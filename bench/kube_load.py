@@ -45,7 +45,8 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+# The repository, not bench/, on the path: bench/profile.py would shadow the standard library's.
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
 
 ZONE = "pods.example.internal"
 REVERSE_CIDR = "10.0.0.0/8"
@@ -342,6 +343,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class OtherLoad:
+    """How much of the machine processes other than the benchmark's used between two readings."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, float, float]:
+        with open("/proc/stat", encoding="ascii") as stat:
+            ticks = [int(v) for v in stat.readline().split()[1:]]
+        idle = ticks[3] + ticks[4]
+        tick = os.sysconf("SC_CLK_TCK")
+        ours = sum(cpu_seconds(pid) for pid in self.pids)
+        return (sum(ticks) - idle) / tick, sum(ticks) / tick, ours
+
+    def percent(self) -> float:
+        """Other processes' CPU since the start, in % of one core."""
+        busy, total, ours = self._read()
+        wall = (total - self.start[1]) / (os.cpu_count() or 1)
+        return round(100 * max(0.0, (busy - self.start[0]) - (ours - self.start[2])) / max(wall, 1e-9))
+
+
 class Child:
     """A child process whose output lines are collected; stopped with TERM, then KILL."""
 
@@ -439,6 +462,20 @@ def readyz(port: int) -> int:
         return 0
 
 
+def wait_until_quiet(limit: float, busy_percent: float = 25.0, quiet_seconds: int = 3) -> float:
+    """Wait (at most `limit` s) until other processes use under `busy_percent` of a core for a few seconds.
+
+    The machine may be shared; figures taken while it is busy mean little. Returns the seconds waited.
+    """
+    started = time.monotonic()
+    quiet = 0
+    while quiet < quiet_seconds and time.monotonic() - started < limit:
+        load = OtherLoad([os.getpid()])
+        time.sleep(1)
+        quiet = quiet + 1 if load.percent() < busy_percent else 0
+    return time.monotonic() - started
+
+
 def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[str, Any]:
     results: dict[str, Any] = {"pods": args.pods}
     kubeconfig = workdir / "kubeconfig"
@@ -461,10 +498,15 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
         argv = [sys.executable, __file__, "--profiled-server", args.profile, *server_args]
     else:
         argv = [sys.executable, "-m", "server", *server_args]
+    if args.wait_quiet > 0:
+        waited = wait_until_quiet(args.wait_quiet)
+        print(f"  waited {waited:.0f} s for other processes to go quiet", flush=True)
     print("starting the server ...", flush=True)
     started = time.monotonic()
     server = Child("server", argv, workdir / "server.log")
     children.append(server)
+    ours = [os.getpid(), fake.proc.pid, server.proc.pid]
+    load = OtherLoad(ours)
     line = server.wait_line("answering DNS on", timeout=30)
     dns = Dns(int(line.rsplit(" port ", 1)[1].split()[0]))
     metrics_port = int(server.wait_line("metrics and probes on", timeout=30).rsplit(":", 1)[1].strip("/"))
@@ -489,7 +531,7 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
         raise BenchError(f"{probe}: {answer} after the list")
     results.update(
         ready_dns_s=round(ready_dns, 2), ready_probe_s=round(ready_probe, 2), start_stall_s=round(stall, 2),
-        after_list=rss_mib(server.proc.pid),
+        after_list=rss_mib(server.proc.pid), other_load_start=load.percent(),
     )
     print(
         f"  first answer {ready_dns:.2f} s, /readyz 200 at {ready_probe:.2f} s, longest wait for a"
@@ -500,9 +542,12 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
     # Events per second: a storm of IP changes, timed until the last one is answered.
     events = min(args.events, args.pods)
     prepared = control(fake_port := info["control_port"], "/storm/prepare", count=events)
+    if args.wait_quiet > 0:
+        wait_until_quiet(args.wait_quiet / 2)
     print(f"firing {events:,} MODIFIED events ({prepared['bytes'] / 2**20:.0f} MiB of JSON) ...", flush=True)
     last, last_ip = fqdn(events - 1), ip_text(STORM_IPS + events - 1)
     cpu_before = cpu_seconds(server.proc.pid)
+    load = OtherLoad(ours)
     fired = control(fake_port, "/storm/fire")
     while dns.ask(last) != ("NOERROR", [last_ip]):
         if time.monotonic() - fired["fired"] > args.storm_timeout:
@@ -514,6 +559,7 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
         storm_s=round(applied - fired["fired"], 2),
         fake_recorded_s=round(fired["recorded"] - fired["fired"], 2),
         storm_server_cpu_s=round(cpu_seconds(server.proc.pid) - cpu_before, 2),
+        other_load_storm=load.percent(),
         after_storm=rss_mib(server.proc.pid),
     )
     for index in range(0, events, max(1, events // 200)):  # spot checks, forward and reverse
@@ -528,6 +574,9 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
     control(fake_port, "/compact")
 
     # Event-to-answer latency, one change at a time.
+    if args.wait_quiet > 0:
+        wait_until_quiet(args.wait_quiet / 2)
+    load = OtherLoad(ours)
     latencies = []
     step = max(1, args.pods // args.samples)
     for sample in range(args.samples):
@@ -546,6 +595,7 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
         p99_ms=round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 2),
         max_ms=round(latencies[-1], 2),
     )
+    results["other_load_samples"] = load.percent()
     stats = control(fake_port, "/stats")
     results.update(lists=stats["lists"], list_pages=stats["pages"], watches=stats["watches"])
     results["end"] = rss_mib(server.proc.pid)
@@ -573,6 +623,10 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> bool:
         print(f"  {label:<{width}}  {value:>12}  {target:<12} {'' if not target else 'ok' if ok else 'MISSED'}")
     print(f"  RSS after the list {results['after_list']}, after the storm {results['after_storm']}, at the end {results['end']} (MiB)")
     print(f"  API requests: {results['lists']} list ({results['list_pages']} pages), {results['watches']} watch")
+    print(
+        f"  CPU used by other processes on the machine (% of one core): start {results['other_load_start']}%,"
+        f" storm {results['other_load_storm']}%, latency samples {results['other_load_samples']}%"
+    )
     return all(ok for *_, ok in rows)
 
 
@@ -597,6 +651,10 @@ def main() -> int:
     parser.add_argument("--ready-timeout", type=float, default=120)
     parser.add_argument("--storm-timeout", type=float, default=120)
     parser.add_argument("--keep", action="store_true", help="keep the logs in the work directory")
+    parser.add_argument(
+        "--wait-quiet", type=float, default=120, metavar="SECONDS",
+        help="before starting the server, wait up to this long for other processes to leave the CPUs idle (default: 120)",
+    )
     parser.add_argument("--fake-api", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kubeconfig", help=argparse.SUPPRESS)
     args = parser.parse_args()
