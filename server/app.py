@@ -8,6 +8,8 @@ import logging
 import signal
 import socket
 
+import dnslib
+
 from . import __version__, names
 from .config import Config
 from .fastpath import respond
@@ -152,30 +154,35 @@ class App:
 
     # -- serving -------------------------------------------------------
 
-    def handler(self) -> Handler:
+    def handler(self, family: int = socket.AF_INET, tcp: bool = False) -> Handler:
+        """The per-query function of one listener and transport: answer, optional query log, metrics."""
         view = self.view
-        if self.observer is not None:
-            return self.observer.wrap_handler(view, respond, self.config.log_queries)
+
+        def answer_query(query: bytes, tcp: bool, peer) -> bytes | None:
+            return respond(query, view, tcp)
+
+        handler: Handler = answer_query
         if self.config.log_queries:
-            def logged(query: bytes, tcp: bool, peer) -> bytes | None:
-                reply = respond(query, view, tcp)
-                query_log.info("query from %s over %s: %d bytes in, %s out", peer, "tcp" if tcp else "udp", len(query), len(reply) if reply else "no reply")
-                return reply
-            return logged
-        return lambda query, tcp, peer: respond(query, view, tcp)
+            handler = logging_handler(handler)
+        if self.observer is not None:
+            handler = self.observer.wrap_handler(handler, family, tcp)
+        return handler
+
+    def tcp_connections(self) -> int:
+        return sum(len(tcp.open) for tcp in self._tcp)
 
     async def listen(self) -> None:
         loop = asyncio.get_running_loop()
-        handler = self.handler()
         for host, port in self.config.listen:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             reuse_port = self.config.workers > 1
-            tcp = TcpConnections(handler, self.config.tcp_idle_timeout, self.config.tcp_max_connections)
+            tcp = TcpConnections(self.handler(family, tcp=True), self.config.tcp_idle_timeout, self.config.tcp_max_connections)
             server = await loop.create_server(tcp.protocol, host, port, family=family, reuse_port=reuse_port or None)
             # Port 0 (tests): UDP takes the port TCP got, so both share one number.
             port = server.sockets[0].getsockname()[1]
+            udp_handler = self.handler(family, tcp=False)
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpProtocol(handler), sock=_udp_socket(host, port, family, reuse_port)
+                lambda: UdpProtocol(udp_handler), sock=_udp_socket(host, port, family, reuse_port)
             )
             self._tcp_servers.append(server)
             self._tcp.append(tcp)
@@ -225,3 +232,30 @@ class App:
         if self.observer is not None:
             await self.observer.stop()
         log.info("stopped")
+
+
+def logging_handler(handler: Handler) -> Handler:
+    """`handler` that also logs each query: name, type, rcode, transport, peer (--log-queries)."""
+
+    def logged(query: bytes, tcp: bool, peer) -> bytes | None:
+        reply = handler(query, tcp, peer)
+        qname, qtype = _question(query)
+        if reply is None:
+            outcome = "no reply"
+        else:
+            rcode = reply[3] & 0xF
+            outcome = f"{dnslib.RCODE.get(rcode, rcode)} {len(reply)} bytes"
+        address = f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
+        query_log.info("%s %s from %s over %s: %s", qname, qtype, address, "tcp" if tcp else "udp", outcome)
+        return reply
+
+    return logged
+
+
+def _question(query: bytes) -> tuple[str, str]:
+    """The first question's name and type as text, for the query log ("?" when unreadable)."""
+    end = names.labels_end(query, 12) if len(query) > 12 else -1
+    if end < 0 or end + 2 > len(query):
+        return "?", "?"
+    qtype = int.from_bytes(query[end : end + 2], "big")
+    return names.to_text(query[12:end]), dnslib.QTYPE.get(qtype, f"TYPE{qtype}")
