@@ -24,6 +24,8 @@ log = logging.getLogger("pod_identity_dns")
 query_log = logging.getLogger("pod_identity_dns.queries")
 
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+FINAL_READ_SECONDS = 0.05
+TCP_DRAIN_SECONDS = 2.0  # after the listeners close, a TCP query half received may still complete
 
 
 def _udp_socket(host: str, port: int, family: int, reuse_port: bool) -> socket.socket:
@@ -195,6 +197,7 @@ class App:
         if self._stop.is_set():
             log.warning("second stop signal: exiting at once")
             raise SystemExit(0)
+        self.stopping = True  # readiness fails from this moment, not a loop turn later
         self._stop.set()
 
     async def run(self, install_signals: bool = True) -> None:
@@ -211,16 +214,22 @@ class App:
         await self.shutdown()
 
     async def shutdown(self) -> None:
+        """Lame duck (not ready, still answering), then close listeners, drain TCP, stop the rest."""
         self.stopping = True
         if self.config.lameduck > 0:
             log.info("shutting down: not ready, still answering for %.1f s (lame duck)", self.config.lameduck)
             await asyncio.sleep(self.config.lameduck)
+        log.info("closing the DNS listeners")
+        # Queries already in the socket buffers when that line is written are still read and answered.
+        await asyncio.sleep(FINAL_READ_SECONDS)
         for server in self._tcp_servers:
             server.close()
         for transport in self._udp:
             transport.close()
-        for tcp in self._tcp:
-            tcp.close_all()
+        self.listening = False
+        cut = sum(await asyncio.gather(*(tcp.drain(TCP_DRAIN_SECONDS) for tcp in self._tcp)))
+        if cut:
+            log.warning("cut %d TCP connections that had not finished after %.1f s", cut, TCP_DRAIN_SECONDS)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

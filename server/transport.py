@@ -46,14 +46,26 @@ class TcpConnections:
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
         self.open: set["TcpProtocol"] = set()
+        self.draining = False  # shutting down: close each connection once it holds no partial query
 
     def protocol(self) -> "TcpProtocol":
         return TcpProtocol(self)
 
-    def close_all(self) -> None:
-        """Close every connection once what was already answered is written."""
+    async def drain(self, timeout: float) -> int:
+        """At shutdown, once the listener is closed: each connection closes (after writing its
+        answers) as soon as it holds no partial query; after `timeout` the rest are cut. Returns how many."""
+        self.draining = True
         for conn in list(self.open):
-            conn.close()
+            if not conn.buffer:
+                conn.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.open and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        cut = len(self.open)
+        for conn in list(self.open):
+            conn.transport.abort()
+        return cut
 
 
 class TcpProtocol(asyncio.Protocol):
@@ -96,7 +108,9 @@ class TcpProtocol(asyncio.Protocol):
                 continue
             if reply is not None:
                 self.transport.write(len(reply).to_bytes(2, "big") + reply)
-        if answered:
+        if self.shared.draining and not self.buffer:
+            self.close()
+        elif answered:
             self._arm_idle()
 
     def pause_writing(self) -> None:
