@@ -387,6 +387,8 @@ def install_deadline(seconds: float) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGALRM, on_alarm)
+    # Explicitly: a job started in the background by a script inherits SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, on_term)
     signal.setitimer(signal.ITIMER_REAL, seconds)

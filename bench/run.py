@@ -52,7 +52,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl  # noqa: E402
-from benchlib import A, AAAA, PTR, BenchError, Deadline  # noqa: E402
+from benchlib import A, AAAA, PTR, BenchError  # noqa: E402
 
 TARGET_RATIO, TARGET_LATENCY, TARGET_START, TARGET_RSS = 0.6, 2.0, 3.0, 200.0
 

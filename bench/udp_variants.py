@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import ctypes
 import errno
-import os
 import signal
 import socket
 import sys
