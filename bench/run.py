@@ -69,6 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--wait-quiet", type=float, default=30.0, help="wait up to this long for other processes to go idle before each run (default 30)")
     p.add_argument("--retries", type=int, default=2, help="repeat a run disturbed by other processes up to this many times (default 2)")
     p.add_argument("--queries", type=int, default=200_000, help="distinct queries in the query file (default 200000)")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load on each server before the timed runs, not counted (default 2)")
     p.add_argument("--no-baseline", action="store_true", help="skip the dnslib baseline")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
     p.add_argument("--deadline", type=float, help="global time limit, seconds (default: 8 runs + N-dependent setup)")
@@ -162,7 +163,7 @@ def fmt_int(x: float) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     n_runs = 7 if not args.no_baseline else 6
-    budget = args.deadline or (180 + args.pods / 1000 * 3 + n_runs * (1 + args.retries) * (args.duration + 10 + args.wait_quiet))
+    budget = args.deadline or (180 + 2 * (args.warmup + 30) + args.pods / 1000 * 3 + n_runs * (1 + args.retries) * (args.duration + 10 + args.wait_quiet))
     bl.install_deadline(budget)
     procs = bl.Processes()
     work = Path(tempfile.mkdtemp(prefix="pidns-bench-"))
@@ -227,7 +228,10 @@ def main(argv=None) -> int:
             raise BenchError("answers differ before the timed runs:\n  " + "\n  ".join(problems))
         print("sanity check: A, AAAA, PTR and NXDOMAIN answers agree (with and without EDNS)", flush=True)
 
-        # 5. timed runs: A B A B, then fixed rate
+        # 5. timed runs: A B A B, then fixed rate; first a short warm-up of each, not counted
+        if args.warmup > 0:
+            for label, p, pid in (("warmup-A", port, ours.pid), ("warmup-B", knot_port, knot.pid)):
+                bl.run_dnsperf(procs, label, p, query_file, args.warmup, pid, perf_opts, logs)
         runs: dict[str, bl.PerfResult] = {}
         plan = [("A1", port, ours.pid, []), ("B1", knot_port, knot.pid, []), ("A2", port, ours.pid, []), ("B2", knot_port, knot.pid, []),
                 ("LA", port, ours.pid, ["-Q", str(args.rate)]), ("LB", knot_port, knot.pid, ["-Q", str(args.rate)])]
