@@ -253,6 +253,19 @@ async def test_a_burst_of_events_is_applied_in_few_batches_with_the_last_state_o
 
 
 @async_test
+async def test_an_event_longer_than_the_read_buffer_is_put_together(tmp_path: Path) -> None:
+    async with FakeKube() as kube:
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            kube.add_pod(pod("huge", n=1, padding=5 * 2**20))  # the client reads 2 MiB at a time
+            kube.add_pod(pod("after", n=2))
+            await h.until(lambda: h.sink.names() == ["after", "huge"], "both pods")
+            assert h.sink.ips("huge") == ("10.244.0.1",)
+            assert h.observer.errors == []
+
+
+@async_test
 async def test_bookmark_moves_the_version_so_a_resume_needs_no_relist(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("a", "one"))
