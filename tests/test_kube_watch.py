@@ -266,6 +266,31 @@ async def test_an_event_longer_than_the_read_buffer_is_put_together(tmp_path: Pa
 
 
 @async_test
+async def test_a_failure_while_applying_events_is_logged_and_a_list_reconciles(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="pod_identity_dns.kube")
+    async with FakeKube() as kube:
+        kube.add_pod(pod("a", n=1))
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            sink, working_update = h.sink, h.sink.update
+
+            def broken_once(upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
+                sink.update = working_update  # type: ignore[method-assign]
+                raise RuntimeError("bug in the sink")
+
+            sink.update = broken_once  # type: ignore[method-assign]
+            kube.add_pod(pod("b", n=2))
+            await h.until(lambda: sink.names() == ["a", "b"], "b, from the list after the failure")
+            assert len(kube.list_requests()) == 2
+            assert h.observer.errors == ["internal"]
+            logged = [r for r in caplog.records if "unexpected error; listing again" in r.getMessage()]
+            assert len(logged) == 1 and logged[0].levelname == "ERROR" and logged[0].exc_info
+
+
+@async_test
 async def test_bookmark_moves_the_version_so_a_resume_needs_no_relist(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("a", "one"))
