@@ -30,7 +30,8 @@ from kubernetes.aio import config as kconfig
 from kubernetes.aio.client.api_client import ApiClient
 from kubernetes.aio.config import ConfigException
 
-from .pods import PodRecord, PodSink, pod_record, strip_pod
+from .podjson import EVENT_DECODER, LIST_DECODER, ListMeta, PodStatus, record
+from .pods import PodRecord, PodSink, strip_pod
 from .sourcefile import SourceError
 
 LOG = logging.getLogger("pod_identity_dns.kube")
@@ -133,78 +134,6 @@ async def load_client_config(settings: KubeSettings) -> kclient.Configuration:
     return config
 
 
-# -- decoding -------------------------------------------------------------------
-#
-# A pod is ~5-20 KB of JSON of which a PodRecord needs a few dozen bytes. These
-# schemas make msgspec skip the rest without building objects for it (6x faster
-# than orjson.loads, and no garbage); anything they reject (a field of an
-# unexpected type) is decoded again with orjson and strip_pod, which tolerate it.
-
-
-class _Meta(msgspec.Struct, gc=False):
-    name: str | None = None
-    namespace: str | None = None
-    uid: str | None = None
-    creationTimestamp: str | None = None
-    deletionTimestamp: str | None = None
-    resourceVersion: str | None = None
-
-
-class _Spec(msgspec.Struct, gc=False):
-    hostname: str | None = None
-    subdomain: str | None = None
-    hostNetwork: bool | None = None
-
-
-class _PodIP(msgspec.Struct, gc=False):
-    ip: str | None = None
-
-
-class _Condition(msgspec.Struct, gc=False):
-    type: str | None = None
-    status: str | None = None
-    lastTransitionTime: str | None = None
-
-
-class _PodStatus(msgspec.Struct, gc=False):
-    phase: str | None = None
-    podIP: str | None = None
-    podIPs: list[_PodIP] | None = None
-    conditions: list[_Condition] | None = None
-
-
-class _Object(msgspec.Struct, gc=False):
-    """A Pod, or in an ERROR event the Status (whose `status` is the string "Failure")."""
-
-    metadata: _Meta | None = None
-    spec: _Spec | None = None
-    status: _PodStatus | str | None = None
-    code: int | None = None
-    message: str | None = None
-    reason: str | None = None
-
-
-class _ListMeta(msgspec.Struct, gc=False):
-    resourceVersion: str | None = None
-    continue_: str | None = msgspec.field(default=None, name="continue")
-
-
-class _PodList(msgspec.Struct, gc=False):
-    metadata: _ListMeta | None = None
-    items: list[_Object] | None = None
-
-
-class _Event(msgspec.Struct, gc=False):
-    type: str | None = None
-    object: _Object | None = None
-
-
-_LIST_DECODER = msgspec.json.Decoder(_PodList)
-_EVENT_DECODER = msgspec.json.Decoder(_Event)
-_NO_SPEC = _Spec()
-_NO_STATUS = _PodStatus()
-
-
 class Page(NamedTuple):
     records: list[PodRecord]
     skipped: int  # objects that are not usable pods
@@ -221,34 +150,10 @@ class WatchEvent(NamedTuple):
     message: str = ""
 
 
-def _record(obj: _Object) -> PodRecord:
-    meta = obj.metadata
-    if meta is None:
-        raise ValueError("no metadata")
-    if not meta.name:
-        raise ValueError("no metadata.name")
-    spec = obj.spec or _NO_SPEC
-    status = obj.status if isinstance(obj.status, _PodStatus) else _NO_STATUS
-    return pod_record(
-        meta.name,
-        meta.namespace,
-        meta.uid,
-        meta.creationTimestamp,
-        meta.deletionTimestamp,
-        spec.hostname,
-        spec.subdomain,
-        spec.hostNetwork is True,
-        status.phase,
-        [entry.ip for entry in status.podIPs or ()],
-        status.podIP,
-        [(cond.type, cond.status, cond.lastTransitionTime) for cond in status.conditions or ()],
-    )
-
-
 def decode_page(body: bytes) -> Page:
     """One page of a pod list. Raises ApiError when it is not a pod list."""
     try:
-        page = _LIST_DECODER.decode(body)
+        page = LIST_DECODER.decode(body)
     except msgspec.ValidationError:
         return _decode_page_tolerantly(body)
     except msgspec.DecodeError as error:
@@ -257,10 +162,10 @@ def decode_page(body: bytes) -> Page:
     skipped = 0
     for item in page.items or ():
         try:
-            records.append(_record(item))
+            records.append(record(item))
         except ValueError:
             skipped += 1
-    meta = page.metadata or _ListMeta()
+    meta = page.metadata or ListMeta()
     return Page(records, skipped, meta.continue_ or None, meta.resourceVersion or None)
 
 
@@ -289,7 +194,7 @@ def _decode_page_tolerantly(body: bytes) -> Page:
 def decode_event(line: bytes) -> WatchEvent | None:
     """The event in one line of a watch stream; None when the line is not an event."""
     try:
-        event = _EVENT_DECODER.decode(line)
+        event = EVENT_DECODER.decode(line)
     except msgspec.ValidationError:
         return _decode_event_tolerantly(line)
     except msgspec.DecodeError:
@@ -303,7 +208,7 @@ def decode_event(line: bytes) -> WatchEvent | None:
     if kind not in WATCH_EVENT_TYPES:
         return WatchEvent(kind, version or None)
     try:
-        return WatchEvent(kind, version or None, _record(obj))
+        return WatchEvent(kind, version or None, record(obj))
     except ValueError as error:
         return WatchEvent(kind, version or None, unusable=str(error))
 

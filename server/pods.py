@@ -130,7 +130,7 @@ def strip_pod(obj: Any) -> PodRecord:
         raise ValueError("bad metadata.namespace or metadata.uid")
     conditions = [
         (cond.get("type"), cond.get("status"), cond.get("lastTransitionTime"))
-        for cond in status.get("conditions") or ()
+        for cond in _list(status.get("conditions"))
         if isinstance(cond, dict)
     ]
     hostname = spec.get("hostname")
@@ -146,10 +146,15 @@ def strip_pod(obj: Any) -> PodRecord:
         subdomain if isinstance(subdomain, str) else None,
         spec.get("hostNetwork") is True,
         phase if isinstance(phase, str) else None,
-        [entry.get("ip") if isinstance(entry, dict) else None for entry in status.get("podIPs") or ()],
+        [entry.get("ip") if isinstance(entry, dict) else None for entry in _list(status.get("podIPs"))],
         status.get("podIP"),
         conditions,
     )
+
+
+def _list(value: Any) -> list:
+    """A field that should be a list; anything else (null, a stray scalar) counts as empty."""
+    return value if isinstance(value, list) else []
 
 
 def pod_record(

@@ -93,8 +93,11 @@ class Registry:
         self._name_claims: dict[bytes, tuple[str, ...]] = {}
         self._name_owner: dict[bytes, str] = {}
         self._ip_claims: dict[str, tuple[str, ...]] = {}
+        self._shared_ips: set[str] = set()  # IPs claimed by more than one pod
         self._fallback_claims: dict[str, tuple[str, ...]] = {}
-        self._set_members: dict[bytes, set[bytes]] = {}
+        # set name -> its members' encoded A and AAAA RRsets: a set's records are
+        # a join of its members', never encoded again.
+        self._set_members: dict[bytes, _SetParts] = {}
         self._static_names: dict[bytes, list[str]] = {}
         self._static_ptr: dict[str, tuple[bytes, int]] = {}
         self._ptr_owner: dict[str, str] = {}  # ip -> uid, "static:<line>" or "fallback:<uid>"
@@ -192,12 +195,15 @@ class Registry:
         if name is not None:
             if self._sets_enabled and names.parent(name) not in self.view.zones:
                 set_name = names.parent(name)
-                self._set_members.setdefault(set_name, set()).add(name)
+                parts = self._set_members.get(set_name) or self._set_members.setdefault(set_name, _SetParts())
+                parts.a.setdefault(name, b"")
+                parts.aaaa.setdefault(name, b"")
                 dirty.names.add(set_name)
             _add(self._name_claims, name, pod.uid)
             dirty.names.add(name)
             for ip in pod.ips:
                 _add(self._ip_claims, ip, pod.uid)
+                self._note_shared(ip)
                 dirty.ips.add(ip)
         elif (
             self.settings.fallback_ptr
@@ -221,19 +227,20 @@ class Registry:
             dirty.names.add(claim.name)
             for ip in claim.pod.ips:
                 _discard(self._ip_claims, ip, uid)
+                self._note_shared(ip)
                 dirty.ips.add(ip)
             if claim.set_name is not None:
                 dirty.names.add(claim.set_name)
-                if claim.name not in self._name_claims:
-                    members = self._set_members.get(claim.set_name)
-                    if members is not None:
-                        members.discard(claim.name)
-                        if not members:
-                            del self._set_members[claim.set_name]
         if claim.fallback:
             for ip in claim.pod.ips:
                 _discard(self._fallback_claims, ip, uid)
                 dirty.ips.add(ip)
+
+    def _note_shared(self, ip: str) -> None:
+        if len(self._ip_claims.get(ip, ())) > 1:
+            self._shared_ips.add(ip)
+        else:
+            self._shared_ips.discard(ip)
 
     def _rank(self, uid: str) -> tuple[bool, float, str]:
         return self._claims[uid].pod.ownership_rank()
@@ -247,7 +254,12 @@ class Registry:
             for name in pending:
                 settled.add(name)
                 self._settle_name(name, dirty)
+        # Members before sets: a set's records are joined from its members'.
+        set_names = [name for name in dirty.names if name in self._set_members]
         for name in dirty.names:
+            if name not in self._set_members:
+                self._write_forward(name)
+        for name in set_names:
             self._write_forward(name)
         for ip in dirty.ips:
             self._settle_ip(ip)
@@ -273,27 +285,41 @@ class Registry:
                     if claim.set_name is not None:
                         dirty.names.add(claim.set_name)
 
-    def _forward_ips(self, name: bytes) -> list[str]:
-        owner = self._name_owner.get(name)
-        if owner is not None:
-            return list(self._claims[owner].pod.ips)
-        static = self._static_names.get(name)
-        if static:
-            return list(static)
-        ips: list[str] = []
-        for member in sorted(self._set_members.get(name, ())):
-            uid = self._name_owner.get(member)
-            if uid is not None:
-                ips.extend(ip for ip in self._claims[uid].pod.ips if ip not in ips)
-        return ips
-
     def _write_forward(self, name: bytes) -> None:
+        """A/AAAA of a name: its owner pod's IPs, else its static entry, else the union of its set."""
         zone = self.view.zone_for(name)
         if zone is None:
             return
-        ips = self._forward_ips(name)
+        owner = self._name_owner.get(name)
+        if owner is None and name not in self._static_names and name in self._set_members:
+            self._write_set(name, zone)
+            return
+        ips = self._claims[owner].pod.ips if owner is not None else self._static_names.get(name, ())
         self.view.set_rrset(name, wire.A, [wire.a_rdata(ip) for ip in ips if ":" not in ip], zone)
         self.view.set_rrset(name, wire.AAAA, [wire.a_rdata(ip) for ip in ips if ":" in ip], zone)
+        set_name = names.parent(name)
+        parts = self._set_members.get(set_name)
+        if parts is None or name not in parts.a:
+            return
+        if owner is not None:
+            parts.a[name] = self.view.body(name, wire.A)
+            parts.aaaa[name] = self.view.body(name, wire.AAAA)
+        else:
+            # Dropped only now, not when unclaimed, so a member that is replaced in one
+            # batch keeps its place and the set's bytes do not change for nothing.
+            del parts.a[name], parts.aaaa[name]
+            if not parts.a:
+                del self._set_members[set_name]
+
+    def _write_set(self, name: bytes, zone) -> None:
+        parts = self._set_members[name]
+        for bodies, rtype, size in ((parts.a, wire.A, 16), (parts.aaaa, wire.AAAA, 28)):
+            body = b"".join(bodies.values())
+            if self._shared_ips:
+                # Two pods may claim one IP (a conflict): list it once.
+                records = dict.fromkeys(body[i : i + size] for i in range(0, len(body), size))
+                body = b"".join(records)
+            self.view.set_rrset_body(name, rtype, body, len(body) // size, zone)
 
     def _settle_ip(self, ip: str) -> None:
         owners = [uid for uid in self._ip_claims.get(ip, ()) if self._name_owner.get(self._claims[uid].name) == uid]
@@ -418,6 +444,16 @@ def _bulk(changes: int):
     finally:
         gc.freeze()
         gc.enable()
+
+
+class _SetParts:
+    """One set's members, each with its own encoded A and AAAA RRsets (joined in C)."""
+
+    __slots__ = ("a", "aaaa")
+
+    def __init__(self) -> None:
+        self.a: dict[bytes, bytes] = {}
+        self.aaaa: dict[bytes, bytes] = {}
 
 
 class _Dirty:

@@ -78,6 +78,8 @@ def _type_key(rtype: int) -> bytes:
 
 
 ANY_KEY = _type_key(wire.ANY)
+# One shared key object per type: a fresh bytes key in every node would cost ~70 bytes a name.
+_TYPE_KEYS = {t: _type_key(t) for t in (wire.A, wire.NS, wire.SOA, wire.PTR, wire.TXT, wire.AAAA, wire.ANY)}
 
 
 @dataclass
@@ -112,8 +114,8 @@ class ZoneView:
         self.zones[zone.apex] = zone
         node = Node(zone)
         self.nodes[zone.apex] = node
-        self._write(node, wire.NS, [zone.ns_name])
-        self._write(node, wire.SOA, [zone.soa_rdata])
+        self._write(node, wire.NS, wire.encode_rrset(wire.NS, self.settings.ttl, [zone.ns_name]), 1)
+        self._write(node, wire.SOA, wire.encode_rrset(wire.SOA, zone.negative_ttl, [zone.soa_rdata]), 1)
 
     # -- reading -------------------------------------------------------
 
@@ -151,8 +153,7 @@ class ZoneView:
     def rrset(self, name: bytes, rtype: int) -> list[bytes]:
         """The rdata of one RRset, read back from its encoded answer."""
         node = self.nodes.get(name)
-        found = node.get(_type_key(rtype)) if node is not None else None
-        return wire.split_rrset(found[1]) if found else []
+        return wire.split_rrset(self.body(name, rtype))
 
     # -- writing -------------------------------------------------------
 
@@ -162,20 +163,38 @@ class ZoneView:
         `zone` saves a lookup when the caller knows it. Names outside every
         zone are refused with ValueError; callers filter first.
         """
+        body = self._encode(name, rtype, rdatas, zone) if rdatas else b""
+        return self.set_rrset_body(name, rtype, body, len(rdatas), zone)
+
+    def set_rrset_body(self, name: bytes, rtype: int, body: bytes, count: int, zone: Zone | None = None) -> bool:
+        """set_rrset for records already encoded (as `body(...)` returns them): joins of
+        other names' bodies make a set's RRset without encoding anything again."""
         node = self.nodes.get(name)
         if node is None:
-            if not rdatas:
+            if not body:
                 return False
             zone = zone or self.zone_for(name)
             if zone is None:
                 raise ValueError(f"{names.to_text(name)} is outside every zone")
             node = self._create(name, zone)
-        if not self._write(node, rtype, rdatas):
+        if not self._write(node, rtype, body, count):
             return False
         node.zone.dirty = True
         if not node and not node.below and name != node.zone.apex:
             self._remove(name, node)
         return True
+
+    def body(self, name: bytes, rtype: int) -> bytes:
+        """The encoded RRset of one name and type (owner: pointer to the question), or b""."""
+        node = self.nodes.get(name)
+        found = node.get(_TYPE_KEYS.get(rtype) or _type_key(rtype)) if node is not None else None
+        return found[1] if found else b""
+
+    def _encode(self, name: bytes, rtype: int, rdatas: list[bytes], zone: Zone | None) -> bytes:
+        ttl = self.settings.ttl
+        if rtype == wire.SOA:
+            ttl = (zone or self.zone_for(name)).negative_ttl
+        return wire.encode_rrset(rtype, ttl, rdatas)
 
     def commit(self) -> list[Zone]:
         """Advance the serial of every zone changed since the last commit."""
@@ -184,19 +203,17 @@ class ZoneView:
         for zone in changed:
             zone.dirty = False
             zone.set_serial(max(zone.serial + 1, now))
-            self._write(self.nodes[zone.apex], wire.SOA, [zone.soa_rdata])
+            self._write(self.nodes[zone.apex], wire.SOA, wire.encode_rrset(wire.SOA, zone.negative_ttl, [zone.soa_rdata]), 1)
         return changed
 
-    def _write(self, node: Node, rtype: int, rdatas: list[bytes]) -> bool:
-        """Encode one RRset into the node (and its ANY answer); False if it was already so."""
-        key = _type_key(rtype)
+    def _write(self, node: Node, rtype: int, body: bytes, count: int) -> bool:
+        """Store one encoded RRset in the node (and its ANY answer); False if it was already so."""
+        key = _TYPE_KEYS.get(rtype) or _type_key(rtype)
         old = node.get(key)
-        if rdatas:
-            ttl = node.zone.negative_ttl if rtype == wire.SOA else self.settings.ttl
-            body = wire.encode_rrset(rtype, ttl, rdatas)
+        if body:
             if old is not None and old[1] == body:
                 return False
-            node[key] = (wire.reply_headers(wire.NOERROR, True, len(rdatas), 0), body)
+            node[key] = (wire.reply_headers(wire.NOERROR, True, count, 0), body)
         elif old is None:
             return False
         else:

@@ -146,10 +146,21 @@ def _pods_from(specs) -> dict[str, dict]:
     return out
 
 
+def _records(body: bytes) -> list[bytes]:
+    """Whole records of an encoded answer, sorted: a set's members may join in any order."""
+    out, offset = [], 0
+    while offset < len(body):
+        end = offset + 12 + int.from_bytes(body[offset + 10 : offset + 12], "big")
+        out.append(body[offset:end])
+        offset = end
+    return sorted(out)
+
+
 def _snapshot(view) -> dict:
-    """Every existing name with its encoded answers; apexes without the SOA, whose serial differs."""
+    """Every existing name with its answers; apexes without the SOA, whose serial differs."""
+    skip = (b"\x00\x06\x00\x01", b"\x00\xff\x00\x01")
     return {
-        name: {t: a for t, a in node.items() if name not in view.zones or t not in (b"\x00\x06\x00\x01", b"\x00\xff\x00\x01")}
+        name: {t: (headers, _records(body)) for t, (headers, body) in node.items() if name not in view.zones or t not in skip}
         for name, node in view.nodes.items()
     }
 

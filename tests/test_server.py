@@ -194,6 +194,7 @@ def _has_ipv6_loopback() -> bool:
 @pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no ::1")
 def test_listens_on_ipv6_and_ipv4_at_once():
     with ServerProcess(*DEMO, "--listen", "[::1]:0") as server:
+        server.wait_for_log(r"answering DNS on ::1 port")
         hosts = dict(server.ports)
         assert udp(hosts["::1"], KAFKA0, host="::1").answer[0][0].address == "10.244.1.10"
         assert tcp(hosts["::1"], KAFKA0, host="::1").answer[0][0].address == "10.244.1.10"

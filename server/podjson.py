@@ -1,0 +1,103 @@
+"""Decoding Pod JSON straight into PodRecords with msgspec schemas of the few fields used.
+
+A pod is ~5-20 KB of JSON of which a PodRecord needs a few dozen bytes. These
+schemas make msgspec skip the rest without building objects for it (6x faster
+than orjson.loads, and no garbage to collect or to pin memory). Anything they
+reject (a field of an unexpected type) is for the caller to decode again with
+orjson and strip_pod, which tolerate it. Used by the watch and the pod file.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from .pods import PodRecord, pod_record
+
+class Meta(msgspec.Struct, gc=False):
+    name: str | None = None
+    namespace: str | None = None
+    uid: str | None = None
+    creationTimestamp: str | None = None
+    deletionTimestamp: str | None = None
+    resourceVersion: str | None = None
+
+
+class Spec(msgspec.Struct, gc=False):
+    hostname: str | None = None
+    subdomain: str | None = None
+    hostNetwork: bool | None = None
+
+
+class PodIP(msgspec.Struct, gc=False):
+    ip: str | None = None
+
+
+class Condition(msgspec.Struct, gc=False):
+    type: str | None = None
+    status: str | None = None
+    lastTransitionTime: str | None = None
+
+
+class PodStatus(msgspec.Struct, gc=False):
+    phase: str | None = None
+    podIP: str | None = None
+    podIPs: list[PodIP] | None = None
+    conditions: list[Condition] | None = None
+
+
+class PodObject(msgspec.Struct, gc=False):
+    """A Pod, or in an ERROR event the Status (whose `status` is the string "Failure")."""
+
+    metadata: Meta | None = None
+    spec: Spec | None = None
+    status: PodStatus | str | None = None
+    code: int | None = None
+    message: str | None = None
+    reason: str | None = None
+
+
+class ListMeta(msgspec.Struct, gc=False):
+    resourceVersion: str | None = None
+    continue_: str | None = msgspec.field(default=None, name="continue")
+
+
+class PodList(msgspec.Struct, gc=False):
+    kind: str | None = None
+    metadata: ListMeta | None = None
+    items: list[PodObject] | None = None
+
+
+class Event(msgspec.Struct, gc=False):
+    type: str | None = None
+    object: PodObject | None = None
+
+
+LIST_DECODER = msgspec.json.Decoder(PodList)
+EVENT_DECODER = msgspec.json.Decoder(Event)
+_NO_SPEC = Spec()
+_NO_STATUS = PodStatus()
+
+
+def record(obj: PodObject) -> PodRecord:
+    """The PodRecord of one decoded Pod; ValueError when it is not a usable Pod."""
+    meta = obj.metadata
+    if meta is None:
+        raise ValueError("no metadata")
+    if not meta.name:
+        raise ValueError("no metadata.name")
+    spec = obj.spec or _NO_SPEC
+    status = obj.status if isinstance(obj.status, PodStatus) else _NO_STATUS
+    return pod_record(
+        meta.name,
+        meta.namespace,
+        meta.uid,
+        meta.creationTimestamp,
+        meta.deletionTimestamp,
+        spec.hostname,
+        spec.subdomain,
+        spec.hostNetwork is True,
+        status.phase,
+        [entry.ip for entry in status.podIPs or ()],
+        status.podIP,
+        [(cond.type, cond.status, cond.lastTransitionTime) for cond in status.conditions or ()],
+    )
