@@ -24,6 +24,10 @@ from .zoneview import ZoneView
 
 log = logging.getLogger("pod_identity_dns.registry")
 
+# PodRecord fields that decide what is served: all but the trailing changed_at.
+_SERVED_FIELDS = len(PodRecord._fields) - 1
+assert PodRecord._fields[_SERVED_FIELDS] == "changed_at"
+
 TEMPLATE_FIELDS = frozenset({"hostname", "subdomain", "namespace", "pod"})
 
 
@@ -138,7 +142,10 @@ class Registry:
                 if pods.pop(uid, None) is not None:
                     self._unclaim(uid, dirty)
             for pod in upserts:
+                before = pods.get(pod.uid)
                 pods[pod.uid] = pod
+                if before is not None and before[:_SERVED_FIELDS] == pod[:_SERVED_FIELDS]:
+                    continue  # status churn (condition times) that serves nothing new
                 self._unclaim(pod.uid, dirty)
                 self._claim(pod, dirty)
             self._flush(dirty)

@@ -147,3 +147,17 @@ def test_fallback_ptr_yields_to_an_identity_on_the_same_ip():
     view, registry = build([pod("web", "10.244.2.50", created="2026-10-01T00:00:00Z")], fallback_ptr=True)
     registry.sink("test").upsert(strip_pod(pod("db-0", "10.244.2.50", "db-0", "db")))
     assert ptrs(view, "50.2.244.10.in-addr.arpa") == [f"50.2.244.10.in-addr.arpa. 30 IN PTR db-0.db.default.{ZONE}."]
+
+
+def test_status_churn_that_serves_nothing_new_changes_nothing():
+    view, registry = build([pod("a", "10.244.1.1", "a", "s")])
+    zone = view.zones[b"\x04pods\x07example\x08internal\x00"]
+    serial = zone.serial
+    churned = pod("a", "10.244.1.1", "a", "s")
+    churned["status"]["conditions"][0]["lastTransitionTime"] = "2026-11-20T00:00:00Z"
+    record = strip_pod(churned)
+    assert record.changed_at is not None
+    registry.sink("test").upsert(record)
+    assert zone.serial == serial
+    registry.sink("test").upsert(strip_pod(pod("a", "10.244.1.2", "a", "s")))
+    assert zone.serial > serial
