@@ -30,7 +30,7 @@ from kubernetes.aio import config as kconfig
 from kubernetes.aio.client.api_client import ApiClient
 from kubernetes.aio.config import ConfigException
 
-from .podjson import EVENT_DECODER, LIST_DECODER, ListMeta, PodStatus, record
+from .podjson import EVENT_DECODER, LIST_DECODER, ListMeta, record
 from .pods import PodRecord, PodSink, strip_pod
 from .sourcefile import SourceError
 

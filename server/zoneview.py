@@ -152,7 +152,6 @@ class ZoneView:
 
     def rrset(self, name: bytes, rtype: int) -> list[bytes]:
         """The rdata of one RRset, read back from its encoded answer."""
-        node = self.nodes.get(name)
         return wire.split_rrset(self.body(name, rtype))
 
     # -- writing -------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -44,8 +45,9 @@ class ServerProcess:
         )
         threading.Thread(target=self._read, daemon=True).start()
         deadline = time.monotonic() + self.start_timeout
+        listeners = self.args.count("--listen")
         while time.monotonic() < deadline:
-            if self.ports and (self.metrics_port or "off" in self.args):
+            if len(self.ports) >= listeners and (self.metrics_port or "off" in self.args):
                 return self
             if self.proc.poll() is not None:
                 time.sleep(0.1)
@@ -86,6 +88,15 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def run_cli(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess:

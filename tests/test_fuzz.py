@@ -191,7 +191,6 @@ def _assert_one_ptr_each_and_forward_confirmed(view) -> None:
         ptrs = view.rrset(name, 12)
         assert len(ptrs) <= 1
         if ptrs and ptrs[0].endswith(to_wire(ZONE)):
-            target = view.nodes.get(ptrs[0])
             labels = name.split(b"\x07in-addr")[0] if b"in-addr" in name else None
             if labels is not None:
                 octets = []

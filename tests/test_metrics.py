@@ -20,7 +20,7 @@ from server.fastpath import respond
 from server.metrics import Observer
 from tests.fakekube import FakeKubeThread, make_pod
 from tests.helpers import build, sts_pod
-from tests.serverproc import ROOT, ServerProcess
+from tests.serverproc import ROOT, ServerProcess, has_ipv6_loopback
 
 ZONE = "pods.example.internal"
 KAFKA0 = f"kafka-0.kafka.default.{ZONE}"
@@ -252,16 +252,7 @@ def _wait_for(port: int, name: str, expected: float, timeout: float = 10.0, **la
         time.sleep(0.05)
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
-            sock.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no ::1")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no ::1")
 def test_ipv6_listener_counts_as_family_2():
     with ServerProcess(*DEMO, "--listen", "127.0.0.1:0", "--listen", "[::1]:0") as server:
         port6 = dict(server.ports)["::1"]
