@@ -45,8 +45,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-# The repository, not bench/, on the path: bench/profile.py would shadow the standard library's.
-sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != REPO / "bench"]
+sys.path.insert(0, str(REPO))
 
 ZONE = "pods.example.internal"
 REVERSE_CIDR = "10.0.0.0/8"

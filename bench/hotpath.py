@@ -1,6 +1,6 @@
 """Where the time goes per query, under dnsperf load.
 
-    .venv/bin/python bench/profile.py [--pods N] [--duration S] [--only micro,perf,py-spy,cprofile]
+    .venv/bin/python bench/hotpath.py [--pods N] [--duration S] [--only micro,perf,py-spy,cprofile]
 
 Four views of the same per-query path, cheapest distortion first:
 
@@ -23,29 +23,23 @@ Views whose tool is missing (perf, py-spy) are skipped with a note.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import collections
+import cProfile
+import io
+import pstats
+import re
+import shutil
+import signal
+import struct
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-# This file is named profile.py, like the stdlib module cProfile imports: take
-# bench/ off the path while the stdlib profilers load.
-_BENCH = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_BENCH)]
-import cProfile  # noqa: E402
-import pstats  # noqa: E402
-
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import collections  # noqa: E402
-import io  # noqa: E402
-import re  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import struct  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-sys.path.insert(0, _BENCH)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 import benchlib as bl  # noqa: E402
 import run  # noqa: E402
