@@ -71,6 +71,7 @@ class App:
         self.files: list[WatchedFile] = []
         self.listening = False
         self.stopping = False
+        self.exit_code = 0  # 1 once a source failed for good (see _kube_watch_ended)
         self.kube_watcher = None
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp_servers: list[asyncio.AbstractServer] = []
@@ -140,7 +141,6 @@ class App:
         self.request_stop()
 
     async def start_sources(self) -> None:
-        self.exit_code = 0  # 1 once a source failed for good (see _kube_watch_ended)
         self.load_files()
         for watched in self.files:
             self._tasks.append(asyncio.create_task(watched.watch(self.config.reload_interval), name=f"watch-{watched.kind}"))
