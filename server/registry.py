@@ -55,6 +55,7 @@ class StaticEntry:
 class _Claim(NamedTuple):
     """What one pod asks for: a name (identity) or only a fallback PTR."""
 
+    source: str
     pod: PodRecord
     name: bytes | None
     set_name: bytes | None
@@ -89,8 +90,7 @@ class Registry:
         self.settings = settings
         self._zone_suffix = settings.zone.strip().rstrip(".").lower()
         self._sets_enabled = settings.name_template.startswith("{hostname}.")
-        self._pods: dict[str, dict[str, PodRecord]] = {}
-        self._claims: dict[str, _Claim] = {}
+        self._claims: dict[str, _Claim] = {}  # uid -> claim, for every pod of every source
         self._synced: dict[str, bool] = {}
         # Claim indexes hold tuples, not sets: almost always one member, and a
         # one-element tuple is a fifth of the memory of a set.
@@ -104,7 +104,7 @@ class Registry:
         self._set_members: dict[bytes, _SetParts] = {}
         self._static_names: dict[bytes, list[str]] = {}
         self._static_ptr: dict[str, tuple[bytes, int]] = {}
-        self._ptr_owner: dict[str, str] = {}  # ip -> uid, "static:<line>" or "fallback:<uid>"
+        self._ptr_count = 0
         self.conflicts: dict[tuple[str, bytes | str, str, str], None] = {}
         self._conflicts_by_subject: dict[tuple[str, str], set[tuple[str, str, str, str]]] = {}
         self._warned_names: set[str] = set()
@@ -113,7 +113,6 @@ class Registry:
 
     def sink(self, source: str) -> _Sink:
         """A PodSink for one source; the view is synced once every source is."""
-        self._pods.setdefault(source, {})
         self._synced.setdefault(source, False)
         self._refresh_synced()
         return _Sink(self, source)
@@ -127,27 +126,35 @@ class Registry:
 
     def replace_pods(self, source: str, pods: Iterable[PodRecord]) -> None:
         """The complete state of one source: apply only the difference."""
-        current = self._pods.setdefault(source, {})
         fresh = {pod.uid: pod for pod in pods}
-        gone = [uid for uid in current if uid not in fresh]
-        changed = [pod for uid, pod in fresh.items() if current.get(uid) != pod]
+        gone = [uid for uid, claim in self._claims.items() if claim.source == source and uid not in fresh]
+        changed = [pod for uid, pod in fresh.items() if self.pod(uid) != pod]
         self.update_pods(source, changed, gone)
 
+    def pod(self, uid: str) -> PodRecord | None:
+        """The record the registry holds for a pod (for diffs and tests)."""
+        claim = self._claims.get(uid)
+        return claim.pod if claim is not None else None
+
+    def pods_of(self, source: str) -> list[PodRecord]:
+        return [claim.pod for claim in self._claims.values() if claim.source == source]
+
     def update_pods(self, source: str, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
-        pods = self._pods.setdefault(source, {})
         upserts, deletes = list(upserts), list(deletes)
         with _bulk(len(upserts) + len(deletes)):
             dirty = _Dirty()
             for uid in deletes:
-                if pods.pop(uid, None) is not None:
+                claim = self._claims.get(uid)
+                if claim is not None and claim.source == source:
                     self._unclaim(uid, dirty)
             for pod in upserts:
-                before = pods.get(pod.uid)
-                pods[pod.uid] = pod
-                if before is not None and before[:_SERVED_FIELDS] == pod[:_SERVED_FIELDS]:
-                    continue  # status churn (condition times) that serves nothing new
+                before = self._claims.get(pod.uid)
+                if before is not None and before.pod[:_SERVED_FIELDS] == pod[:_SERVED_FIELDS]:
+                    # Status churn (condition times) that serves nothing new.
+                    self._claims[pod.uid] = before._replace(source=source, pod=pod)
+                    continue
                 self._unclaim(pod.uid, dirty)
-                self._claim(pod, dirty)
+                self._claim(source, pod, dirty)
             self._flush(dirty)
 
     def replace_static(self, entries: Iterable[StaticEntry]) -> None:
@@ -194,7 +201,7 @@ class Registry:
                 log.warning("pod %s gets no name: %s", pod.key, exc)
             return None
 
-    def _claim(self, pod: PodRecord, dirty: "_Dirty") -> None:
+    def _claim(self, source: str, pod: PodRecord, dirty: "_Dirty") -> None:
         name = set_name = None
         fallback = False
         if serves_identity(pod, self.settings.publish_not_ready):
@@ -223,7 +230,7 @@ class Registry:
             for ip in pod.ips:
                 _add(self._fallback_claims, ip, pod.uid)
                 dirty.ips.add(ip)
-        self._claims[pod.uid] = _Claim(pod, name, set_name, fallback)
+        self._claims[pod.uid] = _Claim(source, pod, name, set_name, fallback)
 
     def _unclaim(self, uid: str, dirty: "_Dirty") -> None:
         claim = self._claims.pop(uid, None)
@@ -331,36 +338,30 @@ class Registry:
     def _settle_ip(self, ip: str) -> None:
         owners = [uid for uid in self._ip_claims.get(ip, ()) if self._name_owner.get(self._claims[uid].name) == uid]
         target: bytes | None = None
-        owner_id: str | None = None
         if owners:
-            owner_id = min(owners, key=self._rank)
-            target = self._claims[owner_id].name
-            losers = set(owners) - {owner_id}
+            owner = min(owners, key=self._rank)
+            target = self._claims[owner].name
+            losers = set(owners) - {owner}
             if ip in self._static_ptr:
                 losers.add("static")
-            self._set_conflicts("ip", ip, owner_id, losers)
+            self._set_conflicts("ip", ip, owner, losers)
         else:
             self._set_conflicts("ip", ip, None, set())
             if ip in self._static_ptr:
-                target, line = self._static_ptr[ip]
-                owner_id = f"static:{line}"
+                target = self._static_ptr[ip][0]
             elif ip in self._fallback_claims:
-                uid = min(self._fallback_claims[ip], key=self._rank)
-                pod = self._claims[uid].pod
+                pod = self._claims[min(self._fallback_claims[ip], key=self._rank)].pod
                 try:
                     target = names.to_wire(names.pod_ip_name(ip, pod.namespace, self.settings.cluster_domain))
-                    owner_id = f"fallback:{uid}"
                 except ValueError:
                     target = None
         reverse = names.reverse_name(ip)
         zone = self.view.zone_for(reverse)
         if zone is None:
             return
-        if owner_id is None:
-            self._ptr_owner.pop(ip, None)
-        else:
-            self._ptr_owner[ip] = owner_id
+        had = bool(self.view.body(reverse, wire.PTR))
         self.view.set_rrset(reverse, wire.PTR, [target] if target else [], zone)
+        self._ptr_count += bool(target) - had
 
     # -- conflicts and introspection -------------------------------------
 
@@ -402,7 +403,7 @@ class Registry:
     def stats(self) -> dict[str, int]:
         return {
             "forward_names": len(self._name_owner),
-            "ptrs": len(self._ptr_owner),
+            "ptrs": self._ptr_count,
             "static_entries": len(self._static_names),
             "conflicts": len(self.conflicts),
         }
@@ -413,7 +414,7 @@ class Registry:
         for name, uid in sorted(self._name_owner.items()):
             pod = self._claims[uid].pod
             identities.append(
-                {"name": names.to_text(name), "ips": list(pod.ips), "pod": pod.key, "uid": uid, "source": self._source_of(uid)}
+                {"name": names.to_text(name), "ips": list(pod.ips), "pod": pod.key, "uid": uid, "source": self._claims[uid].source}
             )
         statics = [
             {"name": names.to_text(name), "ips": ips, "source": "hosts-file"} for name, ips in sorted(self._static_names.items())
@@ -423,12 +424,6 @@ class Registry:
             for kind, subject, w, l in self.conflicts
         ]
         return {"identities": identities, "static": statics, "conflicts": conflicts, "stats": self.stats()}
-
-    def _source_of(self, uid: str) -> str:
-        for source, pods in self._pods.items():
-            if uid in pods:
-                return source
-        return "?"
 
 
 BULK_CHANGES = 1000

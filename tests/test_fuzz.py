@@ -175,14 +175,16 @@ def test_incremental_updates_equal_a_fresh_build(steps, data):
         if data.draw(st.booleans()):
             sink.replace_all([strip_pod(p) for p in pods.values()])
         else:  # the same state reached through single events
-            current = {p.uid for p in registry._pods["test"].values()}
+            current = {p.uid for p in registry.pods_of("test")}
             wanted = {p["metadata"]["uid"] for p in pods.values()}
             for uid in current - wanted:
                 sink.delete(uid)
             for p in pods.values():
                 sink.upsert(strip_pod(p))
-        fresh, _ = build(list(pods.values()), fallback_ptr=True)
+        fresh, fresh_registry = build(list(pods.values()), fallback_ptr=True)
         assert _snapshot(view) == _snapshot(fresh)
+        assert registry.stats() == fresh_registry.stats()
+        assert registry.stats()["ptrs"] == sum(1 for node in view.nodes.values() if b"\x00\x0c\x00\x01" in node)
         _assert_one_ptr_each_and_forward_confirmed(view)
 
 
