@@ -90,6 +90,22 @@ class ServerProcess:
         self.stop()
 
 
+def read_tcp_frame(sock: socket.socket) -> bytes:
+    """One length-prefixed DNS message from a TCP socket (RFC 7766 framing)."""
+    size = int.from_bytes(recv_exactly(sock, 2), "big")
+    return recv_exactly(sock, size)
+
+
+def recv_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("closed")
+        data += chunk
+    return data
+
+
 def has_ipv6_loopback() -> bool:
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:

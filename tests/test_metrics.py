@@ -20,7 +20,7 @@ from server.fastpath import respond
 from server.metrics import Observer
 from tests.fakekube import FakeKubeThread, make_pod
 from tests.helpers import build, sts_pod
-from tests.serverproc import ROOT, ServerProcess, has_ipv6_loopback
+from tests.serverproc import ROOT, ServerProcess, has_ipv6_loopback, read_tcp_frame
 
 ZONE = "pods.example.internal"
 KAFKA0 = f"kafka-0.kafka.default.{ZONE}"
@@ -66,18 +66,7 @@ def ask_tcp(port: int, query: dns.message.Message) -> tuple[bytes, bytes]:
     wire = query.to_wire()
     with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
         sock.sendall(struct.pack("!H", len(wire)) + wire)
-        size = struct.unpack("!H", _recv(sock, 2))[0]
-        return wire, _recv(sock, size)
-
-
-def _recv(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
+        return wire, read_tcp_frame(sock)
 
 
 def test_odd_packets_are_counted_without_breaking_the_handler():

@@ -19,7 +19,7 @@ import dns.rcode
 import dns.zone
 import pytest
 
-from tests.serverproc import ROOT, ServerProcess, has_ipv6_loopback, run_cli
+from tests.serverproc import ROOT, ServerProcess, has_ipv6_loopback, read_tcp_frame, run_cli
 
 ZONE = "pods.example.internal"
 DEMO = ["--config", "configs/demo.yaml", "--listen", "127.0.0.1:0", "--metrics-listen", "off"]
@@ -73,32 +73,17 @@ def _frame(message: dns.message.Message) -> bytes:
     return struct.pack("!H", len(wire)) + wire
 
 
-def _read_frame(sock: socket.socket) -> bytes:
-    size = struct.unpack("!H", _recv_exactly(sock, 2))[0]
-    return _recv_exactly(sock, size)
-
-
-def _recv_exactly(sock: socket.socket, count: int) -> bytes:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError("closed")
-        data += chunk
-    return data
-
-
 def test_tcp_pipelined_queries_on_one_connection(demo):
     queries = [dns.message.make_query(f"kafka-{i}.kafka.default.{ZONE}", "A") for i in range(3)]
     with socket.create_connection(("127.0.0.1", demo.port), timeout=3) as sock:
         sock.sendall(b"".join(_frame(q) for q in queries))  # all three in one segment
-        replies = [dns.message.from_wire(_read_frame(sock)) for _ in queries]
+        replies = [dns.message.from_wire(read_tcp_frame(sock)) for _ in queries]
         # and one split across two writes
         frame = _frame(queries[0])
         sock.sendall(frame[:5])
         time.sleep(0.05)
         sock.sendall(frame[5:])
-        replies.append(dns.message.from_wire(_read_frame(sock)))
+        replies.append(dns.message.from_wire(read_tcp_frame(sock)))
     assert [r.id for r in replies] == [q.id for q in queries] + [queries[0].id]
     assert [r.answer[0][0].address for r in replies] == ["10.244.1.10", "10.244.2.11", "10.244.3.12", "10.244.1.10"]
 
@@ -168,11 +153,11 @@ def test_tcp_idle_timeout_and_connection_limit():
         second = socket.create_connection(("127.0.0.1", server.port), timeout=3)
         for conn in (first, second):
             conn.sendall(_frame(dns.message.make_query(KAFKA0, "A")))
-            assert dns.message.from_wire(_read_frame(conn)).answer
+            assert dns.message.from_wire(read_tcp_frame(conn)).answer
         third = socket.create_connection(("127.0.0.1", server.port), timeout=3)
         with pytest.raises((ConnectionError, OSError)):
             third.sendall(_frame(dns.message.make_query(KAFKA0, "A")))
-            _read_frame(third)
+            read_tcp_frame(third)
         server.wait_for_log("TCP connection limit")
         time.sleep(1.2)  # past the idle timeout
         assert first.recv(10) == b""
