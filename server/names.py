@@ -107,6 +107,7 @@ def is_subdomain(wire: bytes, apex: bytes) -> bool:
 _IN_ADDR = b"\x07in-addr\x04arpa\x00"
 _IP6 = b"\x03ip6\x04arpa\x00"
 _NIBBLE_LABELS = [bytes((1, ord(c))) for c in "0123456789abcdef"]
+_OCTET_LABELS = [bytes((len(str(b)),)) + str(b).encode() for b in range(256)]
 
 
 def reverse_name(ip: str) -> bytes:
@@ -115,7 +116,7 @@ def reverse_name(ip: str) -> bytes:
         packed = socket.inet_pton(socket.AF_INET6, ip)
         return b"".join([_NIBBLE_LABELS[b & 15] + _NIBBLE_LABELS[b >> 4] for b in reversed(packed)]) + _IP6
     packed = socket.inet_pton(socket.AF_INET, ip)
-    return b"".join([b"%c%d" % (len(str(b)), b) for b in reversed(packed)]) + _IN_ADDR
+    return b"".join([_OCTET_LABELS[b] for b in reversed(packed)]) + _IN_ADDR
 
 
 def reverse_zones(cidr: str) -> list[tuple[bytes, ipaddress.IPv4Network | ipaddress.IPv6Network]]:

@@ -28,6 +28,10 @@ log = logging.getLogger("pod_identity_dns.registry")
 _SERVED_FIELDS = len(PodRecord._fields) - 1
 assert PodRecord._fields[_SERVED_FIELDS] == "changed_at"
 
+# The PodRecord fields a name is made of: namespace, name, hostname, subdomain.
+_NAMING = slice(1, 5)
+assert PodRecord._fields[_NAMING] == ("namespace", "name", "hostname", "subdomain")
+
 TEMPLATE_FIELDS = frozenset({"hostname", "subdomain", "namespace", "pod"})
 
 
@@ -154,7 +158,7 @@ class Registry:
                     self._claims[pod.uid] = before._replace(source=source, pod=pod)
                     continue
                 self._unclaim(pod.uid, dirty)
-                self._claim(source, pod, dirty)
+                self._claim(source, pod, dirty, before)
             self._flush(dirty)
 
     def replace_static(self, entries: Iterable[StaticEntry]) -> None:
@@ -201,17 +205,19 @@ class Registry:
                 log.warning("pod %s gets no name: %s", pod.key, exc)
             return None
 
-    def _claim(self, source: str, pod: PodRecord, dirty: "_Dirty") -> None:
+    def _claim(self, source: str, pod: PodRecord, dirty: "_Dirty", before: _Claim | None = None) -> None:
         name = set_name = None
         fallback = False
         if serves_identity(pod, self.settings.publish_not_ready):
-            name = self._identity_name(pod)
+            if before is not None and before.name is not None and before.pod[_NAMING] == pod[_NAMING]:
+                name = before.name  # an IP or status change: the name is the same
+            else:
+                name = self._identity_name(pod)
         if name is not None:
             if self._sets_enabled and names.parent(name) not in self.view.zones:
                 set_name = names.parent(name)
                 parts = self._set_members.get(set_name) or self._set_members.setdefault(set_name, _SetParts())
                 parts.a.setdefault(name, b"")
-                parts.aaaa.setdefault(name, b"")
                 dirty.names.add(set_name)
             _add(self._name_claims, name, pod.uid)
             dirty.names.add(name)
@@ -317,11 +323,16 @@ class Registry:
             return
         if owner is not None:
             parts.a[name] = self.view.body(name, wire.A)
-            parts.aaaa[name] = self.view.body(name, wire.AAAA)
+            aaaa = self.view.body(name, wire.AAAA)
+            if aaaa:
+                parts.aaaa[name] = aaaa
+            else:
+                parts.aaaa.pop(name, None)
         else:
             # Dropped only now, not when unclaimed, so a member that is replaced in one
             # batch keeps its place and the set's bytes do not change for nothing.
-            del parts.a[name], parts.aaaa[name]
+            del parts.a[name]
+            parts.aaaa.pop(name, None)
             if not parts.a:
                 del self._set_members[set_name]
 
@@ -449,7 +460,8 @@ def _bulk(changes: int):
 
 
 class _SetParts:
-    """One set's members, each with its own encoded A and AAAA RRsets (joined in C)."""
+    """One set's members with their encoded A RRsets (every member, so also the
+    membership) and AAAA RRsets (dual-stack members only); joined in C."""
 
     __slots__ = ("a", "aaaa")
 
