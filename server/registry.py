@@ -101,7 +101,9 @@ class Registry:
         self._name_claims: dict[bytes, tuple[str, ...]] = {}
         self._name_owner: dict[bytes, str] = {}
         self._ip_claims: dict[str, tuple[str, ...]] = {}
-        self._shared_ips: set[str] = set()  # IPs claimed by more than one pod
+        # IPs claimed by two pods of one set, by set: only those sets' joins need de-duplicating.
+        self._shared_by_set: dict[bytes, set[str]] = {}
+        self._shared_ip_sets: dict[str, tuple[bytes, ...]] = {}
         self._fallback_claims: dict[str, tuple[str, ...]] = {}
         # set name -> its members' encoded A and AAAA RRsets: a set's records are
         # a join of its members', never encoded again.
@@ -223,7 +225,6 @@ class Registry:
             dirty.names.add(name)
             for ip in pod.ips:
                 _add(self._ip_claims, ip, pod.uid)
-                self._note_shared(ip)
                 dirty.ips.add(ip)
         elif (
             self.settings.fallback_ptr
@@ -237,6 +238,9 @@ class Registry:
                 _add(self._fallback_claims, ip, pod.uid)
                 dirty.ips.add(ip)
         self._claims[pod.uid] = _Claim(source, pod, name, set_name, fallback)
+        if name is not None:
+            for ip in pod.ips:
+                self._note_shared(ip)
 
     def _unclaim(self, uid: str, dirty: "_Dirty") -> None:
         claim = self._claims.pop(uid, None)
@@ -257,10 +261,25 @@ class Registry:
                 dirty.ips.add(ip)
 
     def _note_shared(self, ip: str) -> None:
-        if len(self._ip_claims.get(ip, ())) > 1:
-            self._shared_ips.add(ip)
-        else:
-            self._shared_ips.discard(ip)
+        """Track whether two pods of one set claim `ip` (after its claims changed)."""
+        for set_name in self._shared_ip_sets.pop(ip, ()):
+            shared = self._shared_by_set[set_name]
+            shared.discard(ip)
+            if not shared:
+                del self._shared_by_set[set_name]
+        claimants = self._ip_claims.get(ip, ())
+        if len(claimants) < 2:
+            return
+        seen: set[bytes] = set()
+        sets: set[bytes] = set()
+        for uid in claimants:
+            set_name = self._claims[uid].set_name
+            if set_name is not None:
+                (sets if set_name in seen else seen).add(set_name)
+        if sets:
+            self._shared_ip_sets[ip] = tuple(sets)
+            for set_name in sets:
+                self._shared_by_set.setdefault(set_name, set()).add(ip)
 
     def _rank(self, uid: str) -> tuple[bool, float, str]:
         return self._claims[uid].pod.ownership_rank()
@@ -340,8 +359,8 @@ class Registry:
         parts = self._set_members[name]
         for bodies, rtype, size in ((parts.a, wire.A, 16), (parts.aaaa, wire.AAAA, 28)):
             body = b"".join(bodies.values())
-            if self._shared_ips:
-                # Two pods may claim one IP (a conflict): list it once.
+            if name in self._shared_by_set:
+                # Two pods of this set claim one IP (a conflict): list it once.
                 records = dict.fromkeys(body[i : i + size] for i in range(0, len(body), size))
                 body = b"".join(records)
             self.view.set_rrset_body(name, rtype, body, len(body) // size, zone)
