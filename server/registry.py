@@ -305,14 +305,14 @@ class Registry:
         self.view.commit()
 
     def _settle_name(self, name: bytes, dirty: "_Dirty") -> None:
-        claimants = self._name_claims.get(name)
+        claimants = self._name_claims.get(name, ())
         before = self._name_owner.get(name)
-        owner = min(claimants, key=self._rank) if claimants else None
+        owner = _winner(claimants, self._rank)
         if owner is not None:
             self._name_owner[name] = owner
         else:
             self._name_owner.pop(name, None)
-        losers = set(claimants or ()) - {owner}
+        losers = {uid for uid in claimants if uid != owner}
         if owner is not None and name in self._static_names:
             losers.add("static")
         self._set_conflicts("name", name, owner, losers)
@@ -369,9 +369,9 @@ class Registry:
         owners = [uid for uid in self._ip_claims.get(ip, ()) if self._name_owner.get(self._claims[uid].name) == uid]
         target: bytes | None = None
         if owners:
-            owner = min(owners, key=self._rank)
+            owner = _winner(owners, self._rank)
             target = self._claims[owner].name
-            losers = set(owners) - {owner}
+            losers = {uid for uid in owners if uid != owner}
             if ip in self._static_ptr:
                 losers.add("static")
             self._set_conflicts("ip", ip, owner, losers)
@@ -495,6 +495,13 @@ class _Dirty:
     def __init__(self) -> None:
         self.names: set[bytes] = set()
         self.ips: set[str] = set()
+
+
+def _winner(claimants, rank) -> str | None:
+    """The owner among claimants (lowest rank); None for none. One claimant, no sorting."""
+    if len(claimants) == 1:
+        return claimants[0]
+    return min(claimants, key=rank) if claimants else None
 
 
 def _subject_text(subject: bytes | str) -> str:

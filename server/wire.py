@@ -87,4 +87,6 @@ def split_rrset(body: bytes) -> list[bytes]:
 
 def encode_rrset(rtype: int, ttl: int, rdatas: list[bytes], rclass: int = CLASS_IN) -> bytes:
     """An RRset owned by the question's name (compression pointer to offset 12)."""
-    return b"".join(rr(QNAME_POINTER, rtype, ttl, rdata, rclass) for rdata in rdatas)
+    if len(rdatas) == 1:
+        return rr(QNAME_POINTER, rtype, ttl, rdatas[0], rclass)
+    return b"".join([rr(QNAME_POINTER, rtype, ttl, rdata, rclass) for rdata in rdatas])

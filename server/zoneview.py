@@ -217,7 +217,10 @@ class ZoneView:
             return False
         else:
             del node[key]
-        self._write_any(node)
+        if len(node) == 1 + (ANY_KEY in node) and key in node:
+            node[ANY_KEY] = node[key]  # the one RRset is also the ANY answer: shared, not copied
+        else:
+            self._write_any(node)
         return True
 
     def _write_any(self, node: Node) -> None:
