@@ -307,6 +307,8 @@ class Registry:
     def _settle_name(self, name: bytes, dirty: "_Dirty") -> None:
         claimants = self._name_claims.get(name, ())
         before = self._name_owner.get(name)
+        if not claimants and before is None and ("name", name) not in self._conflicts_by_subject:
+            return  # a set name or static name: no pod to choose between
         owner = _winner(claimants, self._rank)
         if owner is not None:
             self._name_owner[name] = owner
@@ -334,17 +336,20 @@ class Registry:
             self._write_set(name, zone)
             return
         ips = self._claims[owner].pod.ips if owner is not None else self._static_names.get(name, ())
-        self.view.set_rrset(name, wire.A, [wire.a_rdata(ip) for ip in ips if ":" not in ip], zone)
-        self.view.set_rrset(name, wire.AAAA, [wire.a_rdata(ip) for ip in ips if ":" in ip], zone)
+        v4 = [wire.a_rdata(ip) for ip in ips if ":" not in ip]
+        v6 = [wire.a_rdata(ip) for ip in ips if ":" in ip]
+        a_body = self.view.encode(wire.A, v4)
+        aaaa_body = self.view.encode(wire.AAAA, v6)
+        self.view.set_rrset_body(name, wire.A, a_body, len(v4), zone)
+        self.view.set_rrset_body(name, wire.AAAA, aaaa_body, len(v6), zone)
         set_name = names.parent(name)
         parts = self._set_members.get(set_name)
         if parts is None or name not in parts.a:
             return
         if owner is not None:
-            parts.a[name] = self.view.body(name, wire.A)
-            aaaa = self.view.body(name, wire.AAAA)
-            if aaaa:
-                parts.aaaa[name] = aaaa
+            parts.a[name] = a_body
+            if aaaa_body:
+                parts.aaaa[name] = aaaa_body
             else:
                 parts.aaaa.pop(name, None)
         else:

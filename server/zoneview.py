@@ -189,6 +189,10 @@ class ZoneView:
         found = node.get(_TYPE_KEYS.get(rtype) or _type_key(rtype)) if node is not None else None
         return found[1] if found else b""
 
+    def encode(self, rtype: int, rdatas: list[bytes]) -> bytes:
+        """An answer RRset (not SOA) as set_rrset_body takes it; b"" for none."""
+        return wire.encode_rrset(rtype, self.settings.ttl, rdatas) if rdatas else b""
+
     def _encode(self, name: bytes, rtype: int, rdatas: list[bytes], zone: Zone | None) -> bytes:
         ttl = self.settings.ttl
         if rtype == wire.SOA:
