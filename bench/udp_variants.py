@@ -275,8 +275,8 @@ def compare(args) -> int:
                       f"dnsperf {r.dnsperf_cpu:3.0f}%  other {r.other_cpu:3.0f}%  lost {r.lost}  attempts {r.attempts}", flush=True)
         print()
         print(f"{args.pods:,} pods, dnsperf {' '.join(opts)} -l {args.duration:g}, {args.rounds} rounds; best round per variant")
-        print(f"| variant | qps (best) | qps (mean) | server CPU µs/query (best) | vs app |")
-        print(f"|---|---|---|---|---|")
+        print("| variant | qps (best) | qps (mean) | server CPU µs/query (best) | vs app |")
+        print("|---|---|---|---|---|")
         app_best = max(r.qps for r in results["app"]) if "app" in results else None
         for variant, rs in results.items():
             best = max(r.qps for r in rs)

@@ -85,7 +85,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcp_idle_timeout", "--tcp-idle-timeout", 10.0, "close idle TCP connections after this many seconds", _seconds),
     Option("tcp_max_connections", "--tcp-max-connections", 1000, "open TCP connections accepted at once; more are closed", _positive_int),
     Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)"),
-    Option("workers", "--workers", 1, "UDP/TCP worker processes sharing the port with SO_REUSEPORT", _positive_int),
+    Option("workers", "--workers", 1, "server processes sharing the DNS port with SO_REUSEPORT, each with its own sources; worker i serves metrics on the metrics port + i", _positive_int),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 
