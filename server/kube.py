@@ -30,7 +30,7 @@ from kubernetes.aio import config as kconfig
 from kubernetes.aio.client.api_client import ApiClient
 from kubernetes.aio.config import ConfigException
 
-from .podjson import EVENT_DECODER, LIST_DECODER, ListMeta, record
+from .podjson import EVENT_DECODER, LIST_DECODER, ListMeta, item_record, record
 from .pods import PodRecord, PodSink, strip_pod
 from .sourcefile import SourceError
 
@@ -162,8 +162,8 @@ def decode_page(body: bytes) -> Page:
     skipped = 0
     for item in page.items or ():
         try:
-            records.append(record(item))
-        except ValueError:
+            records.append(item_record(item))
+        except (ValueError, TypeError):
             skipped += 1
     meta = page.metadata or ListMeta()
     return Page(records, skipped, meta.continue_ or None, meta.resourceVersion or None)

@@ -8,7 +8,7 @@ import msgspec
 import orjson
 import yaml
 
-from .podjson import LIST_DECODER, record
+from .podjson import LIST_DECODER, item_record
 from .pods import PodRecord, strip_pod
 from .sourcefile import SourceError
 
@@ -49,7 +49,7 @@ def _decode_json_list(path: str, raw: bytes) -> list[PodRecord] | None:
     records = []
     for index, item in enumerate(decoded.items):
         try:
-            records.append(record(item))
+            records.append(item_record(item))
         except (ValueError, TypeError) as exc:
             raise SourceError(path, None, f"document 1 item {index}: {exc}") from exc
     return records

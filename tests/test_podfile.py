@@ -1,0 +1,52 @@
+"""Pod list files: the fast JSON path and the general path read the same pods."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+import yaml
+
+from server.podfile import parse_pod_file
+from server.sourcefile import SourceError
+
+from . import helpers
+
+
+def _pod_list(items: list) -> dict:
+    return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items}
+
+
+def test_json_list_with_an_oddly_typed_item_reads_like_yaml(tmp_path):
+    odd = helpers.sts_pod("kafka", 1, "10.0.0.2")
+    odd["spec"]["hostNetwork"] = "no"  # a string where the schema wants a bool
+    odd["status"]["conditions"] = "not a list"
+    items = [helpers.sts_pod("kafka", 0, "10.0.0.1"), odd, helpers.sts_pod("kafka", 2, ["10.0.0.3", "fd00::3"])]
+    as_json = tmp_path / "pods.json"
+    as_json.write_bytes(orjson.dumps(_pod_list(items)))
+    as_yaml = tmp_path / "pods.yaml"
+    as_yaml.write_text(yaml.safe_dump(_pod_list(items)))
+
+    records = parse_pod_file(str(as_json))
+
+    assert records == parse_pod_file(str(as_yaml))
+    assert [(r.hostname, r.ips, r.host_network) for r in records] == [
+        ("kafka-0", ("10.0.0.1",), False),
+        ("kafka-1", ("10.0.0.2",), False),
+        ("kafka-2", ("10.0.0.3", "fd00::3"), False),
+    ]
+
+
+def test_an_unusable_item_names_its_index(tmp_path):
+    nameless = helpers.sts_pod("kafka", 1, "10.0.0.2")
+    del nameless["metadata"]["name"]
+    path = tmp_path / "pods.json"
+    path.write_bytes(orjson.dumps(_pod_list([helpers.sts_pod("kafka", 0, "10.0.0.1"), nameless])))
+    with pytest.raises(SourceError, match="item 1: no metadata.name"):
+        parse_pod_file(str(path))
+
+
+def test_an_item_that_is_not_an_object_names_its_index(tmp_path):
+    path = tmp_path / "pods.json"
+    path.write_bytes(orjson.dumps(_pod_list([helpers.sts_pod("kafka", 0, "10.0.0.1"), "kafka-1"])))
+    with pytest.raises(SourceError, match="item 1: not an object"):
+        parse_pod_file(str(path))
