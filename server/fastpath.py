@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import names, wire
 from .answer import TCP_LIMIT, answer
-from .zoneview import ZoneView
+from .zoneview import ANY_KEY as _ANY_IN, Leaf, ZoneView
 
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _NO_ADDITIONAL = b"\x00\x00"
@@ -53,7 +53,10 @@ def fast_answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None
     typeclass = query[end + 1 : qend]
     node = view.nodes.get(key)
     if node is not None:
-        found = node.get(typeclass)
+        if type(node) is Leaf:
+            found = (node[1], node[2]) if typeclass == node[0] or typeclass == _ANY_IN else None
+        else:
+            found = node.get(typeclass)
         if found is None:
             if typeclass[2:] != _CLASS_IN or typeclass[:2] in _SPECIAL:
                 return None

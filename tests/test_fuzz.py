@@ -157,10 +157,15 @@ def _records(body: bytes) -> list[bytes]:
 
 
 def _snapshot(view) -> dict:
-    """Every existing name with its answers; apexes without the SOA, whose serial differs."""
+    """Every existing name with its answers and its storage form (a compact Leaf
+    wherever one fits, so churn leaves no bulkier Node behind); apexes without
+    the SOA, whose serial differs."""
     skip = (b"\x00\x06\x00\x01", b"\x00\xff\x00\x01")
     return {
-        name: {t: (headers, _records(body)) for t, (headers, body) in node.items() if name not in view.zones or t not in skip}
+        name: (
+            type(node).__name__,
+            {t: (headers, _records(body)) for t, (headers, body) in node.items() if name not in view.zones or t not in skip},
+        )
         for name, node in view.nodes.items()
     }
 
