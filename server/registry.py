@@ -94,17 +94,20 @@ class Registry:
         self.settings = settings
         self._zone_suffix = settings.zone.strip().rstrip(".").lower()
         self._sets_enabled = settings.name_template.startswith("{hostname}.")
+        # The default template's names are built from a cached suffix per set.
+        self._plain_template = settings.name_template == "{hostname}.{subdomain}.{namespace}"
+        self._suffixes: dict[tuple[str, str], bytes] = {}
         self._claims: dict[str, _Claim] = {}  # uid -> claim, for every pod of every source
         self._synced: dict[str, bool] = {}
-        # Claim indexes hold tuples, not sets: almost always one member, and a
-        # one-element tuple is a fifth of the memory of a set.
-        self._name_claims: dict[bytes, tuple[str, ...]] = {}
-        self._name_owner: dict[bytes, str] = {}
-        self._ip_claims: dict[str, tuple[str, ...]] = {}
+        # Claim indexes map to the one claimant's uid, or to a tuple of two or
+        # more: almost always one, and a bare string costs nothing extra. A
+        # name's claimants are kept owner first once settled.
+        self._name_claims: dict[bytes, str | tuple[str, ...]] = {}
+        self._ip_claims: dict[str, str | tuple[str, ...]] = {}
         # IPs claimed by two pods of one set, by set: only those sets' joins need de-duplicating.
         self._shared_by_set: dict[bytes, set[str]] = {}
         self._shared_ip_sets: dict[str, tuple[bytes, ...]] = {}
-        self._fallback_claims: dict[str, tuple[str, ...]] = {}
+        self._fallback_claims: dict[str, str | tuple[str, ...]] = {}
         # set name -> its members' encoded A and AAAA RRsets: a set's records are
         # a join of its members', never encoded again.
         self._set_members: dict[bytes, _SetParts] = {}
@@ -195,34 +198,62 @@ class Registry:
 
     # -- claims --------------------------------------------------------
 
-    def _identity_name(self, pod: PodRecord) -> bytes | None:
+    def _identity_name(self, pod: PodRecord) -> tuple[bytes, bytes] | None:
+        """A pod's name and that name's parent (its set's name, shared by all members)."""
+        if self._plain_template:
+            suffix = self._suffixes.get((pod.subdomain, pod.namespace))
+            if suffix is None:
+                suffix = self._set_suffix(pod.subdomain, pod.namespace)
+            label = pod.hostname.lower()
+            # What to_wire would make of the whole text, without splitting it again.
+            if suffix and "." not in label and label.isascii() and 0 < len(label) <= names.MAX_LABEL and label.strip() == label:
+                if len(label) + len(suffix) < names.MAX_NAME:
+                    return bytes((len(label),)) + label.encode() + suffix, suffix
         text = self.settings.name_template.format(
             hostname=pod.hostname, subdomain=pod.subdomain, namespace=pod.namespace, pod=pod.name
         )
         try:
-            return names.to_wire(f"{text}.{self._zone_suffix}")
+            name = names.to_wire(f"{text}.{self._zone_suffix}")
+            return name, names.parent(name)
         except ValueError as exc:
             if pod.uid not in self._warned_names:
                 self._warned_names.add(pod.uid)
                 log.warning("pod %s gets no name: %s", pod.key, exc)
             return None
 
+    def _set_suffix(self, subdomain: str, namespace: str) -> bytes:
+        """The wire form of `subdomain.namespace.zone`, cached; b"" when it is no valid name."""
+        if len(self._suffixes) >= SUFFIX_CACHE_LIMIT:
+            self._suffixes.clear()
+        try:
+            suffix = names.to_wire(f"{subdomain}.{namespace}.{self._zone_suffix}")
+        except ValueError:
+            suffix = b""
+        if subdomain != subdomain.lstrip():
+            suffix = b""  # to_wire would strip what is inside the whole name: leave it to the text path
+        self._suffixes[(subdomain, namespace)] = suffix
+        return suffix
+
     def _claim(self, source: str, pod: PodRecord, dirty: "_Dirty", before: _Claim | None = None) -> None:
         name = set_name = None
         fallback = False
         if serves_identity(pod, self.settings.publish_not_ready):
             if before is not None and before.name is not None and before.pod[_NAMING] == pod[_NAMING]:
-                name = before.name  # an IP or status change: the name is the same
+                # An IP or status change: the name is the same.
+                name, parent = before.name, before.set_name or names.parent(before.name)
             else:
-                name = self._identity_name(pod)
+                name, parent = self._identity_name(pod) or (None, None)
         if name is not None:
-            if self._sets_enabled and names.parent(name) not in self.view.zones:
-                set_name = names.parent(name)
+            if self._sets_enabled and parent not in self.view.zones:
+                set_name = parent
                 parts = self._set_members.get(set_name) or self._set_members.setdefault(set_name, _SetParts())
                 parts.a.setdefault(name, b"")
                 dirty.names.add(set_name)
+            rivals = self._name_claims.get(name)
             _add(self._name_claims, name, pod.uid)
             dirty.names.add(name)
+            if rivals is not None:
+                self._rivals_dirty(rivals, dirty)
             for ip in pod.ips:
                 _add(self._ip_claims, ip, pod.uid)
                 dirty.ips.add(ip)
@@ -249,6 +280,9 @@ class Registry:
         if claim.name is not None:
             _discard(self._name_claims, claim.name, uid)
             dirty.names.add(claim.name)
+            rivals = self._name_claims.get(claim.name)
+            if rivals is not None:
+                self._rivals_dirty(rivals, dirty)
             for ip in claim.pod.ips:
                 _discard(self._ip_claims, ip, uid)
                 self._note_shared(ip)
@@ -260,6 +294,16 @@ class Registry:
                 _discard(self._fallback_claims, ip, uid)
                 dirty.ips.add(ip)
 
+    def _rivals_dirty(self, rivals: str | tuple[str, ...], dirty: "_Dirty") -> None:
+        """Other claimants of a name whose claims changed: who owns it may change, so may their PTRs."""
+        for uid in _members(rivals):
+            dirty.ips.update(self._claims[uid].pod.ips)
+
+    def _owner(self, name: bytes) -> str | None:
+        """The pod that owns a (settled) name: its only claimant, or the first."""
+        claimants = self._name_claims.get(name)
+        return claimants if claimants is None or type(claimants) is str else claimants[0]
+
     def _note_shared(self, ip: str) -> None:
         """Track whether two pods of one set claim `ip` (after its claims changed)."""
         for set_name in self._shared_ip_sets.pop(ip, ()):
@@ -267,8 +311,8 @@ class Registry:
             shared.discard(ip)
             if not shared:
                 del self._shared_by_set[set_name]
-        claimants = self._ip_claims.get(ip, ())
-        if len(claimants) < 2:
+        claimants = self._ip_claims.get(ip)
+        if claimants is None or type(claimants) is str:
             return
         seen: set[bytes] = set()
         sets: set[bytes] = set()
@@ -288,11 +332,8 @@ class Registry:
 
     def _flush(self, dirty: "_Dirty") -> None:
         # Names first: who owns a name decides whose IPs may carry a PTR.
-        settled: set[bytes] = set()
-        while pending := dirty.names - settled:
-            for name in pending:
-                settled.add(name)
-                self._settle_name(name, dirty)
+        for name in dirty.names:
+            self._settle_name(name)
         # Members before sets: a set's records are joined from its members'.
         set_names = [name for name in dirty.names if name in self._set_members]
         for name in dirty.names:
@@ -304,34 +345,24 @@ class Registry:
             self._settle_ip(ip)
         self.view.commit()
 
-    def _settle_name(self, name: bytes, dirty: "_Dirty") -> None:
-        claimants = self._name_claims.get(name, ())
-        before = self._name_owner.get(name)
-        if not claimants and before is None and ("name", name) not in self._conflicts_by_subject:
-            return  # a set name or static name: no pod to choose between
-        owner = _winner(claimants, self._rank)
-        if owner is not None:
-            self._name_owner[name] = owner
+    def _settle_name(self, name: bytes) -> None:
+        """Order a contested name's claimants, owner first, and record the conflict."""
+        claimants = self._name_claims.get(name)
+        if type(claimants) is tuple:
+            claimants = self._name_claims[name] = tuple(sorted(claimants, key=self._rank))
+            owner, losers = claimants[0], set(claimants[1:])
         else:
-            self._name_owner.pop(name, None)
-        losers = {uid for uid in claimants if uid != owner}
+            owner, losers = claimants, set()
         if owner is not None and name in self._static_names:
             losers.add("static")
         self._set_conflicts("name", name, owner, losers)
-        if before != owner:
-            for uid in (before, owner):
-                claim = self._claims.get(uid) if uid else None
-                if claim is not None:
-                    dirty.ips.update(claim.pod.ips)
-                    if claim.set_name is not None:
-                        dirty.names.add(claim.set_name)
 
     def _write_forward(self, name: bytes) -> None:
         """A/AAAA of a name: its owner pod's IPs, else its static entry, else the union of its set."""
         zone = self.view.zone_for(name)
         if zone is None:
             return
-        owner = self._name_owner.get(name)
+        owner = self._owner(name)
         if owner is None and name not in self._static_names and name in self._set_members:
             self._write_set(name, zone)
             return
@@ -371,7 +402,7 @@ class Registry:
             self.view.set_rrset_body(name, rtype, body, len(body) // size, zone)
 
     def _settle_ip(self, ip: str) -> None:
-        owners = [uid for uid in self._ip_claims.get(ip, ()) if self._name_owner.get(self._claims[uid].name) == uid]
+        owners = [uid for uid in _members(self._ip_claims.get(ip)) if self._owner(self._claims[uid].name) == uid]
         target: bytes | None = None
         if owners:
             owner = _winner(owners, self._rank)
@@ -385,7 +416,7 @@ class Registry:
             if ip in self._static_ptr:
                 target = self._static_ptr[ip][0]
             elif ip in self._fallback_claims:
-                pod = self._claims[min(self._fallback_claims[ip], key=self._rank)].pod
+                pod = self._claims[min(_members(self._fallback_claims[ip]), key=self._rank)].pod
                 try:
                     target = names.to_wire(names.pod_ip_name(ip, pod.namespace, self.settings.cluster_domain))
                 except ValueError:
@@ -437,7 +468,7 @@ class Registry:
 
     def stats(self) -> dict[str, int]:
         return {
-            "forward_names": len(self._name_owner),
+            "forward_names": len(self._name_claims),
             "ptrs": self._ptr_count,
             "static_entries": len(self._static_names),
             "conflicts": len(self.conflicts),
@@ -446,7 +477,7 @@ class Registry:
     def describe(self) -> dict:
         """Every served identity name and PTR owner, and current conflicts (for /debug)."""
         identities = []
-        for name, uid in sorted(self._name_owner.items()):
+        for name, uid in sorted((name, self._owner(name)) for name in self._name_claims):
             pod = self._claims[uid].pod
             identities.append(
                 {"name": names.to_text(name), "ips": list(pod.ips), "pod": pod.key, "uid": uid, "source": self._claims[uid].source}
@@ -462,6 +493,7 @@ class Registry:
 
 
 BULK_CHANGES = 1000
+SUFFIX_CACHE_LIMIT = 100_000
 
 
 @contextlib.contextmanager
@@ -513,17 +545,31 @@ def _subject_text(subject: bytes | str) -> str:
     return names.to_text(subject) if isinstance(subject, bytes) else subject
 
 
+def _members(found: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """A claim index entry as a tuple."""
+    if found is None:
+        return ()
+    return (found,) if type(found) is str else found
+
+
 def _add(index: dict, key, value: str) -> None:
-    members = index.get(key, ())
-    if value not in members:
-        index[key] = members + (value,)
+    found = index.get(key)
+    if found is None:
+        index[key] = value
+    elif type(found) is str:
+        if found != value:
+            index[key] = (found, value)
+    elif value not in found:
+        index[key] = found + (value,)
 
 
 def _discard(index: dict, key, value: str) -> None:
-    members = index.get(key)
-    if members is not None and value in members:
-        rest = tuple(m for m in members if m != value)
-        if rest:
-            index[key] = rest
-        else:
+    found = index.get(key)
+    if found is None:
+        return
+    if type(found) is str:
+        if found == value:
             del index[key]
+    elif value in found:
+        rest = tuple(m for m in found if m != value)
+        index[key] = rest[0] if len(rest) == 1 else rest

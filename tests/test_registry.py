@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.names import reverse_name, to_text, to_wire
 from server.pods import strip_pod
 from server.registry import StaticEntry
 from tests.helpers import ZONE, answer_text, ask, build, pod, rcode
@@ -161,3 +165,22 @@ def test_status_churn_that_serves_nothing_new_changes_nothing():
     assert zone.serial == serial
     registry.sink("test").upsert(strip_pod(pod("a", "10.244.1.2", "a", "s")))
     assert zone.serial > serial
+
+
+_LABEL_TEXT = st.text(alphabet="abcXYZ09-._ é", min_size=0, max_size=70)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hostname=_LABEL_TEXT.filter(str.strip), subdomain=_LABEL_TEXT.filter(str.strip), namespace=st.sampled_from(["default", "a" * 60]))
+def test_identity_name_is_the_template_text_as_a_dns_name(hostname, subdomain, namespace):
+    # The default template has a fast path; it must name exactly what the text would.
+    view, registry = build([pod("p", "10.244.0.5", hostname, subdomain, namespace)])
+    try:
+        expected = to_wire(f"{hostname}.{subdomain}.{namespace}.{ZONE}")
+    except ValueError:
+        expected = None
+    served = [identity["name"] for identity in registry.describe()["identities"]]
+    assert served == ([to_text(expected)] if expected else [])
+    if expected:
+        assert view.rrset(expected, 1) == [bytes([10, 244, 0, 5])]
+        assert view.rrset(reverse_name("10.244.0.5"), 12) == [expected]
