@@ -366,15 +366,15 @@ class Registry:
         if owner is None and name not in self._static_names and name in self._set_members:
             self._write_set(name, zone)
             return
-        ips = self._claims[owner].pod.ips if owner is not None else self._static_names.get(name, ())
-        v4 = [wire.a_rdata(ip) for ip in ips if ":" not in ip]
-        v6 = [wire.a_rdata(ip) for ip in ips if ":" in ip]
-        a_body = self.view.encode(wire.A, v4)
-        aaaa_body = self.view.encode(wire.AAAA, v6)
-        self.view.set_rrset_body(name, wire.A, a_body, len(v4), zone)
-        self.view.set_rrset_body(name, wire.AAAA, aaaa_body, len(v6), zone)
-        set_name = names.parent(name)
-        parts = self._set_members.get(set_name)
+        if owner is not None:
+            claim = self._claims[owner]
+            ips, set_name = claim.pod.ips, claim.set_name
+        else:
+            ips, set_name = self._static_names.get(name, ()), names.parent(name)
+        a_body, a_count, aaaa_body, aaaa_count = self.view.encode_addresses(ips)
+        self.view.set_rrset_body(name, wire.A, a_body, a_count, zone)
+        self.view.set_rrset_body(name, wire.AAAA, aaaa_body, aaaa_count, zone)
+        parts = self._set_members.get(set_name) if set_name is not None else None
         if parts is None or name not in parts.a:
             return
         if owner is not None:
@@ -402,25 +402,7 @@ class Registry:
             self.view.set_rrset_body(name, rtype, body, len(body) // size, zone)
 
     def _settle_ip(self, ip: str) -> None:
-        owners = [uid for uid in _members(self._ip_claims.get(ip)) if self._owner(self._claims[uid].name) == uid]
-        target: bytes | None = None
-        if owners:
-            owner = _winner(owners, self._rank)
-            target = self._claims[owner].name
-            losers = {uid for uid in owners if uid != owner}
-            if ip in self._static_ptr:
-                losers.add("static")
-            self._set_conflicts("ip", ip, owner, losers)
-        else:
-            self._set_conflicts("ip", ip, None, set())
-            if ip in self._static_ptr:
-                target = self._static_ptr[ip][0]
-            elif ip in self._fallback_claims:
-                pod = self._claims[min(_members(self._fallback_claims[ip]), key=self._rank)].pod
-                try:
-                    target = names.to_wire(names.pod_ip_name(ip, pod.namespace, self.settings.cluster_domain))
-                except ValueError:
-                    target = None
+        target = self._ptr_target(ip)
         reverse = names.reverse_name(ip)
         zone = self.view.zone_for(reverse)
         if zone is None:
@@ -428,6 +410,32 @@ class Registry:
         had = bool(self.view.body(reverse, wire.PTR))
         self.view.set_rrset(reverse, wire.PTR, [target] if target else [], zone)
         self._ptr_count += bool(target) - had
+
+    def _ptr_target(self, ip: str) -> bytes | None:
+        """The name an IP's PTR gives (None for no PTR), recording conflicts over the IP."""
+        claimants = self._ip_claims.get(ip)
+        if type(claimants) is str and ip not in self._static_ptr and ("ip", ip) not in self._conflicts_by_subject:
+            name = self._claims[claimants].name
+            if self._owner(name) == claimants:
+                return name  # the common case: one pod, owning its name, no conflict now or before
+        owners = [uid for uid in _members(claimants) if self._owner(self._claims[uid].name) == uid]
+        if owners:
+            owner = _winner(owners, self._rank)
+            losers = {uid for uid in owners if uid != owner}
+            if ip in self._static_ptr:
+                losers.add("static")
+            self._set_conflicts("ip", ip, owner, losers)
+            return self._claims[owner].name
+        self._set_conflicts("ip", ip, None, set())
+        if ip in self._static_ptr:
+            return self._static_ptr[ip][0]
+        if ip in self._fallback_claims:
+            pod = self._claims[min(_members(self._fallback_claims[ip]), key=self._rank)].pod
+            try:
+                return names.to_wire(names.pod_ip_name(ip, pod.namespace, self.settings.cluster_domain))
+            except ValueError:
+                return None
+        return None
 
     # -- conflicts and introspection -------------------------------------
 

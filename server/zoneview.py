@@ -8,6 +8,7 @@ read. A name exists when it has records, is a zone apex, or has names below it
 from __future__ import annotations
 
 import ipaddress
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -125,6 +126,8 @@ class ZoneView:
 
     def __post_init__(self) -> None:
         s = self.settings
+        self._a_prefix = wire.rr(wire.QNAME_POINTER, wire.A, s.ttl, bytes(4))[:-4]
+        self._aaaa_prefix = wire.rr(wire.QNAME_POINTER, wire.AAAA, s.ttl, bytes(16))[:-16]
         serial = int(time.time())
         first_forward = names.to_wire(s.forward_zones[0]) if s.forward_zones else None
         for text in s.forward_zones:
@@ -151,12 +154,17 @@ class ZoneView:
     # -- reading -------------------------------------------------------
 
     def zone_for(self, name: bytes) -> Zone | None:
-        """The closest enclosing zone of a (valid, lower-cased) wire name."""
-        zones = self.zones
+        """The closest enclosing zone of a (valid, lower-cased) wire name.
+
+        Walks the names that exist rather than the apexes: the nearest existing
+        one (often the name itself or its parent) knows its zone, and every apex
+        exists, so none can lie between.
+        """
+        nodes = self.nodes
         while True:
-            zone = zones.get(name)
-            if zone is not None:
-                return zone
+            node = nodes.get(name)
+            if node is not None:
+                return node.zone
             if not name[0]:
                 return None
             name = name[1 + name[0] :]
@@ -247,6 +255,14 @@ class ZoneView:
     def encode(self, rtype: int, rdatas: list[bytes]) -> bytes:
         """An answer RRset (not SOA) as set_rrset_body takes it; b"" for none."""
         return wire.encode_rrset(rtype, self.settings.ttl, rdatas) if rdatas else b""
+
+    def encode_addresses(self, ips: tuple[str, ...]) -> tuple[bytes, int, bytes, int]:
+        """The A and AAAA RRsets of textual addresses, with their record counts."""
+        if len(ips) == 1 and ":" not in ips[0]:  # the common case, without the loops
+            return self._a_prefix + socket.inet_pton(socket.AF_INET, ips[0]), 1, b"", 0
+        v4 = [self._a_prefix + socket.inet_pton(socket.AF_INET, ip) for ip in ips if ":" not in ip]
+        v6 = [self._aaaa_prefix + socket.inet_pton(socket.AF_INET6, ip) for ip in ips if ":" in ip]
+        return b"".join(v4), len(v4), b"".join(v6), len(v6)
 
     def _encode(self, name: bytes, rtype: int, rdatas: list[bytes], zone: Zone | None) -> bytes:
         ttl = self.settings.ttl
