@@ -63,8 +63,13 @@ class PodSink(Protocol):
 
 
 def _timestamp(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
+    """Unix seconds of an RFC 3339 timestamp; None when it is not one."""
+    if type(value) is not str or not value:
         return None
+    return _parse_timestamp(value)
+
+
+def _parse_timestamp(value: str) -> float | None:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
@@ -92,7 +97,11 @@ def _latest(stamps: list[Any], created: Any, created_at: float | None) -> float 
             newest = stamp
     if newest is None:
         return None
-    return created_at if newest == created else _timestamp(newest)
+    parsed = created_at if newest == created else _timestamp(newest)
+    if parsed is None:  # the API's shape but no real time (month 00): look at them all
+        known = [t for t in map(_timestamp, stamps) if t is not None]
+        return max(known) if known else None
+    return parsed
 
 
 def _normal_ip(value: Any) -> str | None:
