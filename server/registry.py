@@ -158,10 +158,13 @@ class Registry:
                     self._unclaim(uid, dirty)
             for pod in upserts:
                 before = self._claims.get(pod.uid)
-                if before is not None and before.pod[:_SERVED_FIELDS] == pod[:_SERVED_FIELDS]:
-                    # Status churn (condition times) that serves nothing new.
-                    self._claims[pod.uid] = before._replace(source=source, pod=pod)
-                    continue
+                if before is not None:
+                    if before.pod[:_SERVED_FIELDS] == pod[:_SERVED_FIELDS]:
+                        # Status churn (condition times) that serves nothing new.
+                        self._claims[pod.uid] = before._replace(source=source, pod=pod)
+                        continue
+                    if self._reclaim(source, pod, before, dirty):
+                        continue
                 self._unclaim(pod.uid, dirty)
                 self._claim(source, pod, dirty, before)
             self._flush(dirty)
@@ -272,6 +275,35 @@ class Registry:
         if name is not None:
             for ip in pod.ips:
                 self._note_shared(ip)
+
+    def _reclaim(self, source: str, pod: PodRecord, before: _Claim, dirty: "_Dirty") -> bool:
+        """A pod that keeps its name (an IP or rank change): move only its IP claims.
+
+        False when the change is more than that, for the full unclaim and claim.
+        """
+        name = before.name
+        if name is None or before.pod[_NAMING] != pod[_NAMING] or not serves_identity(pod, self.settings.publish_not_ready):
+            return False
+        uid = pod.uid
+        old_ips, new_ips = before.pod.ips, pod.ips
+        self._claims[uid] = _Claim(source, pod, name, before.set_name, False)
+        for ip in old_ips:
+            if ip not in new_ips:
+                _discard(self._ip_claims, ip, uid)
+                self._note_shared(ip)
+                dirty.ips.add(ip)
+        for ip in new_ips:
+            if ip not in old_ips:
+                _add(self._ip_claims, ip, uid)
+                self._note_shared(ip)
+            dirty.ips.add(ip)
+        dirty.names.add(name)
+        if before.set_name is not None:
+            dirty.names.add(before.set_name)
+        rivals = self._name_claims.get(name)
+        if type(rivals) is tuple:  # contested: a new rank may change who owns it
+            self._rivals_dirty(rivals, dirty)
+        return True
 
     def _unclaim(self, uid: str, dirty: "_Dirty") -> None:
         claim = self._claims.pop(uid, None)

@@ -164,7 +164,7 @@ class ZoneView:
         while True:
             node = nodes.get(name)
             if node is not None:
-                return node.zone
+                return node[3] if type(node) is Leaf else node.zone
             if not name[0]:
                 return None
             name = name[1 + name[0] :]
