@@ -390,13 +390,14 @@ class Registry:
         self._set_conflicts("name", name, owner, losers)
 
     def _write_forward(self, name: bytes) -> None:
-        """A/AAAA of a name: its owner pod's IPs, else its static entry, else the union of its set."""
-        zone = self.view.zone_for(name)
-        if zone is None:
-            return
+        """A/AAAA of a name: its owner pod's IPs, else its static entry, else the union of its set.
+
+        Every name here lies in a zone: identities under the first --zone, static
+        names filtered when read, sets the parents of identities.
+        """
         owner = self._owner(name)
         if owner is None and name not in self._static_names and name in self._set_members:
-            self._write_set(name, zone)
+            self._write_set(name)
             return
         if owner is not None:
             claim = self._claims[owner]
@@ -404,8 +405,7 @@ class Registry:
         else:
             ips, set_name = self._static_names.get(name, ()), names.parent(name)
         a_body, a_count, aaaa_body, aaaa_count = self.view.encode_addresses(ips)
-        self.view.set_rrset_body(name, wire.A, a_body, a_count, zone)
-        self.view.set_rrset_body(name, wire.AAAA, aaaa_body, aaaa_count, zone)
+        self.view.set_addresses(name, a_body, a_count, aaaa_body, aaaa_count)
         parts = self._set_members.get(set_name) if set_name is not None else None
         if parts is None or name not in parts.a:
             return
@@ -423,7 +423,7 @@ class Registry:
             if not parts.a:
                 del self._set_members[set_name]
 
-    def _write_set(self, name: bytes, zone) -> None:
+    def _write_set(self, name: bytes) -> None:
         parts = self._set_members[name]
         for bodies, rtype, size in ((parts.a, wire.A, 16), (parts.aaaa, wire.AAAA, 28)):
             body = b"".join(bodies.values())
@@ -431,17 +431,10 @@ class Registry:
                 # Two pods of this set claim one IP (a conflict): list it once.
                 records = dict.fromkeys(body[i : i + size] for i in range(0, len(body), size))
                 body = b"".join(records)
-            self.view.set_rrset_body(name, rtype, body, len(body) // size, zone)
+            self.view.set_rrset_body(name, rtype, body, len(body) // size)
 
     def _settle_ip(self, ip: str) -> None:
-        target = self._ptr_target(ip)
-        reverse = names.reverse_name(ip)
-        zone = self.view.zone_for(reverse)
-        if zone is None:
-            return
-        had = bool(self.view.body(reverse, wire.PTR))
-        self.view.set_rrset(reverse, wire.PTR, [target] if target else [], zone)
-        self._ptr_count += bool(target) - had
+        self._ptr_count += self.view.set_ptr(names.reverse_name(ip), self._ptr_target(ip))
 
     def _ptr_target(self, ip: str) -> bytes | None:
         """The name an IP's PTR gives (None for no PTR), recording conflicts over the IP."""

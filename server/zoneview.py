@@ -112,6 +112,9 @@ def _type_key(rtype: int) -> bytes:
 ANY_KEY = _type_key(wire.ANY)
 # One shared key object per type: a fresh bytes key in every node would cost ~70 bytes a name.
 _TYPE_KEYS = {t: _type_key(t) for t in (wire.A, wire.NS, wire.SOA, wire.PTR, wire.TXT, wire.AAAA, wire.ANY)}
+_PTR_KEY = _TYPE_KEYS[wire.PTR]
+_A_KEY = _TYPE_KEYS[wire.A]
+_ONE_RECORD = wire.reply_headers(wire.NOERROR, True, 1, 0)
 
 
 @dataclass
@@ -128,6 +131,7 @@ class ZoneView:
         s = self.settings
         self._a_prefix = wire.rr(wire.QNAME_POINTER, wire.A, s.ttl, bytes(4))[:-4]
         self._aaaa_prefix = wire.rr(wire.QNAME_POINTER, wire.AAAA, s.ttl, bytes(16))[:-16]
+        self._ptr_head = wire.rr(wire.QNAME_POINTER, wire.PTR, s.ttl, b"")[:-2]  # without RDLENGTH
         serial = int(time.time())
         first_forward = names.to_wire(s.forward_zones[0]) if s.forward_zones else None
         for text in s.forward_zones:
@@ -241,6 +245,53 @@ class ZoneView:
                 self._compact(name, node)
         return True
 
+    def set_addresses(self, name: bytes, a_body: bytes, a_count: int, aaaa_body: bytes, aaaa_count: int) -> None:
+        """Set both address RRsets of a name (as encode_addresses gives them)."""
+        node = self.nodes.get(name)
+        if not aaaa_body and (node is None or (type(node) is Leaf and node[0] == _A_KEY)):
+            # IPv4 only, and the name has nothing else: one lookup, not two writes.
+            if node is not None and node[2] == a_body:
+                return
+            if not a_body:
+                if node is not None:
+                    node[3].dirty = True
+                    self._remove(name, node[3])
+                return
+            headers = wire.reply_headers(wire.NOERROR, True, a_count, 0)
+            if node is None:
+                zone = self.zone_for(name)
+                if zone is None:
+                    raise ValueError(f"{names.to_text(name)} is outside every zone")
+                self._create(name, Leaf((_A_KEY, headers, a_body, zone)))
+            else:
+                zone = node[3]
+                self.nodes[name] = Leaf((_A_KEY, headers, a_body, zone))
+            zone.dirty = True
+            return
+        self.set_rrset_body(name, wire.A, a_body, a_count)
+        self.set_rrset_body(name, wire.AAAA, aaaa_body, aaaa_count)
+
+    def set_ptr(self, name: bytes, target: bytes | None) -> int:
+        """Give a reverse name one PTR to `target`, or none; the change in the number of
+        names with a PTR (-1, 0 or 1). Names outside every zone get none."""
+        node = self.nodes.get(name)
+        if node is None:
+            if target is None:
+                return 0
+            zone = self.zone_for(name)
+            if zone is None:
+                return 0
+            self._create(name, Leaf((_PTR_KEY, _ONE_RECORD, self._ptr_prefix(target) + target, zone)))
+            zone.dirty = True
+            return 1
+        had = (node[0] == _PTR_KEY) if type(node) is Leaf else _PTR_KEY in node
+        body = self._ptr_prefix(target) + target if target is not None else b""
+        self.set_rrset_body(name, wire.PTR, body, 1)
+        return (target is not None) - had
+
+    def _ptr_prefix(self, target: bytes) -> bytes:
+        return self._ptr_head + len(target).to_bytes(2, "big")
+
     def body(self, name: bytes, rtype: int) -> bytes:
         """The encoded RRset of one name and type (owner: pointer to the question), or b""."""
         node = self.nodes.get(name)
@@ -305,7 +356,7 @@ class ZoneView:
             node.pop(ANY_KEY, None)
         else:
             parts = [node[key] for key in sorted(keys)]
-            count = sum(len(wire.split_rrset(body)) for _, body in parts)
+            count = sum(int.from_bytes(headers[0][4:6], "big") for headers, _ in parts)  # their ANCOUNTs
             node[ANY_KEY] = (wire.reply_headers(wire.NOERROR, True, count, 0), b"".join(body for _, body in parts))
 
     # -- the shape of the tree: Leaf where it can be, Node where it must --
