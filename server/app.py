@@ -15,7 +15,7 @@ from .config import Config
 from .fastpath import respond
 from .filewatch import WatchedFile
 from .hostsfile import parse_hosts_file
-from .podfile import parse_pod_file
+from .podfile import parse_pod_file, pod_file_batches
 from .registry import Registry, RegistrySettings
 from .transport import Handler, TcpConnections, UdpProtocol
 from .zoneview import ZoneSettings, ZoneView
@@ -96,7 +96,15 @@ class App:
         config = self.config
         if config.pods_file:
             sink = self.registry.sink("pods-file")
-            self.files.append(WatchedFile("pods", config.pods_file, parse_pod_file, sink.replace_all, self._on_reload))
+
+            def load_in_batches(path: str) -> None:
+                # The source is empty: each batch is applied as the child decodes the next.
+                for batch in pod_file_batches(path):
+                    sink.update(batch, [])
+
+            self.files.append(
+                WatchedFile("pods", config.pods_file, parse_pod_file, sink.replace_all, self._on_reload, load_in_batches)
+            )
         if config.hosts_file:
             self.files.append(
                 WatchedFile("hosts", config.hosts_file, parse_hosts_file, self.registry.replace_static, self._on_reload)

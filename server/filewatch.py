@@ -37,17 +37,22 @@ class WatchedFile(Generic[T]):
         parse: Callable[[str], T],
         apply: Callable[[T], None],
         on_reload: Callable[[str, str], None] = lambda kind, result: None,
+        first_load: Callable[[str], None] | None = None,
     ):
         self.kind, self.path = kind, path
         self._parse, self._apply, self._on_reload = parse, apply, on_reload
+        self._first_load = first_load or (lambda path: apply(parse(path)))
         self._applied: tuple | None = None  # signature of the last content read (good or bad)
         self._pending: tuple | None = None  # a new signature seen once, waiting to settle
 
     def load_now(self) -> None:
-        """First load, before serving; raises SourceError so start-up can fail clearly."""
+        """First load, before serving; raises SourceError so start-up can fail clearly.
+
+        `first_load(path)` may apply the content piece by piece as it is parsed:
+        a broken file then stops the server, so nothing half-applied is served.
+        """
         self._applied = _signature(self.path)
-        content = self._parse(self.path)
-        self._apply(content)
+        self._first_load(self.path)
         self._on_reload(self.kind, "success")
 
     async def reload_if_changed(self) -> bool:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Iterator
 
 import msgspec
 import orjson
 import yaml
 
+from .childproc import ChildFailed, stream_from_child
 from .podjson import LIST_DECODER, item_record
 from .pods import PodRecord, strip_pod
 from .sourcefile import SourceError
@@ -17,8 +19,28 @@ log = logging.getLogger("pod_identity_dns.podfile")
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+BATCH_PODS = 2000
+
+
 def parse_pod_file(path: str) -> list[PodRecord]:
     """Every Pod in the file, stripped. SourceError when the file cannot be read or parsed."""
+    return [pod for batch in pod_file_batches(path) for pod in batch]
+
+
+def pod_file_batches(path: str) -> Iterator[list[PodRecord]]:
+    """The file's Pods in batches, decoded in a child process while the caller takes them.
+
+    SourceError when the file cannot be read or parsed, possibly after some
+    batches: a caller that must not apply half a file collects them first.
+    """
+    try:
+        yield from stream_from_child(lambda: decode_pod_file(path))
+    except ChildFailed as exc:
+        raise SourceError(path, None, str(exc)) from None
+
+
+def decode_pod_file(path: str) -> Iterator[list[PodRecord]]:
+    """pod_file_batches, in this process."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
@@ -27,18 +49,31 @@ def parse_pod_file(path: str) -> list[PodRecord]:
     if not raw.strip():
         # Most likely caught mid-write; an empty cluster is `items: []`.
         raise SourceError(path, None, "the file is empty (write a List with `items: []` for no pods)")
-    if raw.lstrip()[:1] == b"{":
-        records = _decode_json_list(path, raw)
-        if records is not None:
-            return records
-    return parse_pod_documents(path, _documents(path, raw))
+    items = _json_list_items(raw) if raw.lstrip()[:1] == b"{" else None
+    if items is None:
+        pods = parse_pod_documents(path, _documents(path, raw))
+        del raw
+        for first in range(0, len(pods), BATCH_PODS):
+            yield pods[first : first + BATCH_PODS]
+        return
+    del raw  # the items hold the part of it they need
+    batch: list[PodRecord] = []
+    for index, item in enumerate(items):
+        try:
+            batch.append(item_record(item))
+        except (ValueError, TypeError) as exc:
+            raise SourceError(path, None, f"document 1 item {index}: {exc}") from exc
+        if len(batch) == BATCH_PODS:
+            yield batch
+            batch = []
+    yield batch
 
 
-def _decode_json_list(path: str, raw: bytes) -> list[PodRecord] | None:
-    """A JSON pod list decoded straight into records (kubectl -o json); None to use the general path.
+def _json_list_items(raw: bytes) -> list | None:
+    """The items of a JSON pod list (kubectl -o json), each still raw JSON; None to use the general path.
 
-    At 100k pods the general path's object tree is ~800 MiB, and the records
-    allocated among it keep that memory pinned after it is freed.
+    Decoded one at a time afterwards: at 100k pods the general path's object
+    tree is ~800 MiB, and records allocated among it would keep it pinned.
     """
     try:
         decoded = LIST_DECODER.decode(raw)
@@ -46,13 +81,7 @@ def _decode_json_list(path: str, raw: bytes) -> list[PodRecord] | None:
         return None  # the general path reports what is wrong, with its line
     if decoded.items is None or decoded.kind == "Pod":
         return None
-    records = []
-    for index, item in enumerate(decoded.items):
-        try:
-            records.append(item_record(item))
-        except (ValueError, TypeError) as exc:
-            raise SourceError(path, None, f"document 1 item {index}: {exc}") from exc
-    return records
+    return decoded.items
 
 
 def _documents(path: str, raw: bytes) -> list:

@@ -1,0 +1,66 @@
+"""Parsing in a child process: results, errors and deaths all reach the parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from server.childproc import ChildFailed, stream_from_child
+from server.sourcefile import SourceError
+
+
+def _numbers(count: int):
+    for n in range(count):
+        yield [n] * 1000
+
+
+def test_items_arrive_in_order_from_another_process():
+    def produce():
+        yield os.getpid()
+        yield from _numbers(50)
+
+    child_pid, *batches = stream_from_child(produce)
+    assert child_pid != os.getpid()
+    assert batches == list(_numbers(50))
+
+
+def test_a_source_error_in_the_child_is_raised_in_the_parent():
+    def produce():
+        yield "first"
+        raise SourceError("pods.json", 7, "bad pod")
+
+    received = []
+    with pytest.raises(SourceError) as caught:
+        for item in stream_from_child(produce):
+            received.append(item)
+    assert received == ["first"]
+    assert (caught.value.path, caught.value.line, caught.value.reason) == ("pods.json", 7, "bad pod")
+
+
+@pytest.mark.parametrize("death", ["exit", "signal", "exception"])
+def test_a_child_that_dies_is_reported_not_waited_for(death):
+    def produce():
+        yield "first"
+        if death == "exit":
+            os._exit(3)
+        if death == "signal":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise RuntimeError("a bug in the parser")
+
+    with pytest.raises(ChildFailed, match={"exit": "exit code 3", "signal": "signal 9", "exception": "exit code 1"}[death]):
+        list(stream_from_child(produce))
+
+
+def test_leaving_early_stops_the_child():
+    def produce():
+        yield os.getpid()
+        while True:
+            yield "more"
+
+    items = stream_from_child(produce)
+    child_pid = next(items)
+    items.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)  # killed and reaped: no such process any more
