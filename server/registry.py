@@ -240,6 +240,7 @@ class Registry:
     def _claim(self, source: str, pod: PodRecord, dirty: "_Dirty", before: _Claim | None = None) -> None:
         name = set_name = None
         fallback = False
+        shared: list[str] = []  # IPs another pod claims too
         if serves_identity(pod, self.settings.publish_not_ready):
             if before is not None and before.name is not None and before.pod[_NAMING] == pod[_NAMING]:
                 # An IP or status change: the name is the same.
@@ -252,13 +253,21 @@ class Registry:
                 parts = self._set_members.get(set_name) or self._set_members.setdefault(set_name, _SetParts())
                 parts.a.setdefault(name, b"")
                 dirty.names.add(set_name)
+            uid = pod.uid
             rivals = self._name_claims.get(name)
-            _add(self._name_claims, name, pod.uid)
-            dirty.names.add(name)
-            if rivals is not None:
+            if rivals is None:
+                self._name_claims[name] = uid
+            else:
+                _add(self._name_claims, name, uid)
                 self._rivals_dirty(rivals, dirty)
+            dirty.names.add(name)
+            ip_claims = self._ip_claims
             for ip in pod.ips:
-                _add(self._ip_claims, ip, pod.uid)
+                if ip in ip_claims:
+                    _add(ip_claims, ip, uid)
+                    shared.append(ip)  # claimed before: now maybe by two pods of one set
+                else:
+                    ip_claims[ip] = uid
                 dirty.ips.add(ip)
         elif (
             self.settings.fallback_ptr
@@ -272,9 +281,8 @@ class Registry:
                 _add(self._fallback_claims, ip, pod.uid)
                 dirty.ips.add(ip)
         self._claims[pod.uid] = _Claim(source, pod, name, set_name, fallback)
-        if name is not None:
-            for ip in pod.ips:
-                self._note_shared(ip)
+        for ip in shared:
+            self._note_shared(ip)
 
     def _reclaim(self, source: str, pod: PodRecord, before: _Claim, dirty: "_Dirty") -> bool:
         """A pod that keeps its name (an IP or rank change): move only its IP claims.
@@ -364,12 +372,15 @@ class Registry:
 
     def _flush(self, dirty: "_Dirty") -> None:
         # Names first: who owns a name decides whose IPs may carry a PTR.
-        for name in dirty.names:
-            self._settle_name(name)
         # Members before sets: a set's records are joined from its members'.
-        set_names = [name for name in dirty.names if name in self._set_members]
+        claims, statics, book, members = self._name_claims, self._static_names, self._conflicts_by_subject, self._set_members
+        set_names = []
         for name in dirty.names:
-            if name not in self._set_members:
+            if type(claims.get(name)) is tuple or name in statics or ("name", name) in book:
+                self._settle_name(name)  # contested, now or before: otherwise there is nothing to settle
+            if name in members:
+                set_names.append(name)
+            else:
                 self._write_forward(name)
         for name in set_names:
             self._write_forward(name)
