@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+from typing import Iterator
 
 import dnslib
 
@@ -16,6 +17,7 @@ from .fastpath import respond
 from .filewatch import WatchedFile
 from .hostsfile import parse_hosts_file
 from .podfile import parse_pod_file, pod_file_batches
+from .pods import PodRecord
 from .registry import Registry, RegistrySettings
 from .transport import Handler, TcpConnections, UdpProtocol
 from .zoneview import ZoneSettings, ZoneView
@@ -47,8 +49,10 @@ def _udp_socket(host: str, port: int, family: int, reuse_port: bool) -> socket.s
 
 
 class App:
-    def __init__(self, config: Config, observer=None):
+    def __init__(self, config: Config, observer=None, first_pods: Iterator[list[PodRecord]] | None = None):
+        """`first_pods`: the pod file's batches if their decoding started already (pod_file_batches)."""
         self.config = config
+        self._first_pods = first_pods
         self.view = ZoneView(
             ZoneSettings(config.zones, config.reverse_cidrs, config.ttl, config.negative_ttl, config.ns_name)
         )
@@ -99,7 +103,8 @@ class App:
 
             def load_in_batches(path: str) -> None:
                 # The source is empty: each batch is applied as the child decodes the next.
-                for batch in pod_file_batches(path):
+                batches, self._first_pods = self._first_pods or pod_file_batches(path), None
+                for batch in batches:
                     sink.update(batch, [])
 
             self.files.append(

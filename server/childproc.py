@@ -8,6 +8,7 @@ buffer and the decoder's garbage out of the server's own heap.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import pickle
@@ -23,43 +24,62 @@ class ChildFailed(Exception):
 
 
 def stream_from_child(produce: Callable[[], Iterable[Any]]) -> Iterator[Any]:
-    """Each item `produce()` yields, computed in a forked child, as it arrives.
+    """Each item `produce()` yields, computed in a child forked now, as it arrives.
 
-    A SourceError raised in the child is raised here; ChildFailed if the child
-    ends in any other way before it is done. Closing the iterator early kills
-    the child. Without os.fork, runs in this process.
+    Iterating raises a SourceError raised in the child, and ChildFailed if the
+    child ends in any other way before it is done. Closing the iterator early
+    kills the child. Without os.fork, `produce` runs in this process.
     """
     if not hasattr(os, "fork"):
-        yield from produce()
-        return
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        _run_child(produce, read_fd, write_fd)  # never returns
-    os.close(write_fd)
-    done = False
-    try:
-        with os.fdopen(read_fd, "rb") as pipe:
-            while True:
-                try:
-                    kind, payload = pickle.load(pipe)
-                except EOFError:
-                    raise ChildFailed(f"the parser process ended early ({_exit_status(pid)})") from None
-                if kind == "item":
-                    yield payload
-                elif kind == "error":
-                    done = True
-                    raise SourceError(*payload)
-                else:
-                    done = True
-                    return
-    finally:
-        if not done:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _exit_status(pid)
+        return iter(produce())
+    return _ChildStream(produce)
+
+
+class _ChildStream:
+    def __init__(self, produce: Callable[[], Iterable[Any]]):
+        read_fd, write_fd = os.pipe()
+        self._pid = os.fork()
+        if self._pid == 0:
+            _run_child(produce, read_fd, write_fd)  # never returns
+        os.close(write_fd)
+        self._pipe = os.fdopen(read_fd, "rb")
+        self._running = True
+
+    def __iter__(self) -> "_ChildStream":
+        return self
+
+    def __next__(self) -> Any:
+        if not self._running:
+            raise StopIteration
+        try:
+            kind, payload = pickle.load(self._pipe)
+        except EOFError:
+            self._end(kill=False)
+            raise ChildFailed(f"the parser process ended early ({self._status})") from None
+        if kind == "item":
+            return payload
+        self._end(kill=False)
+        if kind == "error":
+            raise SourceError(*payload)
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop the child if it is still at work."""
+        self._end(kill=True)
+
+    def _end(self, kill: bool) -> None:
+        if not self._running:
+            return
+        self._running = False
+        self._pipe.close()
+        if kill:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._pid, signal.SIGKILL)
+        self._status = _exit_status(self._pid)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
 
 
 def _exit_status(pid: int) -> str:

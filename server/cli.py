@@ -40,7 +40,15 @@ def _run(coro) -> int:
     return uvloop.run(coro)
 
 
-async def _serve(config: Config) -> int:
+def _serve_now(config: Config) -> int:
+    """Run the server; a pod file's decoding starts first, in a child, while the rest is set up."""
+    from .podfile import pod_file_batches
+
+    first_pods = pod_file_batches(config.pods_file) if config.pods_file else None
+    return _run(_serve(config, first_pods))
+
+
+async def _serve(config: Config, first_pods=None) -> int:
     from .app import App
 
     observer = None
@@ -48,7 +56,7 @@ async def _serve(config: Config) -> int:
         from .metrics import Observer
 
         observer = Observer(config.metrics_listen)
-    app = App(config, observer)
+    app = App(config, observer, first_pods)
     try:
         await app.run()
     except SourceError as exc:
@@ -104,6 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         if config.workers > 1:
             from .workers import run_workers
 
-            return run_workers(config, lambda worker: _run(_serve(worker)))
-        return _run(_serve(config))
+            return run_workers(config, _serve_now)
+        return _serve_now(config)
     return _run(_export(config, args.output_dir, args.sync_timeout))

@@ -28,15 +28,24 @@ def parse_pod_file(path: str) -> list[PodRecord]:
 
 
 def pod_file_batches(path: str) -> Iterator[list[PodRecord]]:
-    """The file's Pods in batches, decoded in a child process while the caller takes them.
+    """The file's Pods in batches, decoded in a child process (started now) while the caller takes them.
 
-    SourceError when the file cannot be read or parsed, possibly after some
-    batches: a caller that must not apply half a file collects them first.
+    Iterating raises SourceError when the file cannot be read or parsed,
+    possibly after some batches: a caller that must not apply half a file
+    collects them first.
     """
+    return _reported(path, stream_from_child(lambda: decode_pod_file(path)))
+
+
+def _reported(path: str, batches: Iterator[list[PodRecord]]) -> Iterator[list[PodRecord]]:
     try:
-        yield from stream_from_child(lambda: decode_pod_file(path))
+        yield from batches
     except ChildFailed as exc:
         raise SourceError(path, None, str(exc)) from None
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 def decode_pod_file(path: str) -> Iterator[list[PodRecord]]:
