@@ -34,12 +34,16 @@ def pod_file_batches(path: str) -> Iterator[list[PodRecord]]:
     possibly after some batches: a caller that must not apply half a file
     collects them first.
     """
-    return _reported(path, stream_from_child(lambda: decode_pod_file(path)))
+    rows = stream_from_child(lambda: ([tuple(pod) for pod in batch] for batch in decode_pod_file(path)))
+    return _records(path, rows)
 
 
-def _reported(path: str, batches: Iterator[list[PodRecord]]) -> Iterator[list[PodRecord]]:
+def _records(path: str, batches: Iterator[list[tuple]]) -> Iterator[list[PodRecord]]:
+    # Plain tuples cross the pipe: unpickling a NamedTuple calls its Python-level __new__.
+    make = tuple.__new__
     try:
-        yield from batches
+        for rows in batches:
+            yield [make(PodRecord, row) for row in rows]
     except ChildFailed as exc:
         raise SourceError(path, None, str(exc)) from None
     finally:

@@ -216,11 +216,8 @@ class ZoneView:
         if node is None:
             if not body:
                 return False
-            zone = zone or self.zone_for(name)
-            if zone is None:
+            if not self._add_leaf(name, key, wire.reply_headers(wire.NOERROR, True, count, 0), body):
                 raise ValueError(f"{names.to_text(name)} is outside every zone")
-            self._create(name, Leaf((key, wire.reply_headers(wire.NOERROR, True, count, 0), body, zone)))
-            zone.dirty = True
             return True
         if type(node) is Leaf:
             if key == node[0]:
@@ -259,14 +256,11 @@ class ZoneView:
                 return
             headers = wire.reply_headers(wire.NOERROR, True, a_count, 0)
             if node is None:
-                zone = self.zone_for(name)
-                if zone is None:
+                if not self._add_leaf(name, _A_KEY, headers, a_body):
                     raise ValueError(f"{names.to_text(name)} is outside every zone")
-                self._create(name, Leaf((_A_KEY, headers, a_body, zone)))
             else:
-                zone = node[3]
-                self.nodes[name] = Leaf((_A_KEY, headers, a_body, zone))
-            zone.dirty = True
+                self.nodes[name] = Leaf((_A_KEY, headers, a_body, node[3]))
+                node[3].dirty = True
             return
         self.set_rrset_body(name, wire.A, a_body, a_count)
         self.set_rrset_body(name, wire.AAAA, aaaa_body, aaaa_count)
@@ -278,12 +272,7 @@ class ZoneView:
         if node is None:
             if target is None:
                 return 0
-            zone = self.zone_for(name)
-            if zone is None:
-                return 0
-            self._create(name, Leaf((_PTR_KEY, _ONE_RECORD, self._ptr_prefix(target) + target, zone)))
-            zone.dirty = True
-            return 1
+            return int(self._add_leaf(name, _PTR_KEY, _ONE_RECORD, self._ptr_prefix(target) + target))
         had = (node[0] == _PTR_KEY) if type(node) is Leaf else _PTR_KEY in node
         body = self._ptr_prefix(target) + target if target is not None else b""
         self.set_rrset_body(name, wire.PTR, body, 1)
@@ -373,21 +362,34 @@ class ZoneView:
         headers, body = node[key]
         self.nodes[name] = Leaf((key, headers, body, node.zone))
 
-    def _create(self, name: bytes, leaf: Leaf) -> None:
-        """Add a new name, and empty non-terminals above it up to the first name that exists."""
-        self.nodes[name] = leaf
-        zone = leaf[3]
+    def _add_leaf(self, name: bytes, key: bytes, headers: tuple, body: bytes) -> bool:
+        """Add a name that does not exist as a Leaf, with the empty non-terminals
+        between it and the nearest name that does; False if it is outside every zone.
+
+        One walk up finds both the zone (the nearest existing name knows it) and
+        where the new empty non-terminals end.
+        """
+        nodes = self.nodes
+        missing = []
+        above_name = name
         while True:
-            name = names.parent(name)
-            above = self.nodes.get(name)
-            if above is None:
-                above = self.nodes[name] = Node(zone)
-                above.below = 1
-                continue
-            if type(above) is Leaf:
-                above = self._expand(name, above)
-            above.below += 1
-            return
+            if not above_name[0]:
+                return False
+            above_name = above_name[1 + above_name[0] :]
+            above = nodes.get(above_name)
+            if above is not None:
+                break
+            missing.append(above_name)
+        if type(above) is Leaf:
+            above = self._expand(above_name, above)
+        above.below += 1
+        zone = above.zone
+        for ent_name in missing:
+            ent = nodes[ent_name] = Node(zone)
+            ent.below = 1
+        nodes[name] = Leaf((key, headers, body, zone))
+        zone.dirty = True
+        return True
 
     def _remove(self, name: bytes, zone: Zone) -> None:
         """Delete a name, and the empty non-terminals it leaves above it."""
