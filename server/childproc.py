@@ -9,6 +9,7 @@ buffer and the decoder's garbage out of the server's own heap.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import os
 import pickle
@@ -17,6 +18,9 @@ import traceback
 from typing import Any, Callable, Iterable, Iterator
 
 from .sourcefile import SourceError
+
+
+PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 
 
 class ChildFailed(Exception):
@@ -38,6 +42,10 @@ def stream_from_child(produce: Callable[[], Iterable[Any]]) -> Iterator[Any]:
 class _ChildStream:
     def __init__(self, produce: Callable[[], Iterable[Any]]):
         read_fd, write_fd = os.pipe()
+        with contextlib.suppress(OSError, AttributeError):
+            # Room for a whole batch (~250 KB): the child writes it without waiting
+            # for us, so it decodes the next while we apply this one.
+            fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         self._pid = os.fork()
         if self._pid == 0:
             _run_child(produce, read_fd, write_fd)  # never returns
