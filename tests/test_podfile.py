@@ -50,3 +50,16 @@ def test_an_item_that_is_not_an_object_names_its_index(tmp_path):
     path.write_bytes(orjson.dumps(_pod_list([helpers.sts_pod("kafka", 0, "10.0.0.1"), "kafka-1"])))
     with pytest.raises(SourceError, match="item 1: not an object"):
         parse_pod_file(str(path))
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n\t\n"])
+def test_an_empty_file_is_an_error_not_an_empty_cluster(tmp_path, content):
+    path = tmp_path / "pods.json"
+    path.write_bytes(content)
+    with pytest.raises(SourceError, match="the file is empty"):
+        parse_pod_file(str(path))
+
+
+def test_a_missing_file_names_the_reason(tmp_path):
+    with pytest.raises(SourceError, match="No such file"):
+        parse_pod_file(str(tmp_path / "absent.json"))
