@@ -5,7 +5,9 @@
 1. generates a cluster of N StatefulSet pods (`kubectl get pods -A -o json`
    shape; IPv4 in 10.244.0.0/16, widened when N does not fit; ~10% dual-stack
    in fd00:10:244::/48) into a temp dir;
-2. starts `python -m server serve` on it and times start -> first answer;
+2. starts `python -m server serve` on it three times, each once the machine is
+   quiet, and reports the median of start -> first answer (the last one
+   stays up for the runs);
 3. exports the same zones (`export-zone --output-dir`) and loads them into
    Knot (`knotd`, udp-workers 1), which must serve the same SOA;
 4. checks a few answers (A, AAAA, PTR, NXDOMAIN) agree between the two and
@@ -55,6 +57,7 @@ import benchlib as bl  # noqa: E402
 from benchlib import A, AAAA, PTR, BenchError  # noqa: E402
 
 TARGET_RATIO, TARGET_LATENCY, TARGET_START, TARGET_RSS = 0.6, 2.0, 3.0, 200.0
+STARTS = 3  # server starts timed; the median is reported
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -189,13 +192,26 @@ def main(argv=None) -> int:
         if cluster.cidr4 != bl.CIDR4:
             print(f"note: {args.pods} pods do not fit in {bl.CIDR4} at {bl.PODS_PER_NODE} pods per node /24: using {cluster.cidr4}", flush=True)
 
-        # 2. our server: start -> first answer
-        port = bl.free_port()
-        started = time.monotonic()
-        ours = procs.start("pod-identity-dns", server_argv(pod_file, cluster.cidr4, port), logs / "server.log")
-        ours_start, soa = bl.wait_answering(port, ours, started, 120, logs / "server.log", "pod-identity-dns")
-        ours_mem_start = bl.memory(ours.pid)
-        print(f"pod-identity-dns answers on port {port} after {ours_start:.2f} s (SOA {soa}, VmHWM {ours_mem_start['VmHWM']:.0f} MiB)", flush=True)
+        # 2. our server: start -> first answer, once the generator's writes have reached
+        # the disk and nothing else runs (writeback of a 300 MB file competes for the CPUs)
+        # Started STARTS times (the last one stays up for the runs); the median counts,
+        # as this shared machine's speed drifts by tens of percent between seconds.
+        os.sync()
+        starts = []
+        for attempt in range(STARTS):
+            waited, busy = bl.wait_quiet(args.wait_quiet)
+            port = bl.free_port()
+            started = time.monotonic()
+            ours = procs.start("pod-identity-dns", server_argv(pod_file, cluster.cidr4, port), logs / "server.log")
+            took, soa = bl.wait_answering(port, ours, started, 120, logs / "server.log", "pod-identity-dns")
+            starts.append(took)
+            ours_mem_start = bl.memory(ours.pid)
+            print(f"pod-identity-dns answers on port {port} after {took:.2f} s (SOA {soa}, VmHWM {ours_mem_start['VmHWM']:.0f} MiB;"
+                  f" waited {waited:.1f} s for the machine to go quiet, {busy:.0f}% of a core busy)", flush=True)
+            if attempt < STARTS - 1:
+                procs.stop(ours)
+        ours_start = sorted(starts)[len(starts) // 2]
+        results["starts_s"] = starts
 
         # 3. the same zones, exported, into Knot
         zone_dir = work / "zones"
@@ -339,7 +355,7 @@ def render(args, cluster, mix, size, perf_opts, runs, ours_start, knot_start, me
     add(f"  latency stddev at {args.rate:,} qps (ms)", f"{la.latency_sd * 1e3:.3f}", f"{lb.latency_sd * 1e3:.3f}")
     add(f"  achieved qps / server CPU at {args.rate:,} qps", f"{la.qps:,.0f} / {la.server_cpu:.0f}%", f"{lb.qps:,.0f} / {lb.server_cpu:.0f}%")
     target_start = f"<= {TARGET_START} s at 100k" + (f" ({'ok' if ours_start <= TARGET_START else 'MISSED'})" if args.pods >= 100_000 else "")
-    add(f"start -> first answer, {args.pods:,} pods (s)", f"{ours_start:.2f}", f"{knot_start:.2f} (zone files)", "", target_start)
+    add(f"start -> first answer, {args.pods:,} pods, median of {STARTS} (s)", f"{ours_start:.2f}", f"{knot_start:.2f} (zone files)", "", target_start)
     target_rss = f"<= {TARGET_RSS:.0f} MiB at 100k" + (f" ({'ok' if mem['VmHWM'] <= TARGET_RSS else 'MISSED'})" if args.pods >= 100_000 else "")
     add("RSS peak, VmHWM (MiB)", f"{mem['VmHWM']:.0f}", f"{knot_mem['VmHWM']:.0f}", "", target_rss)
     add("RSS after the runs, VmRSS (MiB)", f"{mem['VmRSS']:.0f}", f"{knot_mem['VmRSS']:.0f}")
