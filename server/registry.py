@@ -169,7 +169,7 @@ class Registry:
                         continue
                     if self._reclaim(source, pod, before, dirty):
                         continue
-                self._unclaim(pod.uid, dirty)
+                    self._unclaim(pod.uid, dirty)
                 self._claim(source, pod, dirty, before)
             self._flush(dirty)
 
@@ -380,7 +380,7 @@ class Registry:
         claims, statics, book, members = self._name_claims, self._static_names, self._conflicts_by_subject, self._set_members
         set_names = []
         for name in dirty.names:
-            if type(claims.get(name)) is tuple or name in statics or ("name", name) in book:
+            if type(claims.get(name)) is tuple or name in statics or (book and ("name", name) in book):
                 self._settle_name(name)  # contested, now or before: otherwise there is nothing to settle
             if name in members:
                 set_names.append(name)
@@ -410,7 +410,9 @@ class Registry:
         Every name here lies in a zone: identities under the first --zone, static
         names filtered when read, sets the parents of identities.
         """
-        owner = self._owner(name)
+        owner = self._name_claims.get(name)
+        if type(owner) is tuple:
+            owner = owner[0]
         if owner is None and name not in self._static_names and name in self._set_members:
             self._write_set(name)
             return
@@ -454,10 +456,11 @@ class Registry:
     def _ptr_target(self, ip: str) -> bytes | None:
         """The name an IP's PTR gives (None for no PTR), recording conflicts over the IP."""
         claimants = self._ip_claims.get(ip)
-        if type(claimants) is str and ip not in self._static_ptr and ("ip", ip) not in self._conflicts_by_subject:
+        book = self._conflicts_by_subject
+        if type(claimants) is str and ip not in self._static_ptr and not (book and ("ip", ip) in book):
             name = self._claims[claimants].name
-            if self._owner(name) == claimants:
-                return name  # the common case: one pod, owning its name, no conflict now or before
+            if self._name_claims.get(name) == claimants:
+                return name  # the common case: one pod, the only claimant of its name, no conflict now or before
         owners = [uid for uid in _members(claimants) if self._owner(self._claims[uid].name) == uid]
         if owners:
             owner = _winner(owners, self._rank)

@@ -254,7 +254,7 @@ class ZoneView:
                     node[3].dirty = True
                     self._remove(name, node[3])
                 return
-            headers = wire.reply_headers(wire.NOERROR, True, a_count, 0)
+            headers = _ONE_RECORD if a_count == 1 else wire.reply_headers(wire.NOERROR, True, a_count, 0)
             if node is None:
                 if not self._add_leaf(name, _A_KEY, headers, a_body):
                     raise ValueError(f"{names.to_text(name)} is outside every zone")
