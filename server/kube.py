@@ -62,8 +62,8 @@ class KubeSettings:
 class KubeObserver:
     """Hooks for what the watcher does; a no-op here, metrics subclass it."""
 
-    def event(self, kind: str) -> None:
-        """A watch event arrived: ADDED, MODIFIED, DELETED, BOOKMARK or ERROR."""
+    def event(self, kind: str, count: int = 1) -> None:
+        """`count` watch events of one kind arrived: ADDED, MODIFIED, DELETED, BOOKMARK or ERROR."""
 
     def relist(self) -> None:
         """A namespace is listed again after its first complete list."""
@@ -77,8 +77,8 @@ class KubeObserver:
     def api_error(self, error: str) -> None:
         """A failed request; `error` is a short category (http_500, connection, ...)."""
 
-    def applied(self, pod: PodRecord) -> None:
-        """A watch event's pod was handed to the sink (upsert or delete)."""
+    def applied(self, pods: list[PodRecord]) -> None:
+        """Watch events' pods were handed to the sink (upserts and deletes), one call per batch."""
 
 
 class Gone(Exception):
@@ -495,9 +495,9 @@ class _NamespaceStream:
         """
         batch: dict[str, PodRecord | None] = {}  # uid -> its last state, None once deleted
         stripped: list[PodRecord] = []
+        kinds: dict[str, int] = {}  # events counted by kind, reported once per batch
         version: str | None = None
         count = 0
-        working = False
         try:
             for line in lines:
                 if not line or line.isspace():  # not strip(): that would copy each 5 KB line
@@ -510,13 +510,12 @@ class _NamespaceStream:
                     continue
                 kind = event.kind
                 if kind == "ERROR":
-                    self.observer.event(kind)
+                    kinds[kind] = kinds.get(kind, 0) + 1
                     if event.code == 410:
                         raise Gone(event.message)
                     raise ApiError(f"watch_error_{event.code}", f"ERROR event {event.code}: {event.message}")
                 if kind in WATCH_EVENT_TYPES or kind == "BOOKMARK":
-                    self.observer.event(kind)
-                    working = True
+                    kinds[kind] = kinds.get(kind, 0) + 1
                 if kind in WATCH_EVENT_TYPES:
                     if event.pod is None:
                         LOG.warning("%s: skipped unusable pod in %s event: %s", self.name, kind, event.unusable)
@@ -532,10 +531,12 @@ class _NamespaceStream:
             if batch:
                 deletes = [uid for uid, pod in batch.items() if pod is None]
                 self.sink.update([pod for pod in batch.values() if pod is not None], deletes)
-            for pod in stripped:
-                self.observer.applied(pod)
+            if stripped:
+                self.observer.applied(stripped)
+            for kind, seen in kinds.items():
+                self.observer.event(kind, seen)
             if version is not None:
                 self.version = version
-            if working:
+            if kinds.keys() - {"ERROR"}:  # a working stream, not one that only failed
                 self.backoff.reset()
         return count

@@ -202,21 +202,23 @@ class KubeStats:
         self.programming = [0] * (len(PROGRAMMING_BUCKETS) + 1)
         self.programming_sum = 0.0
 
-    def event(self, kind: str) -> None:
+    def event(self, kind: str, count: int = 1) -> None:
         key = kind if kind in self.events else "other"
-        self.events[key] = self.events.get(key, 0) + 1
+        self.events[key] = self.events.get(key, 0) + count
         self.last_event = time.time()
 
-    def applied(self, pod: "PodRecord") -> None:
-        if pod.changed_at is None:
-            return
-        delay = time.time() - pod.changed_at
-        # A terminating pod's deletionTimestamp is the end of its grace period, in the future:
-        # it dates no change, so it is not observed (nor is a delay made negative by clock skew).
-        if delay < 0:
-            return
-        self.programming[bisect_left(PROGRAMMING_BUCKETS, delay)] += 1
-        self.programming_sum += delay
+    def applied(self, pods: "list[PodRecord]") -> None:
+        now = time.time()
+        for pod in pods:
+            if pod.changed_at is None:
+                continue
+            delay = now - pod.changed_at
+            # A terminating pod's deletionTimestamp is the end of its grace period, in the future:
+            # it dates no change, so it is not observed (nor is a delay made negative by clock skew).
+            if delay < 0:
+                continue
+            self.programming[bisect_left(PROGRAMMING_BUCKETS, delay)] += 1
+            self.programming_sum += delay
 
     def families(self) -> Iterable[Metric]:
         events = CounterMetricFamily("poddns_kubernetes_events", "Pod watch events received, by type.", labels=["type"])
@@ -260,8 +262,8 @@ def _kube_metrics_observer(stats: KubeStats):
     from .kube import KubeObserver
 
     class KubeMetrics(KubeObserver):
-        def event(self, kind: str) -> None:
-            stats.event(kind)
+        def event(self, kind: str, count: int = 1) -> None:
+            stats.event(kind, count)
 
         def relist(self) -> None:
             stats.relists += 1
@@ -275,8 +277,8 @@ def _kube_metrics_observer(stats: KubeStats):
         def api_error(self, error: str) -> None:
             stats.api_errors[error] = stats.api_errors.get(error, 0) + 1
 
-        def applied(self, pod: "PodRecord") -> None:
-            stats.applied(pod)
+        def applied(self, pods: "list[PodRecord]") -> None:
+            stats.applied(pods)
 
     return KubeMetrics()
 

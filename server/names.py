@@ -116,7 +116,8 @@ def reverse_name(ip: str) -> bytes:
         packed = socket.inet_pton(socket.AF_INET6, ip)
         return b"".join([_NIBBLE_LABELS[b & 15] + _NIBBLE_LABELS[b >> 4] for b in reversed(packed)]) + _IP6
     packed = socket.inet_pton(socket.AF_INET, ip)
-    return b"".join([_OCTET_LABELS[b] for b in reversed(packed)]) + _IN_ADDR
+    labels = _OCTET_LABELS
+    return labels[packed[3]] + labels[packed[2]] + labels[packed[1]] + labels[packed[0]] + _IN_ADDR
 
 
 def reverse_zones(cidr: str) -> list[tuple[bytes, ipaddress.IPv4Network | ipaddress.IPv6Network]]:

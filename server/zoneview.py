@@ -273,8 +273,18 @@ class ZoneView:
             if target is None:
                 return 0
             return int(self._add_leaf(name, _PTR_KEY, _ONE_RECORD, self._ptr_prefix(target) + target))
-        had = (node[0] == _PTR_KEY) if type(node) is Leaf else _PTR_KEY in node
         body = self._ptr_prefix(target) + target if target is not None else b""
+        if type(node) is Leaf and node[0] == _PTR_KEY:  # the usual reverse name: inline
+            zone = node[3]
+            if body == node[2]:
+                return 0
+            zone.dirty = True
+            if body:
+                self.nodes[name] = Leaf((_PTR_KEY, _ONE_RECORD, body, zone))
+                return 0
+            self._remove(name, zone)
+            return -1
+        had = (node[0] == _PTR_KEY) if type(node) is Leaf else _PTR_KEY in node
         self.set_rrset_body(name, wire.PTR, body, 1)
         return (target is not None) - had
 

@@ -93,8 +93,8 @@ class RecordingObserver(KubeObserver):
     synced_values: list[bool] = field(default_factory=list)
     applied_names: list[str] = field(default_factory=list)
 
-    def event(self, kind: str) -> None:
-        self.events[kind] += 1
+    def event(self, kind: str, count: int = 1) -> None:
+        self.events[kind] += count
 
     def relist(self) -> None:
         self.relists += 1
@@ -108,8 +108,8 @@ class RecordingObserver(KubeObserver):
     def api_error(self, error: str) -> None:
         self.errors.append(error)
 
-    def applied(self, pod: PodRecord) -> None:
-        self.applied_names.append(pod.name)
+    def applied(self, pods: list[PodRecord]) -> None:
+        self.applied_names.extend(pod.name for pod in pods)
 
 
 @dataclass
