@@ -464,18 +464,20 @@ class _NamespaceStream:
             # Whatever has arrived is applied as one batch: one registry update
             # and one serial bump for many events, and no wait for the next one.
             while chunk := await resp.content.readany():
-                end = chunk.rfind(b"\n")
-                if end < 0:
-                    unfinished.append(chunk)
-                    unfinished_size += len(chunk)
+                # Split the chunk itself: copying it whole first (up to megabytes a
+                # read) cost as much as the split.
+                events = chunk.split(b"\n")
+                rest = events.pop()  # after the last newline: the start of a line still arriving
+                if not events:
+                    unfinished.append(rest)
+                    unfinished_size += len(rest)
                     if unfinished_size > MAX_EVENT_LINE:
                         # The rest of that event cannot be resynchronised; a list catches up.
                         raise Gone("watch event longer than the line limit")
                     continue
-                data = b"".join((*unfinished, chunk[:end])) if unfinished else chunk[:end]
-                rest = chunk[end + 1 :]
+                if unfinished:
+                    events[0] = b"".join((*unfinished, events[0]))
                 unfinished, unfinished_size = ([rest], len(rest)) if rest else ([], 0)
-                events = data.split(b"\n")
                 for first in range(0, len(events), BATCH_EVENTS):
                     if first:
                         await asyncio.sleep(0)  # let queries in between the batches of a burst

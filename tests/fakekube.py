@@ -406,8 +406,12 @@ class FakeKube:
 
     def inject_line(self, raw: bytes) -> None:
         """Write raw bytes (a newline is added) into every open watch stream."""
+        self.inject_bytes(raw.rstrip(b"\n") + b"\n")
+
+    def inject_bytes(self, raw: bytes) -> None:
+        """Write exactly these bytes into every open watch stream (part of a line, or several)."""
         for watch in self._watches:
-            watch.queue.put_nowait(raw.rstrip(b"\n") + b"\n")
+            watch.queue.put_nowait(raw)
 
     def compact(self) -> None:
         """Forget history up to now: older watch versions and all continue tokens get 410."""

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests import helpers
-from tests.fakekube import FakeKube, Request, make_pod, parse_selector
+from tests.fakekube import FakeKube, Request, event_line, make_pod, parse_selector
 from server.kube import (
     KubeObserver,
     KubeSettings,
@@ -502,6 +502,41 @@ async def test_malformed_event_lines_are_skipped(tmp_path: Path, caplog: pytest.
             assert h.observer.errors == ["malformed_event"] * 3
             assert len(kube.pod_requests(watch=True)) == 1 and kube.open_watches == 1
             assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 3
+
+
+@async_test
+async def test_events_split_across_reads_are_put_back_together(tmp_path: Path) -> None:
+    lines = b"".join(event_line("ADDED", pod(name, n=n)) for n, name in enumerate(["a", "b", "c"], 1))
+    cuts = [7, lines.index(b"\n") + 1, lines.index(b'"b"') + 2, len(lines) - 3, len(lines)]
+    async with FakeKube() as kube:
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            start = 0
+            for cut in cuts:  # separate writes, apart in time: separate reads
+                kube.inject_bytes(lines[start:cut])
+                start = cut
+                await asyncio.sleep(0.05)
+            await h.until(lambda: h.sink.names() == ["a", "b", "c"], "the three events")
+            assert sorted((p.name, p.ips) for p in h.sink.pods.values()) == [
+                ("a", ("10.244.0.1",)), ("b", ("10.244.0.2",)), ("c", ("10.244.0.3",))
+            ]
+            assert h.observer.errors == [] and len(kube.list_requests()) == 1
+
+
+@async_test
+async def test_a_line_past_the_limit_ends_the_watch_and_relists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("server.kube.MAX_EVENT_LINE", 4096)
+    async with FakeKube() as kube:
+        async with watching(kube, tmp_path) as h:
+            await h.synced()
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            for _ in range(3):
+                kube.inject_bytes(b"x" * 2000)  # no newline: one line that never ends
+                await asyncio.sleep(0.05)
+            await h.until(lambda: len(kube.list_requests()) == 2, "a relist")
+            kube.add_pod(pod("a", n=1))
+            await h.until(lambda: h.sink.names() == ["a"], "ADDED a on the new watch")
 
 
 @async_test
