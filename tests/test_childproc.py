@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 import pytest
 
@@ -64,3 +65,12 @@ def test_leaving_early_stops_the_child():
     items.close()
     with pytest.raises(ProcessLookupError):
         os.kill(child_pid, 0)  # killed and reaped: no such process any more
+
+
+def test_a_worker_thread_can_start_one():
+    # Reloads parse in asyncio.to_thread: the child is forked from a thread that is not the main one.
+    results = []
+    worker = threading.Thread(target=lambda: results.append(list(stream_from_child(lambda: _numbers(3)))))
+    worker.start()
+    worker.join(30)
+    assert results == [list(_numbers(3))]
