@@ -7,7 +7,6 @@ import contextlib
 import logging
 import signal
 import socket
-from typing import Iterator
 
 import dnslib
 
@@ -16,8 +15,7 @@ from .config import Config
 from .fastpath import respond
 from .filewatch import WatchedFile
 from .hostsfile import parse_hosts_file
-from .podfile import parse_pod_file, pod_file_batches
-from .pods import PodRecord
+from .podfile import StartedPodFile, parse_pod_file, pod_file_batches
 from .registry import Registry, RegistrySettings
 from .transport import Handler, TcpConnections, UdpProtocol
 from .zoneview import ZoneSettings, ZoneView
@@ -49,8 +47,8 @@ def _udp_socket(host: str, port: int, family: int, reuse_port: bool) -> socket.s
 
 
 class App:
-    def __init__(self, config: Config, observer=None, first_pods: Iterator[list[PodRecord]] | None = None):
-        """`first_pods`: the pod file's batches if their decoding started already (pod_file_batches)."""
+    def __init__(self, config: Config, observer=None, first_pods: StartedPodFile | None = None):
+        """`first_pods`: the pod file, if its decoding started already (start_pod_file)."""
         self.config = config
         self._first_pods = first_pods
         self.view = ZoneView(
@@ -101,14 +99,18 @@ class App:
         if config.pods_file:
             sink = self.registry.sink("pods-file")
 
+            started, self._first_pods = self._first_pods, None
+
             def load_in_batches(path: str) -> None:
                 # The source is empty: each batch is applied as the child decodes the next.
-                batches, self._first_pods = self._first_pods or pod_file_batches(path), None
-                for batch in batches:
+                for batch in started.batches if started else pod_file_batches(path):
                     sink.update(batch, [])
 
             self.files.append(
-                WatchedFile("pods", config.pods_file, parse_pod_file, sink.replace_all, self._on_reload, load_in_batches)
+                WatchedFile(
+                    "pods", config.pods_file, parse_pod_file, sink.replace_all, self._on_reload,
+                    load_in_batches, started.signature if started else None,
+                )
             )
         if config.hosts_file:
             self.files.append(

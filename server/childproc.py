@@ -41,12 +41,24 @@ def stream_from_child(produce: Callable[[], Iterable[Any]]) -> Iterator[Any]:
 
 class _ChildStream:
     def __init__(self, produce: Callable[[], Iterable[Any]]):
-        read_fd, write_fd = os.pipe()
+        self._running = False
+        self._failure: ChildFailed | None = None
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError as exc:
+            self._failure = ChildFailed(f"cannot start the parser process: {exc}")
+            return
         with contextlib.suppress(OSError, AttributeError):
             # Room for a whole batch (~250 KB): the child writes it without waiting
             # for us, so it decodes the next while we apply this one.
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        self._pid = os.fork()
+        try:
+            self._pid = os.fork()
+        except OSError as exc:  # a pids limit, no memory: the file's error, not the server's end
+            os.close(read_fd)
+            os.close(write_fd)
+            self._failure = ChildFailed(f"cannot start the parser process: {exc}")
+            return
         if self._pid == 0:
             _run_child(produce, read_fd, write_fd)  # never returns
         os.close(write_fd)
@@ -57,13 +69,19 @@ class _ChildStream:
         return self
 
     def __next__(self) -> Any:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
         if not self._running:
             raise StopIteration
         try:
             kind, payload = pickle.load(self._pipe)
-        except EOFError:
+        except EOFError:  # the child closed the pipe between messages: it is ending
             self._end(kill=False)
             raise ChildFailed(f"the parser process ended early ({self._status})") from None
+        except Exception:  # a message cut short (UnpicklingError and the like): it died mid-write
+            self._end(kill=True)
+            raise ChildFailed(f"the parser process ended mid-message ({self._status})") from None
         if kind == "item":
             return payload
         self._end(kill=False)
@@ -107,8 +125,7 @@ def _run_child(produce: Callable[[], Iterable[Any]], read_fd: int, write_fd: int
         os.close(read_fd)
         # Keep only stdio and the pipe: no listening sockets or API connections
         # stay open in the child, and no signal reaches the server's loop.
-        os.closerange(3, write_fd)
-        os.closerange(write_fd + 1, _max_fd())
+        _close_fds_except(write_fd)
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
@@ -132,8 +149,16 @@ def _run_child(produce: Callable[[], Iterable[Any]], read_fd: int, write_fd: int
         os._exit(code)
 
 
-def _max_fd() -> int:
+def _close_fds_except(keep: int) -> None:
+    """Close every fd above stdio but `keep`: those listed in /proc/self/fd, since
+    closing up to the fd limit (which may be 2**30) could take seconds."""
     try:
-        return os.sysconf("SC_OPEN_MAX")
-    except (OSError, ValueError):
-        return 65536
+        open_fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 65536)
+        return
+    for fd in open_fds:
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)

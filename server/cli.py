@@ -42,9 +42,9 @@ def _run(coro) -> int:
 
 def _serve_now(config: Config) -> int:
     """Run the server; a pod file's decoding starts first, in a child, while the rest is set up."""
-    from .podfile import pod_file_batches
+    from .podfile import start_pod_file
 
-    first_pods = pod_file_batches(config.pods_file) if config.pods_file else None
+    first_pods = start_pod_file(config.pods_file) if config.pods_file else None
     return _run(_serve(config, first_pods))
 
 

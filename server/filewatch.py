@@ -18,7 +18,7 @@ log = logging.getLogger("pod_identity_dns.files")
 T = TypeVar("T")
 
 
-def _signature(path: str) -> tuple:
+def file_signature(path: str) -> tuple:
     """What stat() says about the file; a change here means: read it again."""
     try:
         st = os.stat(path)
@@ -38,10 +38,13 @@ class WatchedFile(Generic[T]):
         apply: Callable[[T], None],
         on_reload: Callable[[str, str], None] = lambda kind, result: None,
         first_load: Callable[[str], None] | None = None,
+        first_signature: tuple | None = None,
     ):
         self.kind, self.path = kind, path
         self._parse, self._apply, self._on_reload = parse, apply, on_reload
         self._first_load = first_load or (lambda path: apply(parse(path)))
+        # The file's signature from before `first_load` began reading it, if that was earlier.
+        self._first_signature = first_signature
         self._applied: tuple | None = None  # signature of the last content read (good or bad)
         self._pending: tuple | None = None  # a new signature seen once, waiting to settle
 
@@ -51,7 +54,7 @@ class WatchedFile(Generic[T]):
         `first_load(path)` may apply the content piece by piece as it is parsed:
         a broken file then stops the server, so nothing half-applied is served.
         """
-        self._applied = _signature(self.path)
+        self._applied = self._first_signature or file_signature(self.path)
         self._first_load(self.path)
         self._on_reload(self.kind, "success")
 
@@ -61,7 +64,7 @@ class WatchedFile(Generic[T]):
         Waiting for it to settle means a file caught half-written (truncated,
         then filled) is not taken for the truth; parsing runs in a worker thread.
         """
-        signature = _signature(self.path)
+        signature = file_signature(self.path)
         if signature == self._applied:
             self._pending = None
             return False
@@ -78,7 +81,7 @@ class WatchedFile(Generic[T]):
             else:
                 log.exception("reload of %s failed, keeping the last good data: %s", self.kind, self.path)
             return False
-        if _signature(self.path) != signature:
+        if file_signature(self.path) != signature:
             return False  # changed while we read it: try again once it settles
         self._applied = signature
         self._pending = None

@@ -6,13 +6,14 @@ import logging
 import mmap
 import os
 import re
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import msgspec
 import orjson
 import yaml
 
 from .childproc import ChildFailed, stream_from_child
+from .filewatch import file_signature
 from .podjson import LIST_DECODER, item_record
 from .pods import PodRecord, strip_pod
 from .sourcefile import SourceError
@@ -39,6 +40,18 @@ def pod_file_batches(path: str) -> Iterator[list[PodRecord]]:
     """
     rows = stream_from_child(lambda: ([tuple(pod) for pod in batch] for batch in decode_pod_file(path, mapped=True)))
     return _records(path, rows)
+
+
+class StartedPodFile(NamedTuple):
+    """A pod file whose decoding has begun, with what stat() said before it did."""
+
+    signature: tuple  # a change after this is a change to read again
+    batches: Iterator[list[PodRecord]]
+
+
+def start_pod_file(path: str) -> StartedPodFile:
+    """pod_file_batches, with the file's signature taken first (see filewatch)."""
+    return StartedPodFile(file_signature(path), pod_file_batches(path))
 
 
 def _records(path: str, batches: Iterator[list[tuple]]) -> Iterator[list[PodRecord]]:

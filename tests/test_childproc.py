@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -74,3 +75,29 @@ def test_a_worker_thread_can_start_one():
     worker.start()
     worker.join(30)
     assert results == [list(_numbers(3))]
+
+
+def test_a_child_killed_in_the_middle_of_a_message_is_reported():
+    def produce():
+        yield os.getpid()
+        yield ["y" * 100 + str(n) for n in range(100_000)]  # ~10 MB: blocks on the pipe part-written
+        yield "never"
+
+    items = stream_from_child(produce)
+    child_pid = next(items)
+    time.sleep(0.5)
+    os.kill(child_pid, signal.SIGKILL)  # as the OOM killer would
+    with pytest.raises(ChildFailed):
+        next(items)
+
+
+def test_a_fork_that_fails_is_the_streams_error_and_leaks_nothing(monkeypatch):
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")  # a pids limit
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    open_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        with pytest.raises(ChildFailed, match="cannot start the parser process"):
+            list(stream_from_child(lambda: _numbers(1)))
+    assert len(os.listdir("/proc/self/fd")) == open_before

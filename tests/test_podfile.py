@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 import orjson
 import pytest
 import yaml
 
-from server.podfile import parse_pod_file
+from server.app import App
+from server.cli import make_parser
+from server.config import build_config
+from server.names import to_wire
+from server.podfile import parse_pod_file, start_pod_file
 from server.sourcefile import SourceError
 
 from . import helpers
@@ -63,3 +70,30 @@ def test_an_empty_file_is_an_error_not_an_empty_cluster(tmp_path, content):
 def test_a_missing_file_names_the_reason(tmp_path):
     with pytest.raises(SourceError, match="No such file"):
         parse_pod_file(str(tmp_path / "absent.json"))
+
+
+def test_a_file_replaced_while_the_first_load_starts_is_read_again(tmp_path):
+    # serve starts decoding before it builds the server; a swap in between must not be missed.
+    path = tmp_path / "pods.json"
+
+    def write(ip: str) -> None:
+        (tmp_path / "next.json").write_bytes(orjson.dumps(_pod_list([helpers.sts_pod("kafka", 0, ip)])))
+        os.replace(tmp_path / "next.json", path)  # atomically, as a ConfigMap update does
+
+    write("10.244.0.1")
+    args = ["serve", "--zone", helpers.ZONE, "--reverse-cidr", "10.244.0.0/16", "--pods-file", str(path)]
+    config = build_config(make_parser().parse_args(args))
+    started = start_pod_file(str(path))
+    decoded = list(started.batches)  # taken now, so the old file is surely the one decoded
+    write("10.244.0.2")
+    app = App(config, None, started._replace(batches=iter(decoded)))
+    app.load_files()
+    name = to_wire(f"kafka-0.kafka.default.{helpers.ZONE}")
+    assert app.view.rrset(name, 1) == [bytes([10, 244, 0, 1])]
+
+    async def polls() -> None:
+        for _ in range(2):  # seen changed, then held still for one poll: applied
+            await app.files[0].reload_if_changed()
+
+    asyncio.run(polls())
+    assert app.view.rrset(name, 1) == [bytes([10, 244, 0, 2])]
