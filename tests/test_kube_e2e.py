@@ -337,6 +337,10 @@ def test_fallback_ptr_for_pods_without_an_identity(shared: Cluster) -> None:
 
 def test_malformed_event_lines_are_skipped(shared: Cluster) -> None:
     port, name = shared.port, fqdn("after-0", "svc", "malformed")
+    # Injected lines reach only open watches: after an earlier test's relist the new one may still be opening.
+    deadline = time.monotonic() + VISIBLE_WITHIN
+    while not shared.fake.call(lambda: shared.fake.kube.open_watches) and time.monotonic() < deadline:
+        time.sleep(0.02)
     lists, skipped = shared.lists(), shared.log_count("skipped malformed watch event")
     watches = shared.fake.call(lambda: len(shared.fake.kube.pod_requests(watch=True)))
     for raw in (b"{this is not json", b'{"type": "ADDED"}', b'["not", "an", "event"]'):
