@@ -7,7 +7,6 @@ tens of seconds, by hand well under one, which is why this lives here.
 
 from __future__ import annotations
 
-import socket
 import struct
 from functools import lru_cache
 
@@ -32,11 +31,6 @@ _RR_FIXED = struct.Struct("!HHIH")
 def rr(owner: bytes, rtype: int, ttl: int, rdata: bytes, rclass: int = CLASS_IN) -> bytes:
     """One resource record in wire form."""
     return owner + _RR_FIXED.pack(rtype, rclass, ttl, len(rdata)) + rdata
-
-
-def a_rdata(ip: str) -> bytes:
-    """A or AAAA rdata of a textual address (inet_pton: ten times faster than ipaddress)."""
-    return socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
 
 
 def soa_rdata(mname: bytes, rname: bytes, serial: int, refresh: int, retry: int, expire: int, minimum: int) -> bytes:

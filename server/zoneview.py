@@ -7,7 +7,6 @@ read. A name exists when it has records, is a zone apex, or has names below it
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import time
 from dataclasses import dataclass, field
@@ -186,29 +185,21 @@ class ZoneView:
         cache[name] = zone
         return zone
 
-    def zone_of_ip(self, ip: str) -> Zone | None:
-        address = ipaddress.ip_address(ip)
-        for zone in self.zones.values():
-            if zone.network is not None and address in zone.network:
-                return zone
-        return None
-
     def rrset(self, name: bytes, rtype: int) -> list[bytes]:
         """The rdata of one RRset, read back from its encoded answer."""
         return wire.split_rrset(self.body(name, rtype))
 
     # -- writing -------------------------------------------------------
 
-    def set_rrset(self, name: bytes, rtype: int, rdatas: list[bytes], zone: Zone | None = None) -> bool:
+    def set_rrset(self, name: bytes, rtype: int, rdatas: list[bytes]) -> bool:
         """Replace one RRset (empty list deletes it). Returns False if nothing changed.
 
-        `zone` saves a lookup when the caller knows it. Names outside every
-        zone are refused with ValueError; callers filter first.
+        Names outside every zone are refused with ValueError; callers filter first.
         """
-        body = self._encode(name, rtype, rdatas, zone) if rdatas else b""
-        return self.set_rrset_body(name, rtype, body, len(rdatas), zone)
+        body = self._encode(name, rtype, rdatas) if rdatas else b""
+        return self.set_rrset_body(name, rtype, body, len(rdatas))
 
-    def set_rrset_body(self, name: bytes, rtype: int, body: bytes, count: int, zone: Zone | None = None) -> bool:
+    def set_rrset_body(self, name: bytes, rtype: int, body: bytes, count: int) -> bool:
         """set_rrset for records already encoded (as `body(...)` returns them): joins of
         other names' bodies make a set's RRset without encoding anything again."""
         node = self.nodes.get(name)
@@ -314,10 +305,10 @@ class ZoneView:
         v6 = [self._aaaa_prefix + socket.inet_pton(socket.AF_INET6, ip) for ip in ips if ":" in ip]
         return b"".join(v4), len(v4), b"".join(v6), len(v6)
 
-    def _encode(self, name: bytes, rtype: int, rdatas: list[bytes], zone: Zone | None) -> bytes:
+    def _encode(self, name: bytes, rtype: int, rdatas: list[bytes]) -> bytes:
         ttl = self.settings.ttl
         if rtype == wire.SOA:
-            ttl = (zone or self.zone_for(name)).negative_ttl
+            ttl = self.zone_for(name).negative_ttl
         return wire.encode_rrset(rtype, ttl, rdatas)
 
     def commit(self) -> list[Zone]:
