@@ -38,7 +38,9 @@ def pod_file_batches(path: str) -> Iterator[list[PodRecord]]:
     possibly after some batches: a caller that must not apply half a file
     collects them first.
     """
-    rows = stream_from_child(lambda: ([tuple(pod) for pod in batch] for batch in decode_pod_file(path, mapped=True)))
+    # Mapped only where the decoding runs in a child (os.fork): see decode_pod_file.
+    mapped = hasattr(os, "fork")
+    rows = stream_from_child(lambda: ([tuple(pod) for pod in batch] for batch in decode_pod_file(path, mapped)))
     return _records(path, rows)
 
 
@@ -84,8 +86,8 @@ def decode_pod_file(path: str, mapped: bool = False) -> Iterator[list[PodRecord]
     if items is None:
         pods = parse_pod_documents(path, _documents(path, raw[:]))
         del raw
-        for first in range(0, len(pods), BATCH_PODS):
-            yield pods[first : first + BATCH_PODS]
+        for start in range(0, len(pods), BATCH_PODS):
+            yield pods[start : start + BATCH_PODS]
         return
     del raw  # the items hold the part of it they need
     batch: list[PodRecord] = []

@@ -170,7 +170,7 @@ class Registry:
                     if self._reclaim(source, pod, before, dirty):
                         continue
                     self._unclaim(pod.uid, dirty)
-                self._claim(source, pod, dirty, before)
+                self._claim(source, pod, dirty)
             self._flush(dirty)
 
     def replace_static(self, entries: Iterable[StaticEntry]) -> None:
@@ -241,16 +241,13 @@ class Registry:
         self._suffixes[(subdomain, namespace)] = suffix
         return suffix
 
-    def _claim(self, source: str, pod: PodRecord, dirty: "_Dirty", before: _Claim | None = None) -> None:
+    def _claim(self, source: str, pod: PodRecord, dirty: "_Dirty") -> None:
+        """A pod that is new, or whose name changed (an unchanged name is `_reclaim`'s)."""
         name = set_name = None
         fallback = False
         shared: list[str] = []  # IPs another pod claims too
         if serves_identity(pod, self.settings.publish_not_ready):
-            if before is not None and before.name is not None and before.pod[_NAMING] == pod[_NAMING]:
-                # An IP or status change: the name is the same.
-                name, parent = before.name, before.set_name or names.parent(before.name)
-            else:
-                name, parent = self._identity_name(pod) or (None, None)
+            name, parent = self._identity_name(pod) or (None, None)
         if name is not None:
             if self._sets_enabled and parent not in self.view.zones:
                 set_name = parent
@@ -410,9 +407,7 @@ class Registry:
         Every name here lies in a zone: identities under the first --zone, static
         names filtered when read, sets the parents of identities.
         """
-        owner = self._name_claims.get(name)
-        if type(owner) is tuple:
-            owner = owner[0]
+        owner = self._owner(name)
         if owner is None and name not in self._static_names and name in self._set_members:
             self._write_set(name)
             return

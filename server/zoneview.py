@@ -236,25 +236,10 @@ class ZoneView:
     def set_addresses(self, name: bytes, a_body: bytes, a_count: int, aaaa_body: bytes, aaaa_count: int) -> None:
         """Set both address RRsets of a name (as encode_addresses gives them)."""
         node = self.nodes.get(name)
-        if not aaaa_body and (node is None or (type(node) is Leaf and node[0] == _A_KEY)):
-            # IPv4 only, and the name has nothing else: one lookup, not two writes.
-            if node is not None and node[2] == a_body:
-                return
-            if not a_body:
-                if node is not None:
-                    node[3].dirty = True
-                    self._remove(name, node[3])
-                return
-            headers = _ONE_RECORD if a_count == 1 else wire.reply_headers(wire.NOERROR, True, a_count, 0)
-            if node is None:
-                if not self._add_leaf(name, _A_KEY, headers, a_body):
-                    raise ValueError(f"{names.to_text(name)} is outside every zone")
-            else:
-                self.nodes[name] = Leaf((_A_KEY, headers, a_body, node[3]))
-                node[3].dirty = True
-            return
         self.set_rrset_body(name, wire.A, a_body, a_count)
-        self.set_rrset_body(name, wire.AAAA, aaaa_body, aaaa_count)
+        if aaaa_body or not (node is None or (type(node) is Leaf and node[0] == _A_KEY)):
+            # Not when IPv4-only and the name had nothing but A: no AAAA to write or clear.
+            self.set_rrset_body(name, wire.AAAA, aaaa_body, aaaa_count)
 
     def set_ptr(self, name: bytes, target: bytes | None) -> int:
         """Give a reverse name one PTR to `target`, or none; the change in the number of
@@ -265,16 +250,6 @@ class ZoneView:
                 return 0
             return int(self._add_leaf(name, _PTR_KEY, _ONE_RECORD, self._ptr_prefix(target) + target))
         body = self._ptr_prefix(target) + target if target is not None else b""
-        if type(node) is Leaf and node[0] == _PTR_KEY:  # the usual reverse name: inline
-            zone = node[3]
-            if body == node[2]:
-                return 0
-            zone.dirty = True
-            if body:
-                self.nodes[name] = Leaf((_PTR_KEY, _ONE_RECORD, body, zone))
-                return 0
-            self._remove(name, zone)
-            return -1
         had = (node[0] == _PTR_KEY) if type(node) is Leaf else _PTR_KEY in node
         self.set_rrset_body(name, wire.PTR, body, 1)
         return (target is not None) - had
