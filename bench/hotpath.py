@@ -91,11 +91,11 @@ def build_app(pod_file: Path, cidr4: str, port: int):
 
 
 def micro(pod_file: Path, cidr4: str, queries: list[bytes]) -> None:
-    from server.fastpath import fast_answer, respond
+    from server.zone.fastpath import fast_answer, respond
 
     app = build_app(pod_file, cidr4, 0)
     app.load_files()
-    view = app.view
+    view = app.store
     slow = sum(1 for q in queries if fast_answer(q, view) is None)
     quiet("the micro benchmark")
     best_respond = best_fast = float("inf")

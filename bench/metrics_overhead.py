@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from server.app import App  # noqa: E402
 from server.config import build_config  # noqa: E402
-from server.metrics import Observer  # noqa: E402
+from server.ops.metrics import Observer  # noqa: E402
 
 ZONE = "pods.example.internal"
 # What a resolver in front mostly asks: hits (A, PTR), some misses, a few NODATA.

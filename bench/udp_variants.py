@@ -1,8 +1,8 @@
 """Prototype: other UDP front ends for the same answer function, measured side by side.
 
 Not the server: a measurement of where the per-query cost can go. Every
-variant serves the very same ZoneView (built by server.app.App from the same
-pod file) and answers with server.fastpath.respond; only the socket handling
+variant serves the very same ZoneStore (built by server.app.App from the same
+pod file) and answers with server.zone.fastpath.respond; only the socket handling
 differs:
 
   app        the real server (`python -m server serve`): uvloop DatagramProtocol,
@@ -50,7 +50,7 @@ def build_view(serve_args: list[str]):
     config = build_config(make_parser().parse_args(["serve", *serve_args]))
     app = App(config)
     app.load_files()
-    return app.view
+    return app.store
 
 
 def udp_socket(port: int) -> socket.socket:
@@ -63,8 +63,8 @@ def udp_socket(port: int) -> socket.socket:
 
 class Flat(asyncio.DatagramProtocol):
     def __init__(self, view):
-        from server.answer import answer
-        from server.fastpath import fast_answer
+        from server.zone.answer import answer
+        from server.zone.fastpath import fast_answer
 
         self.view, self.fast, self.full = view, fast_answer, answer
 
@@ -86,7 +86,7 @@ class Echo(asyncio.DatagramProtocol):
 
 
 def serve_drain(loop, sock, view, batch: int = 256):
-    from server.fastpath import respond
+    from server.zone.fastpath import respond
 
     recvfrom, sendto = sock.recvfrom, sock.sendto
 
@@ -123,7 +123,7 @@ class _Mmsghdr(ctypes.Structure):
 
 
 def serve_mmsg(loop, sock, view, batch: int = 64, rounds: int = 4):
-    from server.fastpath import respond
+    from server.zone.fastpath import respond
 
     assert ctypes.sizeof(_Mmsghdr) == 64 and ctypes.sizeof(_Iovec) == 16
     libc = ctypes.CDLL(None, use_errno=True)

@@ -1,4 +1,4 @@
-"""The running server: builds view, registry and sources from a Config, listens, shuts down gracefully."""
+"""The running server: builds store, registry and sources from a Config, listens, shuts down gracefully."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import socket
 
 import dnslib
 
-from . import __version__, names
+from . import __version__
 from .config import Config
-from .fastpath import respond
-from .filewatch import WatchedFile
-from .hostsfile import parse_hosts_file
-from .podfile import StartedPodFile, parse_pod_file, pod_file_batches
 from .registry import Registry, RegistrySettings
-from .transport import Handler, TcpConnections, UdpProtocol
-from .zoneview import ZoneSettings, ZoneView
+from .serve.transport import Handler, TcpConnections, UdpProtocol
+from .sources.filewatch import WatchedFile
+from .sources.hostsfile import parse_hosts_file
+from .sources.podfile import StartedPodFile, parse_pod_file, pod_file_batches
+from .zone import names
+from .zone.fastpath import respond
+from .zone.store import ZoneSettings, ZoneStore
 
 log = logging.getLogger("pod_identity_dns")
 query_log = logging.getLogger("pod_identity_dns.queries")
@@ -51,16 +52,16 @@ class App:
         """`first_pods`: the pod file, if its decoding started already (start_pod_file)."""
         self.config = config
         self._first_pods = first_pods
-        self.view = ZoneView(
+        self.store = ZoneStore(
             ZoneSettings(config.zones, config.reverse_cidrs, config.ttl, config.negative_ttl, config.ns_name)
         )
-        self.view.chaos_txt = {
+        self.store.chaos_txt = {
             names.to_wire("version.bind"): f"pod-identity-dns {__version__}",
             names.to_wire("id.server"): config.server_id,
             names.to_wire("hostname.bind"): config.server_id,
         }
         self.registry = Registry(
-            self.view,
+            self.store,
             RegistrySettings(
                 zone=config.zones[0],
                 name_template=config.name_template,
@@ -85,7 +86,7 @@ class App:
     @property
     def ready(self) -> bool:
         """Readiness: every source synced, listeners up, not shutting down."""
-        return self.view.synced and self.listening and not self.stopping
+        return self.store.synced and self.listening and not self.stopping
 
     # -- sources -------------------------------------------------------
 
@@ -123,7 +124,7 @@ class App:
 
     async def start_kubernetes(self) -> None:
         """Load the client configuration now (a broken one is a SourceError: exit 2 before listening), then watch."""
-        from .kube import KubeSettings, PodWatcher, load_client_config
+        from .sources.kube import KubeSettings, PodWatcher, load_client_config
 
         config = self.config
         settings = KubeSettings(
@@ -165,18 +166,18 @@ class App:
     async def wait_synced(self, timeout: float) -> bool:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while not self.view.synced and loop.time() < deadline:
+        while not self.store.synced and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        return self.view.synced
+        return self.store.synced
 
     # -- serving -------------------------------------------------------
 
     def handler(self, family: int = socket.AF_INET, tcp: bool = False) -> Handler:
         """The per-query function of one listener and transport: answer, optional query log, metrics."""
-        view = self.view
+        store = self.store
 
         def answer_query(query: bytes, tcp: bool, peer) -> bytes | None:
-            return respond(query, view, tcp)
+            return respond(query, store, tcp)
 
         handler: Handler = answer_query
         if self.config.log_queries:

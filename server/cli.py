@@ -9,8 +9,8 @@ import sys
 
 from . import __version__
 from .config import ConfigError, Config, add_arguments, build_config
-from .logsetup import setup_logging
-from .sourcefile import SourceError
+from .ops.logsetup import setup_logging
+from .errors import SourceError
 
 log = logging.getLogger("pod_identity_dns")
 
@@ -42,7 +42,7 @@ def _run(coro) -> int:
 
 def _serve_now(config: Config) -> int:
     """Run the server; a pod file's decoding starts first, in a child, while the rest is set up."""
-    from .podfile import start_pod_file
+    from .sources.podfile import start_pod_file
 
     first_pods = start_pod_file(config.pods_file) if config.pods_file else None
     return _run(_serve(config, first_pods))
@@ -53,7 +53,7 @@ async def _serve(config: Config, first_pods=None) -> int:
 
     observer = None
     if config.metrics_listen is not None:
-        from .metrics import Observer
+        from .ops.metrics import Observer
 
         observer = Observer(config.metrics_listen)
     app = App(config, observer, first_pods)
@@ -72,7 +72,7 @@ async def _export(config: Config, output_dir: str | None, sync_timeout: float) -
     import asyncio
 
     from .app import App
-    from .zonefile import zone_file_name, zone_text
+    from .zone.zonefile import zone_file_name, zone_text
 
     app = App(config)
     try:
@@ -84,7 +84,7 @@ async def _export(config: Config, output_dir: str | None, sync_timeout: float) -
         if not await app.wait_synced(sync_timeout):
             log.error("the pod source did not sync within %.0f s", sync_timeout)
             return 1
-        texts = [(zone, zone_text(app.view, zone)) for zone in app.view.zones.values()]
+        texts = [(zone, zone_text(app.store, zone)) for zone in app.store.zones.values()]
     finally:
         for task in app._tasks:
             task.cancel()
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(config.log_format, config.log_level)
     if args.command == "serve":
         if config.workers > 1:
-            from .workers import run_workers
+            from .serve.workers import run_workers
 
             return run_workers(config, _serve_now)
         return _serve_now(config)

@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import yaml
 
-from . import names
-from .registry import TEMPLATE_FIELDS, template_fields
+from .model import TEMPLATE_FIELDS, check_hostname, template_fields
+from .zone import names
 
 
 class ConfigError(Exception):
@@ -205,12 +205,12 @@ def _validate(raw: dict[str, Any]) -> Config:
     if not values["zones"]:
         raise ConfigError("zones (--zone): at least one forward zone is required")
     for zone in values["zones"]:
-        problem = names.check_hostname(zone)
+        problem = check_hostname(zone)
         if problem:
             raise ConfigError(f"zones (--zone): {zone!r} is not a valid domain name: {problem}")
     for key in ("ns_name", "cluster_domain"):
-        if values[key] is not None and names.check_hostname(values[key]):
-            raise ConfigError(f"{key} ({BY_KEY[key].flag}): {values[key]!r} is not a valid domain name: {names.check_hostname(values[key])}")
+        if values[key] is not None and check_hostname(values[key]):
+            raise ConfigError(f"{key} ({BY_KEY[key].flag}): {values[key]!r} is not a valid domain name: {check_hostname(values[key])}")
     for cidr in values["reverse_cidrs"]:
         try:
             names.reverse_zones(cidr)
@@ -244,5 +244,5 @@ def _check_template(template: str) -> None:
     if unknown:
         raise ConfigError(f"{what}: {template!r}: unknown field {{{unknown[0]}}} (known: hostname, subdomain, namespace, pod)")
     sample = template.format(hostname="h", subdomain="s", namespace="n", pod="p")
-    if names.check_hostname(sample):
-        raise ConfigError(f"{what}: {template!r} does not make a valid name: {names.check_hostname(sample)}")
+    if check_hostname(sample):
+        raise ConfigError(f"{what}: {template!r} does not make a valid name: {check_hostname(sample)}")

@@ -7,10 +7,10 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from server.fastpath import respond
-from server.pods import strip_pod
+from server.zone.fastpath import respond
+from server.sources.pods import strip_pod
 from server.registry import Registry, RegistrySettings
-from server.zoneview import ZoneSettings, ZoneView
+from server.zone.store import ZoneSettings, ZoneStore
 
 ZONE = "pods.example.internal"
 
@@ -63,8 +63,8 @@ def build(
     ttl: int = 30,
     negative_ttl: int = 5,
     **registry_kw,
-) -> tuple[ZoneView, Registry]:
-    view = ZoneView(ZoneSettings(tuple(zones), tuple(cidrs), ttl, negative_ttl))
+) -> tuple[ZoneStore, Registry]:
+    view = ZoneStore(ZoneSettings(tuple(zones), tuple(cidrs), ttl, negative_ttl))
     registry = Registry(view, RegistrySettings(zone=zones[0], **registry_kw))
     sink = registry.sink("test")
     sink.replace_all([strip_pod(p) for p in pods])
@@ -74,7 +74,7 @@ def build(
     return view, registry
 
 
-def ask(view: ZoneView, qname: str, qtype: str = "A", tcp: bool = False, **make_kw) -> dns.message.Message:
+def ask(view: ZoneStore, qname: str, qtype: str = "A", tcp: bool = False, **make_kw) -> dns.message.Message:
     """Query the answer function with a dnspython-made query; parse the reply with dnspython."""
     query = dns.message.make_query(qname, qtype, **make_kw)
     wire = query.to_wire()

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from server.pods import strip_pod
-from server.registry import StaticEntry
+from server.sources.pods import strip_pod
+from server.model import StaticEntry
 from tests.helpers import ZONE, answer_text, ask, authority_text, build, pod, rcode, sts_pod
 
 PODS = [

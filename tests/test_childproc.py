@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from server.childproc import ChildFailed, stream_from_child
-from server.sourcefile import SourceError
+from server.sources.childproc import ChildFailed, stream_from_child
+from server.errors import SourceError
 
 
 def _numbers(count: int):

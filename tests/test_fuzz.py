@@ -12,10 +12,10 @@ import dns.message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.answer import answer
-from server.fastpath import fast_answer, respond
-from server.names import to_wire
-from server.pods import strip_pod
+from server.zone.answer import answer
+from server.zone.fastpath import fast_answer, respond
+from server.zone.names import to_wire
+from server.sources.pods import strip_pod
 from tests.helpers import ZONE, build, pod
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "400")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -221,7 +221,7 @@ def test_fast_path_sees_updates_immediately():
 
 
 def test_nonexistent_name_cache_is_bounded():
-    from server.zoneview import ZONE_CACHE_LIMIT
+    from server.zone.store import ZONE_CACHE_LIMIT
 
     view, _ = build([])
     for i in range(ZONE_CACHE_LIMIT + 500):

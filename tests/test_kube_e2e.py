@@ -563,7 +563,7 @@ def test_a_watch_that_dies_is_logged_and_stops_the_server_with_exit_code_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from server import cli as server_cli
-    from server import kube
+    from server.sources import kube
     from server.config import build_config
 
     async def broken_run(self: kube.PodWatcher, client_config: Any = None) -> None:

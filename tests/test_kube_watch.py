@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from tests import helpers
 from tests.fakekube import FakeKube, Request, event_line, make_pod, parse_selector
-from server.kube import (
+from server.sources.kube import (
     KubeObserver,
     KubeSettings,
     PodWatcher,
@@ -28,7 +28,7 @@ from server.kube import (
     decode_page,
     load_client_config,
 )
-from server.pods import PodRecord
+from server.model import PodRecord
 
 WAIT_SECONDS = 5.0
 
@@ -526,7 +526,7 @@ async def test_events_split_across_reads_are_put_back_together(tmp_path: Path) -
 
 @async_test
 async def test_a_line_past_the_limit_ends_the_watch_and_relists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("server.kube.MAX_EVENT_LINE", 4096)
+    monkeypatch.setattr("server.sources.kube.MAX_EVENT_LINE", 4096)
     async with FakeKube() as kube:
         async with watching(kube, tmp_path) as h:
             await h.synced()

@@ -16,8 +16,8 @@ import dns.rcode
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.fastpath import respond
-from server.metrics import Observer
+from server.zone.fastpath import respond
+from server.ops.metrics import Observer
 from tests.fakekube import FakeKubeThread, make_pod
 from tests.helpers import build, sts_pod
 from tests.serverproc import ROOT, ServerProcess, has_ipv6_loopback, read_tcp_frame

@@ -12,9 +12,9 @@ import yaml
 from server.app import App
 from server.cli import make_parser
 from server.config import build_config
-from server.names import to_wire
-from server.podfile import parse_pod_file, start_pod_file
-from server.sourcefile import SourceError
+from server.zone.names import to_wire
+from server.sources.podfile import parse_pod_file, start_pod_file
+from server.errors import SourceError
 
 from . import helpers
 
@@ -89,11 +89,11 @@ def test_a_file_replaced_while_the_first_load_starts_is_read_again(tmp_path):
     app = App(config, None, started._replace(batches=iter(decoded)))
     app.load_files()
     name = to_wire(f"kafka-0.kafka.default.{helpers.ZONE}")
-    assert app.view.rrset(name, 1) == [bytes([10, 244, 0, 1])]
+    assert app.store.rrset(name, 1) == [bytes([10, 244, 0, 1])]
 
     async def polls() -> None:
         for _ in range(2):  # seen changed, then held still for one poll: applied
             await app.files[0].reload_if_changed()
 
     asyncio.run(polls())
-    assert app.view.rrset(name, 1) == [bytes([10, 244, 0, 2])]
+    assert app.store.rrset(name, 1) == [bytes([10, 244, 0, 2])]

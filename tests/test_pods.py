@@ -7,7 +7,7 @@ from datetime import datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.pods import pod_record
+from server.sources.pods import pod_record
 
 
 def _rfc3339_seconds(text: str) -> float | None:

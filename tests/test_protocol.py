@@ -11,8 +11,8 @@ import dns.name
 import dns.rcode
 import pytest
 
-from server.fastpath import respond
-from server.names import to_wire
+from server.zone.fastpath import respond
+from server.zone.names import to_wire
 from tests.helpers import ZONE, ask, build, rcode, sts_pod
 
 NAME = f"kafka-0.kafka.default.{ZONE}"

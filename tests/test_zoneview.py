@@ -8,10 +8,10 @@ import dns.rcode
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server import wire
-from server.fastpath import respond
-from server.names import to_wire
-from server.zoneview import Leaf, Node, ZoneSettings, ZoneView
+from server.zone import wire
+from server.zone.fastpath import respond
+from server.zone.names import to_wire
+from server.zone.store import Leaf, Node, ZoneSettings, ZoneStore
 
 ZONE = "z.test"
 # Names that are ancestors of one another, so writes make and unmake empty
@@ -27,15 +27,15 @@ writes = st.lists(
 )
 
 
-def _view() -> ZoneView:
-    return ZoneView(ZoneSettings((ZONE,), ()))
+def _view() -> ZoneStore:
+    return ZoneStore(ZoneSettings((ZONE,), ()))
 
 
-def _apply(view: ZoneView, name: str, rtype: int, count: int) -> None:
+def _apply(view: ZoneStore, name: str, rtype: int, count: int) -> None:
     view.set_rrset(to_wire(name), rtype, RDATA[rtype][:count])
 
 
-def _shape(view: ZoneView) -> dict:
+def _shape(view: ZoneStore) -> dict:
     return {name: (type(node).__name__, node.below, sorted(node.items())) for name, node in view.nodes.items()}
 
 

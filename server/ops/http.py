@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .app import App
+    from ..app import App
 
 log = logging.getLogger("pod_identity_dns.http")
 
@@ -79,7 +79,7 @@ class HttpServer:
         reasons = []
         if app.stopping:
             reasons.append("shutting down")
-        if not app.view.synced:
+        if not app.store.synced:
             reasons.append("pod sources not synced yet")
         if not app.listening:
             reasons.append("DNS listeners not up")

@@ -1,4 +1,4 @@
-"""The registry: decides who owns each name and each IP, and writes the zone view.
+"""The registry: decides who owns each name and each IP, and writes the zone store.
 
 Sources hand in pods (per source) and static host entries; the registry keeps
 indexes from names and IPs to their claimants, and on every change recomputes
@@ -14,31 +14,14 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-import string
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple
 
-from . import names, wire
-from .pods import PodRecord, serves_identity
-from .zoneview import ZoneView
+from ..model import PodRecord, StaticEntry, serves_identity
+from ..zone import names, wire
+from ..zone.store import ZoneStore
 
 log = logging.getLogger("pod_identity_dns.registry")
-
-# PodRecord fields that decide what is served: all but the trailing changed_at.
-_SERVED_FIELDS = len(PodRecord._fields) - 1
-assert PodRecord._fields[_SERVED_FIELDS] == "changed_at"
-
-# The PodRecord fields a name is made of: namespace, name, hostname, subdomain.
-_NAMING = slice(1, 5)
-assert PodRecord._fields[_NAMING] == ("namespace", "name", "hostname", "subdomain")
-
-TEMPLATE_FIELDS = frozenset({"hostname", "subdomain", "namespace", "pod"})
-
-
-def template_fields(template: str) -> set[str]:
-    """The {fields} a name template uses; ValueError if it cannot be parsed."""
-    return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-
 
 @dataclass(frozen=True)
 class RegistrySettings:
@@ -47,13 +30,6 @@ class RegistrySettings:
     publish_not_ready: bool = True
     fallback_ptr: bool = False
     cluster_domain: str = "cluster.local"
-
-
-@dataclass(frozen=True)
-class StaticEntry:
-    ip: str
-    names: tuple[str, ...]  # fully qualified, lower case, first one gets the PTR
-    line: int
 
 
 class _Claim(NamedTuple):
@@ -71,7 +47,7 @@ _new_claim = tuple.__new__
 
 
 class _Sink:
-    """PodSink adapter: one source's view of the registry."""
+    """PodSink adapter: one source's store of the registry."""
 
     def __init__(self, registry: "Registry", source: str):
         self._registry, self._source = registry, source
@@ -93,8 +69,8 @@ class _Sink:
 
 
 class Registry:
-    def __init__(self, view: ZoneView, settings: RegistrySettings):
-        self.view = view
+    def __init__(self, store: ZoneStore, settings: RegistrySettings):
+        self.store = store
         self.settings = settings
         self._zone_suffix = settings.zone.strip().rstrip(".").lower()
         self._sets_enabled = settings.name_template.startswith("{hostname}.")
@@ -125,7 +101,7 @@ class Registry:
     # -- sources -------------------------------------------------------
 
     def sink(self, source: str) -> _Sink:
-        """A PodSink for one source; the view is synced once every source is."""
+        """A PodSink for one source; the store is synced once every source is."""
         self._synced.setdefault(source, False)
         self._refresh_synced()
         return _Sink(self, source)
@@ -135,7 +111,7 @@ class Registry:
         self._refresh_synced()
 
     def _refresh_synced(self) -> None:
-        self.view.synced = all(self._synced.values())
+        self.store.synced = all(self._synced.values())
 
     def replace_pods(self, source: str, pods: Iterable[PodRecord]) -> None:
         """The complete state of one source: apply only the difference."""
@@ -163,7 +139,7 @@ class Registry:
             for pod in upserts:
                 before = self._claims.get(pod.uid)
                 if before is not None:
-                    if before.pod[:_SERVED_FIELDS] == pod[:_SERVED_FIELDS]:
+                    if before.pod.serves_the_same(pod):
                         # Status churn (condition times) that serves nothing new.
                         self._claims[pod.uid] = before._replace(source=source, pod=pod)
                         continue
@@ -184,7 +160,7 @@ class Registry:
                     name = names.to_wire(text)
                 except ValueError:
                     continue
-                if self.view.zone_for(name) is None:
+                if self.store.zone_for(name) is None:
                     log.warning("static entry %s (line %d) is outside every --zone: no forward answer", text, entry.line)
                     continue
                 ips = self._static_names.setdefault(name, [])
@@ -249,7 +225,7 @@ class Registry:
         if serves_identity(pod, self.settings.publish_not_ready):
             name, parent = self._identity_name(pod) or (None, None)
         if name is not None:
-            if self._sets_enabled and parent not in self.view.zones:
+            if self._sets_enabled and parent not in self.store.zones:
                 set_name = parent
                 parts = self._set_members.get(set_name) or self._set_members.setdefault(set_name, _SetParts())
                 parts.a.setdefault(name, b"")
@@ -291,7 +267,7 @@ class Registry:
         False when the change is more than that, for the full unclaim and claim.
         """
         name = before.name
-        if name is None or before.pod[_NAMING] != pod[_NAMING] or not serves_identity(pod, self.settings.publish_not_ready):
+        if name is None or not before.pod.same_naming(pod) or not serves_identity(pod, self.settings.publish_not_ready):
             return False
         uid = pod.uid
         old_ips, new_ips = before.pod.ips, pod.ips
@@ -387,7 +363,7 @@ class Registry:
             self._write_forward(name)
         for ip in dirty.ips:
             self._settle_ip(ip)
-        self.view.commit()
+        self.store.commit()
 
     def _settle_name(self, name: bytes) -> None:
         """Order a contested name's claimants, owner first, and record the conflict."""
@@ -416,8 +392,8 @@ class Registry:
             ips, set_name = claim.pod.ips, claim.set_name
         else:
             ips, set_name = self._static_names.get(name, ()), names.parent(name)
-        a_body, a_count, aaaa_body, aaaa_count = self.view.encode_addresses(ips)
-        self.view.set_addresses(name, a_body, a_count, aaaa_body, aaaa_count)
+        a_body, a_count, aaaa_body, aaaa_count = self.store.encode_addresses(ips)
+        self.store.set_addresses(name, a_body, a_count, aaaa_body, aaaa_count)
         parts = self._set_members.get(set_name) if set_name is not None else None
         if parts is None or name not in parts.a:
             return
@@ -443,10 +419,10 @@ class Registry:
                 # Two pods of this set claim one IP (a conflict): list it once.
                 records = dict.fromkeys(body[i : i + size] for i in range(0, len(body), size))
                 body = b"".join(records)
-            self.view.set_rrset_body(name, rtype, body, len(body) // size)
+            self.store.set_rrset_body(name, rtype, body, len(body) // size)
 
     def _settle_ip(self, ip: str) -> None:
-        self._ptr_count += self.view.set_ptr(names.reverse_name(ip), self._ptr_target(ip))
+        self._ptr_count += self.store.set_ptr(names.reverse_name(ip), self._ptr_target(ip))
 
     def _ptr_target(self, ip: str) -> bytes | None:
         """The name an IP's PTR gives (None for no PTR), recording conflicts over the IP."""

@@ -17,7 +17,7 @@ import signal
 import traceback
 from typing import Any, Callable, Iterable, Iterator
 
-from .sourcefile import SourceError
+from ..errors import SourceError
 
 
 PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size

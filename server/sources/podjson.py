@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
-from .pods import PodRecord, pod_record, strip_pod
+from ..model import PodRecord
+from .pods import pod_record, strip_pod
 
 
 class Meta(msgspec.Struct, gc=False):

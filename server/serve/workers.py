@@ -1,7 +1,7 @@
 """--workers N: N server processes sharing the DNS port through SO_REUSEPORT.
 
 Each worker is a whole server: its own sources (so N watches of the API, or N
-reads of the pod file), its own zone view and its own metrics port (the
+reads of the pod file), its own zone store and its own metrics port (the
 configured port plus the worker's index). That costs N times the memory and
 API load, and buys one core per worker for answering. The parent only
 forwards signals and waits; if a worker dies, the others are stopped and the
@@ -16,7 +16,7 @@ import os
 import signal
 from typing import Callable
 
-from .config import Config
+from ..config import Config
 
 log = logging.getLogger("pod_identity_dns.workers")
 

@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Callable, Generic, TypeVar
 
-from .sourcefile import SourceError
+from ..errors import SourceError
 
 log = logging.getLogger("pod_identity_dns.files")
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from .names import check_hostname
-from .registry import StaticEntry
-from .sourcefile import SourceError
+from ..errors import SourceError
+from ..model import StaticEntry, check_hostname
 
 
 def parse_hosts_file(path: str) -> list[StaticEntry]:

@@ -1,4 +1,4 @@
-"""The zone view: every served name with its records already encoded for replies.
+"""The zone store: every served name with its records already encoded for replies.
 
 The registry writes RRsets here, one name at a time; the answer functions only
 read. A name exists when it has records, is a zone apex, or has names below it
@@ -78,7 +78,7 @@ class Leaf(tuple):
     (qtype+qclass key, reply_headers variants, answer section bytes, zone).
 
     72 bytes where a Node with its answer tuple is ~300: at 100k pods (200k
-    names) that is ~45 MiB. Reads like a Node; the view turns one into the
+    names) that is ~45 MiB. Reads like a Node; the store turns one into the
     other as a name gains or loses RRsets or names below it.
     """
 
@@ -117,7 +117,7 @@ _ONE_RECORD = wire.reply_headers(wire.NOERROR, True, 1, 0)
 
 
 @dataclass
-class ZoneView:
+class ZoneStore:
     settings: ZoneSettings
     nodes: dict[bytes, Node | Leaf] = field(default_factory=dict)
     zones: dict[bytes, Zone] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""RFC 1035 zone-file text of the zone view, as the server serves it (export-zone)."""
+"""RFC 1035 zone-file text of the zone store, as the server serves it (export-zone)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 import struct
 
 from . import names, wire
-from .zoneview import Zone, ZoneView
+from .store import Zone, ZoneStore
 
 
 def _rdata_text(rtype: int, rdata: bytes) -> str:
@@ -22,15 +22,15 @@ def _rdata_text(rtype: int, rdata: bytes) -> str:
     raise ValueError(f"no text form for type {rtype}")
 
 
-def zone_text(view: ZoneView, zone: Zone) -> str:
+def zone_text(store: ZoneStore, zone: Zone) -> str:
     """One zone: SOA first, then every name in DNS order with its records."""
     lines = [f"$ORIGIN {zone.name}", f"; serial {zone.serial}"]
-    owned = [(name, node) for name, node in view.nodes.items() if node.zone is zone and node]
+    owned = [(name, node) for name, node in store.nodes.items() if node.zone is zone and node]
     owned.sort(key=lambda item: (item[0] != zone.apex, _canonical(item[0])))
     for name, node in owned:
         for rtype in sorted(node.types(), key=lambda t: (t != wire.SOA, t)):
-            ttl = zone.negative_ttl if rtype == wire.SOA else view.settings.ttl
-            for rdata in view.rrset(name, rtype):
+            ttl = zone.negative_ttl if rtype == wire.SOA else store.settings.ttl
+            for rdata in store.rrset(name, rtype):
                 lines.append(f"{names.to_text(name)}\t{ttl}\tIN\t{wire.TYPE_NAMES[rtype]}\t{_rdata_text(rtype, rdata)}")
     return "\n".join(lines) + "\n"
 

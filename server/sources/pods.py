@@ -1,4 +1,4 @@
-"""Stripped pods: the few fields of a Kubernetes Pod this server uses.
+"""Stripping Pod objects to PodRecords: the one place each raw field's meaning is decided.
 
 Every source (pod file, Kubernetes watch) turns raw Pod objects into
 `PodRecord`s the moment they arrive and hands them to a `PodSink`.
@@ -10,56 +10,11 @@ import ipaddress
 import socket
 import sys
 from datetime import datetime
-from typing import Any, Iterable, NamedTuple, Protocol
+from typing import Any, Iterable
 
-FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+from ..model import PodRecord
+
 _NEVER = float("inf")  # creationTimestamp unknown: sorts last
-
-
-class PodRecord(NamedTuple):
-    """Immutable; a NamedTuple because 100k of them are built at start and it is the cheapest to build."""
-
-    uid: str
-    namespace: str
-    name: str
-    hostname: str
-    subdomain: str
-    ips: tuple[str, ...]
-    phase: str
-    ready: bool
-    host_network: bool
-    created: float  # creationTimestamp as Unix seconds; unknown sorts last
-    deleting: bool
-    # Newest timestamp found in the object (creation, deletion, condition
-    # transitions), as Unix seconds: when the API last changed what we serve.
-    changed_at: float | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    def ownership_rank(self) -> tuple[bool, float, str]:
-        """Sort key for who owns a contested name or IP: lowest wins."""
-        return (self.deleting, self.created, self.uid)
-
-
-class PodSink(Protocol):
-    """What a pod source feeds; implemented by the registry."""
-
-    def replace_all(self, pods: Iterable[PodRecord]) -> None:
-        """The complete current set of this source's pods (list, relist, file load)."""
-
-    def upsert(self, pod: PodRecord) -> None:
-        """A pod was added or changed."""
-
-    def delete(self, uid: str) -> None:
-        """A pod is gone."""
-
-    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
-        """Several pods added, changed or gone at once (distinct uids), applied as one change."""
-
-    def set_synced(self, synced: bool) -> None:
-        """Whether this source has delivered one complete state yet."""
 
 
 def _timestamp(value: Any) -> float | None:
@@ -220,15 +175,3 @@ def pod_record(
 
 
 _new_record = tuple.__new__
-
-
-def serves_identity(pod: PodRecord, publish_not_ready: bool = True) -> bool:
-    """Whether the pod gets a name: hostname+subdomain, an IP, not hostNetwork, not finished."""
-    return bool(
-        pod.hostname
-        and pod.subdomain
-        and pod.ips
-        and not pod.host_network
-        and pod.phase not in FINISHED_PHASES
-        and (publish_not_ready or pod.ready)
-    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import names, wire
 from .answer import TCP_LIMIT, answer
-from .zoneview import ANY_KEY as _ANY_IN, Leaf, ZoneView
+from .store import ANY_KEY as _ANY_IN, Leaf, ZoneStore
 
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _NO_ADDITIONAL = b"\x00\x00"
@@ -25,9 +25,9 @@ _REFUSED = wire.reply_headers(wire.REFUSED, False, 0, 0)
 _OPT = (wire.opt_record(False), wire.opt_record(True))
 
 
-def fast_answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None:
+def fast_answer(query: bytes, store: ZoneStore, tcp: bool = False) -> bytes | None:
     """The reply for a plain query, or None to take the full path."""
-    if len(query) < 17 or query[2] & 0xF8 or query[4:10] != _ONE_QUESTION or not view.synced:
+    if len(query) < 17 or query[2] & 0xF8 or query[4:10] != _ONE_QUESTION or not store.synced:
         return None
     end = query.find(0, 12)
     if end < 0:
@@ -51,7 +51,7 @@ def fast_answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None
 
     key = query[12 : end + 1].lower()
     typeclass = query[end + 1 : qend]
-    node = view.nodes.get(key)
+    node = store.nodes.get(key)
     if node is not None:
         if type(node) is Leaf:
             found = (node[1], node[2]) if typeclass == node[0] or typeclass == _ANY_IN else None
@@ -69,7 +69,7 @@ def fast_answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None
         # A miss: only now check that the bytes up to `end` really are one name.
         if names.labels_end(query, 12) != end + 1:
             return None
-        zone = view.cached_zone_for(key)
+        zone = store.cached_zone_for(key)
         if zone is None:
             headers, body = _REFUSED, b""
         else:
@@ -81,6 +81,6 @@ def fast_answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None
     return reply
 
 
-def respond(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None:
+def respond(query: bytes, store: ZoneStore, tcp: bool = False) -> bytes | None:
     """The server's one entry point per query: fast path, else full path."""
-    return fast_answer(query, view, tcp) or answer(query, view, tcp)
+    return fast_answer(query, store, tcp) or answer(query, store, tcp)

@@ -31,8 +31,9 @@ from kubernetes.aio.client.api_client import ApiClient
 from kubernetes.aio.config import ConfigException
 
 from .podjson import EVENT_DECODER, LIST_DECODER, ListMeta, item_record, record
-from .pods import PodRecord, PodSink, strip_pod
-from .sourcefile import SourceError
+from ..model import KubeObserver, PodRecord, PodSink
+from .pods import strip_pod
+from ..errors import SourceError
 
 LOG = logging.getLogger("pod_identity_dns.kube")
 
@@ -57,28 +58,6 @@ class KubeSettings:
     read_timeout_seconds: float = 300  # client timeout per request, longer than the above
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
-
-
-class KubeObserver:
-    """Hooks for what the watcher does; a no-op here, metrics subclass it."""
-
-    def event(self, kind: str, count: int = 1) -> None:
-        """`count` watch events of one kind arrived: ADDED, MODIFIED, DELETED, BOOKMARK or ERROR."""
-
-    def relist(self) -> None:
-        """A namespace is listed again after its first complete list."""
-
-    def watch_restart(self) -> None:
-        """A watch stream ended normally and is resumed from the last version."""
-
-    def synced(self, value: bool) -> None:
-        """Whether every watched namespace has been listed completely once."""
-
-    def api_error(self, error: str) -> None:
-        """A failed request; `error` is a short category (http_500, connection, ...)."""
-
-    def applied(self, pods: list[PodRecord]) -> None:
-        """Watch events' pods were handed to the sink (upserts and deletes), one call per batch."""
 
 
 class Gone(Exception):

@@ -15,8 +15,9 @@ import yaml
 from .childproc import ChildFailed, stream_from_child
 from .filewatch import file_signature
 from .podjson import LIST_DECODER, item_record
-from .pods import PodRecord, strip_pod
-from .sourcefile import SourceError
+from ..model import PodRecord
+from .pods import strip_pod
+from ..errors import SourceError
 
 log = logging.getLogger("pod_identity_dns.podfile")
 

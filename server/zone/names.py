@@ -8,15 +8,11 @@ name is a dictionary key after one `.lower()`.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 
 MAX_NAME = 255
 MAX_LABEL = 63
 ROOT = b"\x00"
-
-_HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
-
 
 def to_wire(name: str) -> bytes:
     """Text name (trailing dot optional) to lower-cased wire bytes; ValueError if invalid."""
@@ -60,19 +56,6 @@ def _escape(label: bytes) -> str:
         else:
             out.append(f"\\{b:03d}")
     return "".join(out)
-
-
-def check_hostname(name: str) -> str | None:
-    """Reason why `name` is not a usable host name (letters, digits, '-', '_'), or None."""
-    text = name.lower().rstrip(".")
-    if not text:
-        return "empty name"
-    for label in text.split("."):
-        if not _HOST_LABEL.match(label):
-            return f"bad label {label!r}"
-    if len(text) + 2 > MAX_NAME:
-        return "name too long"
-    return None
 
 
 def labels_end(packet: bytes, start: int) -> int:

@@ -1,4 +1,4 @@
-"""The full answer path: any query bytes and a zone view in, reply bytes out (or None).
+"""The full answer path: any query bytes and a zone store in, reply bytes out (or None).
 
 Pure and I/O-free. It handles every case, including the odd ones the fast
 path hands over (see fastpath.py); dnslib parses the sections after the
@@ -12,7 +12,7 @@ import struct
 import dnslib
 
 from . import names, wire
-from .zoneview import ZoneView
+from .store import ZoneStore
 
 _COUNTS = struct.Struct("!HHHH")
 TCP_LIMIT = 65535
@@ -67,7 +67,7 @@ def udp_limit(edns: _Edns | None) -> int:
     return min(max(512, edns.payload), wire.EDNS_PAYLOAD)
 
 
-def answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None:
+def answer(query: bytes, store: ZoneStore, tcp: bool = False) -> bytes | None:
     """Reply to one DNS message; None when no reply must be sent (responses, runts)."""
     if len(query) < 12 or query[2] & wire.FLAG_QR:
         return None
@@ -101,7 +101,7 @@ def answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None:
     if edns is not None and edns.version > 0:
         return reply(wire.BADVERS & 0xF, False, tail=wire.opt_record(edns.do, wire.BADVERS >> 4))
     if qclass == wire.CLASS_CH:
-        text = view.chaos_txt.get(key)
+        text = store.chaos_txt.get(key)
         if text is None or qtype not in (wire.TXT, wire.ANY):
             return reply(wire.REFUSED, False)
         return reply(wire.NOERROR, True, 1, 0, wire.rr(wire.QNAME_POINTER, wire.TXT, 0, wire.txt_rdata(text), wire.CLASS_CH))
@@ -112,11 +112,11 @@ def answer(query: bytes, view: ZoneView, tcp: bool = False) -> bytes | None:
     if qtype in (wire.MAILA, wire.MAILB):
         return reply(wire.NOTIMP, False)
 
-    node = view.nodes.get(key)
-    zone = node.zone if node is not None else view.zone_for(key)
+    node = store.nodes.get(key)
+    zone = node.zone if node is not None else store.zone_for(key)
     if zone is None or qtype in (wire.AXFR, wire.IXFR):
         return reply(wire.REFUSED, False)
-    if not view.synced:
+    if not store.synced:
         return reply(wire.SERVFAIL, False)
     if node is None:
         return reply(wire.NXDOMAIN, True, 0, 1, zone.soa_rr)

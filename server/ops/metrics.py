@@ -20,12 +20,13 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
-from . import __version__, wire
+from .. import __version__
+from ..zone import wire
 
 if TYPE_CHECKING:
-    from .app import App
-    from .pods import PodRecord
-    from .transport import Handler
+    from ..app import App
+    from ..model import PodRecord
+    from ..serve.transport import Handler
 
 log = logging.getLogger("pod_identity_dns")
 
@@ -259,7 +260,7 @@ class KubeStats:
 
 def _kube_metrics_observer(stats: KubeStats):
     """A server.kube.KubeObserver feeding `stats`; kube.py (and kubernetes) load only when the cluster is used."""
-    from .kube import KubeObserver
+    from ..model import KubeObserver
 
     class KubeMetrics(KubeObserver):
         def event(self, kind: str, count: int = 1) -> None:
@@ -314,7 +315,7 @@ class Observer:
         self.file_reloads[(kind, result)] = self.file_reloads.get((kind, result), 0) + 1
 
     async def start(self, app: "App") -> None:
-        from .httpserver import HttpServer
+        from .http import HttpServer
 
         self.app = app
         self.http = HttpServer(app, self.exposition)
@@ -349,7 +350,7 @@ class Observer:
             value=stats["conflicts"],
         )
         serials = GaugeMetricFamily("poddns_zone_serial", "SOA serial of each served zone.", labels=["zone"])
-        for zone in app.view.zones.values():
+        for zone in app.store.zones.values():
             serials.add_metric([zone.name], zone.serial)
         yield serials
         yield GaugeMetricFamily("poddns_ready", "1 while /readyz answers 200, else 0.", value=1 if app.ready else 0)

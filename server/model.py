@@ -1,0 +1,134 @@
+"""The neutral types every pipeline step shares: stripped pods, static entries, and the sink protocols.
+
+Sources produce these, the registry consumes them; neither side knows the other.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple, Protocol
+
+FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
+
+MAX_NAME = 255
+_HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+# The fields a --name-template may use.
+TEMPLATE_FIELDS = frozenset({"hostname", "subdomain", "namespace", "pod"})
+
+
+def template_fields(template: str) -> set[str]:
+    """The {fields} a name template uses; ValueError if it cannot be parsed."""
+    return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+
+
+def check_hostname(name: str) -> str | None:
+    """Reason why `name` is not a usable host name (letters, digits, '-', '_'), or None."""
+    text = name.lower().rstrip(".")
+    if not text:
+        return "empty name"
+    for label in text.split("."):
+        if not _HOST_LABEL.match(label):
+            return f"bad label {label!r}"
+    if len(text) + 2 > MAX_NAME:
+        return "name too long"
+    return None
+
+
+class PodRecord(NamedTuple):
+    """Immutable; a NamedTuple because 100k of them are built at start and it is the cheapest to build."""
+
+    uid: str
+    namespace: str
+    name: str
+    hostname: str
+    subdomain: str
+    ips: tuple[str, ...]
+    phase: str
+    ready: bool
+    host_network: bool
+    created: float  # creationTimestamp as Unix seconds; unknown sorts last
+    deleting: bool
+    # Newest timestamp found in the object (creation, deletion, condition
+    # transitions), as Unix seconds: when the API last changed what we serve.
+    changed_at: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def ownership_rank(self) -> tuple[bool, float, str]:
+        """Sort key for who owns a contested name or IP: lowest wins."""
+        return (self.deleting, self.created, self.uid)
+
+    def serves_the_same(self, other: "PodRecord") -> bool:
+        """Whether both records serve the same records (they differ at most in changed_at)."""
+        return self[:-1] == other[:-1]
+
+    def same_naming(self, other: "PodRecord") -> bool:
+        """Whether both records make the same name (namespace, pod name, hostname, subdomain)."""
+        return self[1:5] == other[1:5]
+
+
+def serves_identity(pod: PodRecord, publish_not_ready: bool = True) -> bool:
+    """Whether the pod gets a name: hostname+subdomain, an IP, not hostNetwork, not finished."""
+    return bool(
+        pod.hostname
+        and pod.subdomain
+        and pod.ips
+        and not pod.host_network
+        and pod.phase not in FINISHED_PHASES
+        and (publish_not_ready or pod.ready)
+    )
+
+
+@dataclass(frozen=True)
+class StaticEntry:
+    """One hosts-file line: an address and its names."""
+
+    ip: str
+    names: tuple[str, ...]  # fully qualified, lower case, first one gets the PTR
+    line: int
+
+
+class PodSink(Protocol):
+    """What a pod source feeds; implemented by the registry."""
+
+    def replace_all(self, pods: Iterable[PodRecord]) -> None:
+        """The complete current set of this source's pods (list, relist, file load)."""
+
+    def upsert(self, pod: PodRecord) -> None:
+        """A pod was added or changed."""
+
+    def delete(self, uid: str) -> None:
+        """A pod is gone."""
+
+    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
+        """Several pods added, changed or gone at once (distinct uids), applied as one change."""
+
+    def set_synced(self, synced: bool) -> None:
+        """Whether this source has delivered one complete state yet."""
+
+
+class KubeObserver:
+    """Hooks for what the Kubernetes source does; a no-op here, the metrics subclass it."""
+
+    def event(self, kind: str, count: int = 1) -> None:
+        """`count` watch events of one kind arrived: ADDED, MODIFIED, DELETED, BOOKMARK or ERROR."""
+
+    def relist(self) -> None:
+        """A namespace is listed again after its first complete list."""
+
+    def watch_restart(self) -> None:
+        """A watch stream ended normally and is resumed from the last version."""
+
+    def synced(self, value: bool) -> None:
+        """Whether every watched namespace has been listed completely once."""
+
+    def api_error(self, error: str) -> None:
+        """A failed request; `error` is a short category (http_500, connection, ...)."""
+
+    def applied(self, pods: list[PodRecord]) -> None:
+        """Watch events' pods were handed to the sink (upserts and deletes), one call per batch."""

@@ -1,0 +1,1 @@
+"""At the side of the pipeline: metrics, the HTTP probes and debug endpoint, logging."""

@@ -1,0 +1,1 @@
+"""Serving: the UDP and TCP transports, their sockets, and --workers."""
