@@ -20,7 +20,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -111,7 +111,9 @@ def generate_cluster(n: int, seed: int = 5) -> Cluster:
     net6 = ipaddress.ip_network(CIDR6)
     nodes = max(3, math.ceil(n / PODS_PER_NODE))
     n_namespaces = max(3, min(len(NAMESPACES) * 5, round(n / 1500)))
-    namespaces = [NAMESPACES[i % len(NAMESPACES)] + ("" if i < len(NAMESPACES) else f"-{i // len(NAMESPACES)}") for i in range(n_namespaces)]
+    namespaces = [
+        NAMESPACES[i % len(NAMESPACES)] + ("" if i < len(NAMESPACES) else f"-{i // len(NAMESPACES)}") for i in range(n_namespaces)
+    ]
 
     # StatefulSets of typical sizes until there are N pods; the last one is cut to fit.
     sets: list[tuple[str, str, int, str]] = []
@@ -155,7 +157,7 @@ def write_pod_file(cluster: Cluster, path: Path, seed: int = 5) -> int:
     """`kubectl get pods -A -o json`: a v1 List of Pods (managedFields left out, as kubectl does by default)."""
     rng = random.Random(seed + 1)
     apps = {app: (image, port) for app, image, port, _ in APPS}
-    base = datetime(2026, 9, 1, tzinfo=timezone.utc)
+    base = datetime(2026, 9, 1, tzinfo=UTC)
     net4 = ipaddress.ip_network(cluster.cidr4)
     set_uids = {(ns, name): _uid(rng) for ns, name, _, _ in cluster.sets}
     revision = {key: f"{key[1]}-{rng.getrandbits(40):010x}"[-30:] for key in set_uids}
@@ -245,7 +247,9 @@ def write_pod_file(cluster: Cluster, path: Path, seed: int = 5) -> int:
                 },
             }
         )
-    data = orjson.dumps({"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}, option=orjson.OPT_INDENT_2)
+    data = orjson.dumps(
+        {"apiVersion": "v1", "items": items, "kind": "List", "metadata": {"resourceVersion": ""}}, option=orjson.OPT_INDENT_2
+    )
     path.write_bytes(data)
     return len(data)
 
@@ -344,9 +348,14 @@ class Processes:
         log = open(log_path, "wb")
         try:
             proc = subprocess.Popen(
-                argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                argv,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 # Own session: a Ctrl-C reaches only us, and we stop the children in order.
-                start_new_session=True, env=env,
+                start_new_session=True,
+                env=env,
             )
         finally:
             log.close()
@@ -443,7 +452,9 @@ def ask(port: int, name: str, qtype: int, timeout: float = 1.0, edns: bool = Fal
     return Reply(msg.header.rcode, bool(msg.header.aa), answers, [rr.rtype for rr in msg.auth])
 
 
-def wait_answering(port: int, proc: subprocess.Popen, started: float, timeout: float, log_path: Path, what: str, serial: int | None = None) -> tuple[float, str]:
+def wait_answering(
+    port: int, proc: subprocess.Popen, started: float, timeout: float, log_path: Path, what: str, serial: int | None = None
+) -> tuple[float, str]:
     """Poll SOA of the forward zone every 10 ms; seconds from `started` to the first good answer, and the SOA's text.
 
     With `serial`, only an SOA with that serial counts (Knot loads its zones
@@ -549,8 +560,19 @@ def wait_quiet(max_wait: float, threshold: float = 15.0, sample: float = 0.5) ->
             return time.monotonic() - start, busy
 
 
-def run_clean(procs: "Processes", label: str, port: int, query_file: Path, duration: float, server_pid: int, opts: list[str], log_dir: Path,
-              retries: int = 2, max_other: float = 20.0, quiet: float = 30.0) -> "PerfResult":
+def run_clean(
+    procs: Processes,
+    label: str,
+    port: int,
+    query_file: Path,
+    duration: float,
+    server_pid: int,
+    opts: list[str],
+    log_dir: Path,
+    retries: int = 2,
+    max_other: float = 20.0,
+    quiet: float = 30.0,
+) -> PerfResult:
     """run_dnsperf, repeated (up to `retries` times) while other processes took more than
     `max_other` % of a core during the run; the least disturbed result is kept and
     its `attempts` tell how many runs it took."""
@@ -568,7 +590,17 @@ def run_clean(procs: "Processes", label: str, port: int, query_file: Path, durat
     return best
 
 
-def run_dnsperf(procs: Processes, label: str, port: int, query_file: Path, duration: float, server_pid: int, opts: list[str], log_dir: Path, quiet: float = 0.0) -> PerfResult:
+def run_dnsperf(
+    procs: Processes,
+    label: str,
+    port: int,
+    query_file: Path,
+    duration: float,
+    server_pid: int,
+    opts: list[str],
+    log_dir: Path,
+    quiet: float = 0.0,
+) -> PerfResult:
     """One dnsperf run (after waiting up to `quiet` seconds for a quiet machine), with CPU use of each side."""
     waited, busy = wait_quiet(quiet) if quiet > 0 else (0.0, 0.0)
     argv = ["dnsperf", "-B", "-d", str(query_file), "-s", "127.0.0.1", "-p", str(port), "-l", f"{duration:g}", *opts]
@@ -585,7 +617,7 @@ def run_dnsperf(procs: Processes, label: str, port: int, query_file: Path, durat
         proc.wait(timeout)
     except subprocess.TimeoutExpired:
         procs.stop(proc)
-        raise BenchError(f"dnsperf {label} did not finish within {timeout:.0f} s")
+        raise BenchError(f"dnsperf {label} did not finish within {timeout:.0f} s") from None
     wall = time.monotonic() - wall_before
     procs.stop(proc)
     children_after = resource.getrusage(resource.RUSAGE_CHILDREN)

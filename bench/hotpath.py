@@ -41,15 +41,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
-import benchlib as bl  # noqa: E402
-import run  # noqa: E402
+import benchlib as bl
+import run
 
 PERF_OPTS = ["-T", "1", "-c", "20", "-q", "100", "-t", "2"]
 
 
 def quiet(what: str, max_wait: float = 90) -> None:
     """Wait for other processes on this shared machine to go quiet; say so if they do not."""
-    waited, busy = bl.wait_quiet(max_wait)
+    _waited, busy = bl.wait_quiet(max_wait)
     if busy >= 15:
         print(f"   (note: the machine stayed busy, {busy:.0f}% of a core used by other processes, before {what})")
 
@@ -109,7 +109,7 @@ def micro(pod_file: Path, cidr4: str, queries: list[bytes]) -> None:
             fast_answer(q, view)
         best_fast = min(best_fast, (time.perf_counter() - t) / len(queries))
     t = time.perf_counter()
-    for q in queries:
+    for _q in queries:
         pass
     empty = (time.perf_counter() - t) / len(queries)
     print("== micro: the DNS work alone (no sockets), best of 5 passes over the query mix")
@@ -148,8 +148,12 @@ def perf_view(procs, server_pid: int, port: int, query_file: Path, seconds: floa
     load = _load(procs, port, query_file, seconds + 2, work, "dnsperf-perf")
     time.sleep(1)
     data = work / "perf.data"
-    rec = subprocess.run(["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-p", str(server_pid), "-o", str(data), "--", "sleep", f"{seconds:g}"],
-                         capture_output=True, text=True, timeout=seconds + 60)
+    rec = subprocess.run(
+        ["perf", "record", "-e", "cpu-clock", "-F", "2000", "-g", "-p", str(server_pid), "-o", str(data), "--", "sleep", f"{seconds:g}"],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
     load.wait(seconds + 30)
     if rec.returncode != 0 or not data.exists():
         print(f"   perf record failed: {rec.stderr.strip()[-300:]}\n")
@@ -157,7 +161,9 @@ def perf_view(procs, server_pid: int, port: int, query_file: Path, seconds: floa
     print(f"   dnsperf meanwhile: {_qps(work / 'dnsperf-perf.txt')} qps")
 
     def report(*extra) -> str:
-        return subprocess.run(["perf", "report", "-i", str(data), "--stdio", "-g", "none", *extra], capture_output=True, text=True, timeout=120).stdout
+        return subprocess.run(
+            ["perf", "report", "-i", str(data), "--stdio", "-g", "none", *extra], capture_output=True, text=True, timeout=120
+        ).stdout
 
     rows = re.findall(r"^\s+([0-9.]+)%\s+(?:([0-9.]+)%\s+)?(\S+)\s+\[([.k])\]\s+(.+?)\s*$", report("--children", "--sort", "dso,sym"), re.M)
     children = collections.defaultdict(float)
@@ -188,8 +194,26 @@ def pyspy_view(procs, server_pid: int, port: int, query_file: Path, seconds: flo
     load = _load(procs, port, query_file, seconds + 2, work, "dnsperf-pyspy")
     time.sleep(1)
     raw = work / "pyspy.txt"
-    rec = subprocess.run([exe, "record", "--pid", str(server_pid), "--native", "--rate", "500", "--format", "raw", "--duration", f"{seconds:g}", "-o", str(raw)],
-                         capture_output=True, text=True, timeout=seconds + 60)
+    rec = subprocess.run(
+        [
+            exe,
+            "record",
+            "--pid",
+            str(server_pid),
+            "--native",
+            "--rate",
+            "500",
+            "--format",
+            "raw",
+            "--duration",
+            f"{seconds:g}",
+            "-o",
+            str(raw),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
     load.wait(seconds + 30)
     if rec.returncode != 0 or not raw.exists():
         print(f"   py-spy failed: {rec.stderr.strip()[-300:]}\n")
@@ -211,7 +235,7 @@ def pyspy_view(procs, server_pid: int, port: int, query_file: Path, seconds: flo
             kind = "sendmsg system call"
         elif leaf.startswith(("recvmsg", "recvfrom", "recvmmsg")):
             kind = "recvmsg system call"
-        elif ".py:" in leaf or "server/" in inner and "datagram_received" not in inner:
+        elif ".py:" in leaf or ("server/" in inner and "datagram_received" not in inner):
             kind = "Python code of the server (answer path)"
         elif "datagram_received" in inner:
             kind = "under datagram_received, native (uvloop sendto glue, C calls)"
@@ -263,12 +287,14 @@ def cprofile_view(pod_file: Path, cidr4: str, query_file: Path, seconds: float, 
         print(f"   dnsperf meanwhile: {_qps(work / 'dnsperf-cprofile.txt')} qps (with the profiler's overhead)")
         stats = pstats.Stats(prof)
         total = sum(v[2] for v in stats.stats.values())
-        print(f"   Python-visible time {total:.2f} s of {seconds:g} s; the rest is uvloop's C loop (epoll_wait, recvmsg, "
-              "callback dispatch), which cProfile cannot see.\n   _VisibleSendto.sendto = uvloop's UDPTransport.sendto incl. the sendmsg system call.")
+        print(
+            f"   Python-visible time {total:.2f} s of {seconds:g} s; the rest is uvloop's C loop (epoll_wait, recvmsg, "
+            "callback dispatch), which cProfile cannot see.\n   _VisibleSendto.sendto = uvloop's UDPTransport.sendto incl. the sendmsg system call."
+        )
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(top)
         text = out.getvalue()
-        print("   " + text[text.index("ncalls"):].rstrip().replace("\n", "\n   "))
+        print("   " + text[text.index("ncalls") :].rstrip().replace("\n", "\n   "))
         loop.run_until_complete(app.shutdown())
     finally:
         procs.stop_all()

@@ -112,8 +112,12 @@ def pod_template(pod_bytes: int) -> bytes:
         },
         ownerReferences=[
             {
-                "apiVersion": "apps/v1", "kind": "StatefulSet", "name": "@SET@",
-                "uid": "0b9e2a54-7c1d-4f3e-9a8b-6c5d4e3f2a1b", "controller": True, "blockOwnerDeletion": True,
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "name": "@SET@",
+                "uid": "0b9e2a54-7c1d-4f3e-9a8b-6c5d4e3f2a1b",
+                "controller": True,
+                "blockOwnerDeletion": True,
             }
         ],
     )
@@ -122,8 +126,22 @@ def pod_template(pod_bytes: int) -> bytes:
         image="registry.example.internal/data/@SET@:4.2.1",
         ports=[{"name": "client", "containerPort": 9092, "protocol": "TCP"}, {"name": "metrics", "containerPort": 9404, "protocol": "TCP"}],
         resources={"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "8Gi"}},
-        readinessProbe={"tcpSocket": {"port": 9092}, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
-        livenessProbe={"tcpSocket": {"port": 9092}, "initialDelaySeconds": 60, "periodSeconds": 10, "timeoutSeconds": 1, "successThreshold": 1, "failureThreshold": 3},
+        readinessProbe={
+            "tcpSocket": {"port": 9092},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 10,
+            "timeoutSeconds": 1,
+            "successThreshold": 1,
+            "failureThreshold": 3,
+        },
+        livenessProbe={
+            "tcpSocket": {"port": 9092},
+            "initialDelaySeconds": 60,
+            "periodSeconds": 10,
+            "timeoutSeconds": 1,
+            "successThreshold": 1,
+            "failureThreshold": 3,
+        },
         volumeMounts=[
             {"name": "data", "mountPath": "/var/lib/data"},
             {"name": "config", "mountPath": "/etc/app", "readOnly": True},
@@ -137,11 +155,21 @@ def pod_template(pod_bytes: int) -> bytes:
         volumes=[
             {"name": "data", "persistentVolumeClaim": {"claimName": "data-@NAME@"}},
             {"name": "config", "configMap": {"name": "@SET@-config", "defaultMode": 420}},
-            {"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420, "sources": [
-                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
-            ]}},
+            {
+                "name": "kube-api-access-x7k2p",
+                "projected": {
+                    "defaultMode": 420,
+                    "sources": [
+                        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                        {
+                            "downwardAPI": {
+                                "items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]
+                            }
+                        },
+                    ],
+                },
+            },
         ],
         restartPolicy="Always",
         terminationGracePeriodSeconds=30,
@@ -169,10 +197,15 @@ def pod_template(pod_bytes: int) -> bytes:
         ],
         containerStatuses=[
             {
-                "name": "main", "state": {"running": {"startedAt": "2026-11-01T10:00:05Z"}}, "lastState": {},
-                "ready": True, "restartCount": 0, "image": "registry.example.internal/data/@SET@:4.2.1",
+                "name": "main",
+                "state": {"running": {"startedAt": "2026-11-01T10:00:05Z"}},
+                "lastState": {},
+                "ready": True,
+                "restartCount": 0,
+                "image": "registry.example.internal/data/@SET@:4.2.1",
                 "imageID": "registry.example.internal/data/@SET@@sha256:9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b",
-                "containerID": "containerd://3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e", "started": True,
+                "containerID": "containerd://3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e",
+                "started": True,
             }
         ],
     )
@@ -180,9 +213,7 @@ def pod_template(pod_bytes: int) -> bytes:
 
     base = len(orjson.dumps(pod))
     if pod_bytes > base:  # the rest as env entries: many small objects, like real env and managedFields
-        container["env"] = [
-            {"name": f"SETTING_{i:04d}", "value": f"value-{i:06d}-abcdefgh"} for i in range((pod_bytes - base) // 56)
-        ]
+        container["env"] = [{"name": f"SETTING_{i:04d}", "value": f"value-{i:06d}-abcdefgh"} for i in range((pod_bytes - base) // 56)]
     return orjson.dumps(pod)
 
 
@@ -223,7 +254,7 @@ async def fake_api_main(args: argparse.Namespace) -> None:
     gc.disable()  # only long-lived objects are made here
     for index in range(args.pods):
         kube.version += 1
-        namespace, set_name, name = pod_names(index)
+        namespace, _set_name, name = pod_names(index)
         stored = StoredPod(namespace, name, {}, factory.body(index, FIRST_IPS + index, kube.version))
         kube._record_stored("ADDED", None, stored)
     kube.compact()  # no one watches from before the load; the history would only hold memory
@@ -278,8 +309,14 @@ async def fake_api_main(args: argparse.Namespace) -> None:
     async def stats(request: web.Request) -> web.Response:
         lists = kube.list_requests(first_pages_only=False)
         return web.json_response(
-            {"lists": len(kube.list_requests()), "pages": len(lists), "watches": len(kube.pod_requests(watch=True)),
-             "open_watches": kube.open_watches, "version": kube.version, "rss_mib": rss_mib(os.getpid())["VmRSS"]}
+            {
+                "lists": len(kube.list_requests()),
+                "pages": len(lists),
+                "watches": len(kube.pod_requests(watch=True)),
+                "open_watches": kube.open_watches,
+                "version": kube.version,
+                "rss_mib": rss_mib(os.getpid())["VmRSS"],
+            }
         )
 
     control = web.Application()
@@ -292,10 +329,18 @@ async def fake_api_main(args: argparse.Namespace) -> None:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     kube.write_kubeconfig(args.kubeconfig)
-    print(json.dumps({
-        "api_port": kube.port, "control_port": runner.addresses[0][1], "build_seconds": round(build_seconds, 2),
-        "pod_bytes": len(factory.body(0, FIRST_IPS, 1)), "rss_mib": rss_mib(os.getpid())["VmRSS"],
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "api_port": kube.port,
+                "control_port": runner.addresses[0][1],
+                "build_seconds": round(build_seconds, 2),
+                "pod_bytes": len(factory.body(0, FIRST_IPS, 1)),
+                "rss_mib": rss_mib(os.getpid())["VmRSS"],
+            }
+        ),
+        flush=True,
+    )
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
     loop.add_reader(sys.stdin.fileno(), lambda: done.set() if not os.read(sys.stdin.fileno(), 4096) else None)
@@ -372,8 +417,13 @@ class Child:
         self.lines: list[str] = []
         self.log = open(log_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            argv, cwd=REPO, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            argv,
+            cwd=REPO,
+            stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -480,8 +530,19 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
     kubeconfig = workdir / "kubeconfig"
     fake = Child(
         "fake API",
-        [sys.executable, __file__, "--fake-api", "--pods", str(args.pods), "--pod-bytes", str(args.pod_bytes), "--kubeconfig", str(kubeconfig)],
-        workdir / "fake.log", stdin=True,
+        [
+            sys.executable,
+            __file__,
+            "--fake-api",
+            "--pods",
+            str(args.pods),
+            "--pod-bytes",
+            str(args.pod_bytes),
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        workdir / "fake.log",
+        stdin=True,
     )
     children.append(fake)
     print(f"loading {args.pods:,} pods into the fake API ...", flush=True)
@@ -490,8 +551,19 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
     print(f"  {info['build_seconds']} s, {info['pod_bytes']} bytes per pod, fake RSS {info['rss_mib']} MiB", flush=True)
 
     server_args = [
-        "serve", "--zone", ZONE, "--reverse-cidr", REVERSE_CIDR, "--kubeconfig", str(kubeconfig),
-        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--lameduck", "0",
+        "serve",
+        "--zone",
+        ZONE,
+        "--reverse-cidr",
+        REVERSE_CIDR,
+        "--kubeconfig",
+        str(kubeconfig),
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--lameduck",
+        "0",
     ]
     if args.profile:
         argv = [sys.executable, __file__, "--profiled-server", args.profile, *server_args]
@@ -529,8 +601,11 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
     if answer != ("NOERROR", [ip_text(FIRST_IPS + args.pods - 1)]):
         raise BenchError(f"{probe}: {answer} after the list")
     results.update(
-        ready_dns_s=round(ready_dns, 2), ready_probe_s=round(ready_probe, 2), start_stall_s=round(stall, 2),
-        after_list=rss_mib(server.proc.pid), other_load_start=load.percent(),
+        ready_dns_s=round(ready_dns, 2),
+        ready_probe_s=round(ready_probe, 2),
+        start_stall_s=round(stall, 2),
+        after_list=rss_mib(server.proc.pid),
+        other_load_start=load.percent(),
     )
     print(
         f"  first answer {ready_dns:.2f} s, /readyz 200 at {ready_probe:.2f} s, longest wait for a"
@@ -563,7 +638,10 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
     )
     for index in range(0, events, max(1, events // 200)):  # spot checks, forward and reverse
         ip = ip_text(STORM_IPS + index)
-        if dns.ask(fqdn(index)) != ("NOERROR", [ip]) or dns.ask(ipaddress.ip_address(ip).reverse_pointer, "PTR") != ("NOERROR", [fqdn(index) + "."]):
+        if dns.ask(fqdn(index)) != ("NOERROR", [ip]) or dns.ask(ipaddress.ip_address(ip).reverse_pointer, "PTR") != (
+            "NOERROR",
+            [fqdn(index) + "."],
+        ):
             raise BenchError(f"pod {index} not at {ip} after the storm")
     print(
         f"  {results['events_per_s']:,} events/s ({results['storm_s']} s, server CPU {results['storm_server_cpu_s']} s,"
@@ -607,17 +685,44 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> bool:
     rows = [
-        ("start -> first answer (not SERVFAIL)", f"{results['ready_dns_s']:.2f} s", f"<= {TARGETS['ready_s']:.0f} s", results["ready_dns_s"] <= TARGETS["ready_s"]),
-        ("start -> /readyz 200", f"{results['ready_probe_s']:.2f} s", f"<= {TARGETS['ready_s']:.0f} s", results["ready_probe_s"] <= TARGETS["ready_s"]),
-        ("peak RSS (VmHWM)", f"{results['peak_rss_mib']:.0f} MiB", f"<= {TARGETS['peak_rss_mib']:.0f} MiB", results["peak_rss_mib"] <= TARGETS["peak_rss_mib"]),
-        (f"watch events applied ({results['events']:,} MODIFIED)", f"{results['events_per_s']:,}/s", f">= {TARGETS['events_per_s']:,.0f}/s", results["events_per_s"] >= TARGETS["events_per_s"]),
+        (
+            "start -> first answer (not SERVFAIL)",
+            f"{results['ready_dns_s']:.2f} s",
+            f"<= {TARGETS['ready_s']:.0f} s",
+            results["ready_dns_s"] <= TARGETS["ready_s"],
+        ),
+        (
+            "start -> /readyz 200",
+            f"{results['ready_probe_s']:.2f} s",
+            f"<= {TARGETS['ready_s']:.0f} s",
+            results["ready_probe_s"] <= TARGETS["ready_s"],
+        ),
+        (
+            "peak RSS (VmHWM)",
+            f"{results['peak_rss_mib']:.0f} MiB",
+            f"<= {TARGETS['peak_rss_mib']:.0f} MiB",
+            results["peak_rss_mib"] <= TARGETS["peak_rss_mib"],
+        ),
+        (
+            f"watch events applied ({results['events']:,} MODIFIED)",
+            f"{results['events_per_s']:,}/s",
+            f">= {TARGETS['events_per_s']:,.0f}/s",
+            results["events_per_s"] >= TARGETS["events_per_s"],
+        ),
         ("  the same per CPU-second of the server", f"{round(results['events'] / max(results['storm_server_cpu_s'], 0.01)):,}/s", "", True),
         (f"event -> answer p50 ({results['samples']} samples)", f"{results['p50_ms']:.1f} ms", "", True),
-        (f"event -> answer p99 (max {results['max_ms']:.1f} ms)", f"{results['p99_ms']:.1f} ms", f"<= {TARGETS['p99_ms']:.0f} ms", results["p99_ms"] <= TARGETS["p99_ms"]),
+        (
+            f"event -> answer p99 (max {results['max_ms']:.1f} ms)",
+            f"{results['p99_ms']:.1f} ms",
+            f"<= {TARGETS['p99_ms']:.0f} ms",
+            results["p99_ms"] <= TARGETS["p99_ms"],
+        ),
     ]
     print()
-    print(f"pods: {results['pods']:,} of {results['pod_bytes']:,} bytes; {os.cpu_count()} CPUs; fake API in its own process"
-          + ("; server under cProfile" if args.profile else ""))
+    print(
+        f"pods: {results['pods']:,} of {results['pod_bytes']:,} bytes; {os.cpu_count()} CPUs; fake API in its own process"
+        + ("; server under cProfile" if args.profile else "")
+    )
     width = max(len(r[0]) for r in rows)
     for label, value, target, ok in rows:
         print(f"  {label:<{width}}  {value:>12}  {target:<12} {'' if not target else 'ok' if ok else 'MISSED'}")
@@ -652,7 +757,10 @@ def main() -> int:
     parser.add_argument("--storm-timeout", type=float, default=120)
     parser.add_argument("--keep", action="store_true", help="keep the logs in the work directory")
     parser.add_argument(
-        "--wait-quiet", type=float, default=120, metavar="SECONDS",
+        "--wait-quiet",
+        type=float,
+        default=120,
+        metavar="SECONDS",
         help="before starting the server, wait up to this long for other processes to leave the CPUs idle (default: 120)",
     )
     parser.add_argument("--fake-api", action="store_true", help=argparse.SUPPRESS)

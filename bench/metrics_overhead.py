@@ -27,9 +27,9 @@ import dns.message
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from server.app import App  # noqa: E402
-from server.config import build_config  # noqa: E402
-from server.ops.metrics import Observer  # noqa: E402
+from server.app import App
+from server.config import build_config
+from server.ops.metrics import Observer
 
 ZONE = "pods.example.internal"
 # What a resolver in front mostly asks: hits (A, PTR), some misses, a few NODATA.
@@ -57,8 +57,20 @@ def run(handler, queries: list[bytes], count: int) -> float:
 
 def end_to_end(metrics: bool, seconds: float, query_file: str) -> tuple[float, float]:
     """(qps, server CPU microseconds per query) of one dnsperf run against a fresh server."""
-    argv = [sys.executable, "-m", "server", "serve", "--config", "configs/demo.yaml", "--listen", "127.0.0.1:0",
-            "--metrics-listen", "127.0.0.1:0" if metrics else "off", "--lameduck", "0"]
+    argv = [
+        sys.executable,
+        "-m",
+        "server",
+        "serve",
+        "--config",
+        "configs/demo.yaml",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "127.0.0.1:0" if metrics else "off",
+        "--lameduck",
+        "0",
+    ]
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         port = None
@@ -74,7 +86,9 @@ def end_to_end(metrics: bool, seconds: float, query_file: str) -> tuple[float, f
         cpu_before = _cpu_seconds(server.pid, ticks)
         out = subprocess.run(
             ["dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", query_file, "-l", str(seconds), "-c", "4", "-q", "300"],
-            capture_output=True, text=True, timeout=seconds + 30,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
         ).stdout
         cpu = _cpu_seconds(server.pid, ticks) - cpu_before
     finally:

@@ -114,8 +114,15 @@ class _Iovec(ctypes.Structure):
 
 
 class _Msghdr(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.c_void_p), ("iovlen", ctypes.c_size_t),
-                ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t), ("flags", ctypes.c_int)]
+    _fields_ = [
+        ("name", ctypes.c_void_p),
+        ("namelen", ctypes.c_uint32),
+        ("iov", ctypes.c_void_p),
+        ("iovlen", ctypes.c_size_t),
+        ("control", ctypes.c_void_p),
+        ("controllen", ctypes.c_size_t),
+        ("flags", ctypes.c_int),
+    ]
 
 
 class _Mmsghdr(ctypes.Structure):
@@ -132,7 +139,10 @@ def serve_mmsg(loop, sock, view, batch: int = 64, rounds: int = 4):
     sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
     STRIDE, NAMELEN, MSG_DONTWAIT = 1536, 28, 0x40
     # Every array lives in a bytearray, so Python can read and write it through memoryviews.
-    raw = {k: bytearray(size * batch) for k, size in (("in", STRIDE), ("out", STRIDE), ("names", NAMELEN), ("rio", 16), ("sio", 16), ("rmsg", 64), ("smsg", 64))}
+    raw = {
+        k: bytearray(size * batch)
+        for k, size in (("in", STRIDE), ("out", STRIDE), ("names", NAMELEN), ("rio", 16), ("sio", 16), ("rmsg", 64), ("smsg", 64))
+    }
     inbuf = (ctypes.c_char * (STRIDE * batch)).from_buffer(raw["in"])
     outbuf = (ctypes.c_char * (STRIDE * batch)).from_buffer(raw["out"])
     names = (ctypes.c_char * (NAMELEN * batch)).from_buffer(raw["names"])
@@ -227,8 +237,8 @@ def compare(args) -> int:
 
     bl.install_deadline(120 + 3 * len(args.variants) * args.rounds * (args.duration + 15 + args.wait_quiet))
     procs = bl.Processes()
-    import tempfile
     import shutil
+    import tempfile
 
     work = Path(tempfile.mkdtemp(prefix="pidns-variants-"))
     try:
@@ -258,12 +268,18 @@ def compare(args) -> int:
                     raise bl.BenchError("\n".join(problems))
             servers[variant] = (port, proc)
         if args.knot:
-            export = procs.start("export", run.server_argv(pod_file, cluster.cidr4, None, "export-zone") + ["--output-dir", str(work / "zones")], work / "export.log")
+            export = procs.start(
+                "export",
+                run.server_argv(pod_file, cluster.cidr4, None, "export-zone") + ["--output-dir", str(work / "zones")],
+                work / "export.log",
+            )
             export.wait(120)
             port = bl.free_port()
             conf = run.knot_conf(work, port, sorted((work / "zones").glob("*.zone")))
             knot = procs.start("knot", ["knotd", "-c", str(conf)], work / "knot.log")
-            bl.wait_answering(port, knot, time.monotonic(), 60, work / "knot.log", "knot", bl.zone_file_serial(work / "zones" / f"{bl.ZONE}.zone"))
+            bl.wait_answering(
+                port, knot, time.monotonic(), 60, work / "knot.log", "knot", bl.zone_file_serial(work / "zones" / f"{bl.ZONE}.zone")
+            )
             servers["knot"] = (port, knot)
         opts = ["-T", str(args.threads), "-c", str(args.clients), "-q", str(args.outstanding), "-t", "2"]
         results: dict[str, list] = {v: [] for v in servers}
@@ -271,8 +287,11 @@ def compare(args) -> int:
             for variant, (port, proc) in servers.items():
                 r = bl.run_clean(procs, f"{variant}-{rnd}", port, query_file, args.duration, proc.pid, opts, work, quiet=args.wait_quiet)
                 results[variant].append(r)
-                print(f"round {rnd + 1} {variant:6} {r.qps:>9,.0f} qps  server CPU {r.server_cpu:3.0f}%  {r.server_us_per_query:5.2f} us/query  "
-                      f"dnsperf {r.dnsperf_cpu:3.0f}%  other {r.other_cpu:3.0f}%  lost {r.lost}  attempts {r.attempts}", flush=True)
+                print(
+                    f"round {rnd + 1} {variant:6} {r.qps:>9,.0f} qps  server CPU {r.server_cpu:3.0f}%  {r.server_us_per_query:5.2f} us/query  "
+                    f"dnsperf {r.dnsperf_cpu:3.0f}%  other {r.other_cpu:3.0f}%  lost {r.lost}  attempts {r.attempts}",
+                    flush=True,
+                )
         print()
         print(f"{args.pods:,} pods, dnsperf {' '.join(opts)} -l {args.duration:g}, {args.rounds} rounds; best round per variant")
         print("| variant | qps (best) | qps (mean) | server CPU µs/query (best) | vs app |")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -52,9 +53,7 @@ class App:
         """`first_pods`: the pod file, if its decoding started already (start_pod_file)."""
         self.config = config
         self._first_pods = first_pods
-        self.store = ZoneStore(
-            ZoneSettings(config.zones, config.reverse_cidrs, config.ttl, config.negative_ttl, config.ns_name)
-        )
+        self.store = ZoneStore(ZoneSettings(config.zones, config.reverse_cidrs, config.ttl, config.negative_ttl, config.ns_name))
         self.store.chaos_txt = {
             names.to_wire("version.bind"): f"pod-identity-dns {__version__}",
             names.to_wire("id.server"): config.server_id,
@@ -75,7 +74,6 @@ class App:
         self.listening = False
         self.stopping = False
         self.exit_code = 0  # 1 once a source failed for good (see _kube_watch_ended)
-        self.kube_watcher = None
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._tcp: list[TcpConnections] = []
@@ -109,14 +107,17 @@ class App:
 
             self.files.append(
                 WatchedFile(
-                    "pods", config.pods_file, parse_pod_file, sink.replace_all, self._on_reload,
-                    load_in_batches, started.signature if started else None,
+                    "pods",
+                    config.pods_file,
+                    parse_pod_file,
+                    sink.replace_all,
+                    self._on_reload,
+                    load_in_batches,
+                    started.signature if started else None,
                 )
             )
         if config.hosts_file:
-            self.files.append(
-                WatchedFile("hosts", config.hosts_file, parse_hosts_file, self.registry.replace_static, self._on_reload)
-            )
+            self.files.append(WatchedFile("hosts", config.hosts_file, parse_hosts_file, self.registry.replace_static, self._on_reload))
         for watched in self.files:
             watched.load_now()
         if config.pods_file:
@@ -135,8 +136,8 @@ class App:
         )
         client_config = await load_client_config(settings)
         kube_observer = self.observer.kube_observer() if self.observer is not None else None
-        self.kube_watcher = PodWatcher(settings, self.registry.sink, kube_observer)
-        task = asyncio.create_task(self.kube_watcher.run(client_config), name="kubernetes-watch")
+        watcher = PodWatcher(settings, self.registry.sink, kube_observer)
+        task = asyncio.create_task(watcher.run(client_config), name="kubernetes-watch")
         task.add_done_callback(self._kube_watch_ended)
         self._tasks.append(task)
 
@@ -151,7 +152,8 @@ class App:
         error = task.exception()
         log.error(
             "the Kubernetes watch stopped (%s); shutting down so that a restart lists the cluster afresh",
-            f"{type(error).__name__}: {error}" if error else "it returned", exc_info=error,
+            f"{type(error).__name__}: {error}" if error else "it returned",
+            exc_info=error,
         )
         self.exit_code = 1
         self.request_stop()
@@ -200,7 +202,7 @@ class App:
             port = server.sockets[0].getsockname()[1]
             udp_handler = self.handler(family, tcp=False)
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: UdpProtocol(udp_handler), sock=_udp_socket(host, port, family, reuse_port)
+                functools.partial(UdpProtocol, udp_handler), sock=_udp_socket(host, port, family, reuse_port)
             )
             self._tcp_servers.append(server)
             self._tcp.append(tcp)

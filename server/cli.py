@@ -8,9 +8,9 @@ import os
 import sys
 
 from . import __version__
-from .config import ConfigError, Config, add_arguments, build_config
-from .ops.logsetup import setup_logging
+from .config import Config, ConfigError, add_arguments, build_config
 from .errors import SourceError
+from .ops.logsetup import setup_logging
 
 log = logging.getLogger("pod_identity_dns")
 
@@ -29,7 +29,9 @@ def make_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-zone", help="print the served zones as RFC 1035 zone-file text")
     add_arguments(export)
     export.add_argument("--output-dir", metavar="DIR", help="write one <zone>.zone file per zone here instead of stdout")
-    export.add_argument("--sync-timeout", type=float, default=30.0, metavar="SECONDS", help="how long to wait for the cluster list (default: 30)")
+    export.add_argument(
+        "--sync-timeout", type=float, default=30.0, metavar="SECONDS", help="how long to wait for the cluster list (default: 30)"
+    )
     return parser
 
 

@@ -10,8 +10,9 @@ import argparse
 import ipaddress
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -36,7 +37,7 @@ class Option:
 
 
 def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("must be a whole number")
     number = int(value)
     if number < 0:
@@ -60,10 +61,17 @@ def _bool(value: Any) -> bool:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("listen", "--listen", ["127.0.0.1:1053"], "DNS address HOST:PORT for UDP and TCP ([::1]:1053 for IPv6; repeatable)", repeat=True),
+    Option(
+        "listen", "--listen", ["127.0.0.1:1053"], "DNS address HOST:PORT for UDP and TCP ([::1]:1053 for IPv6; repeatable)", repeat=True
+    ),
     Option("zones", "--zone", [], "forward zone served (repeatable); identities go under the first", repeat=True),
     Option("reverse_cidrs", "--reverse-cidr", [], "serve the reverse zones covering this CIDR (repeatable)", repeat=True),
-    Option("name_template", "--name-template", "{hostname}.{subdomain}.{namespace}", "identity name under the zone; fields: {hostname} {subdomain} {namespace} {pod}"),
+    Option(
+        "name_template",
+        "--name-template",
+        "{hostname}.{subdomain}.{namespace}",
+        "identity name under the zone; fields: {hostname} {subdomain} {namespace} {pod}",
+    ),
     Option("ns_name", "--ns-name", None, "NS and SOA MNAME of every zone (default ns.<zone>; reverse zones use ns.<first zone>)"),
     Option("ttl", "--ttl", 30, "TTL of answers, seconds", _positive_int),
     Option("negative_ttl", "--negative-ttl", 5, "TTL and MINIMUM of the SOA: how long NXDOMAIN/NODATA is cached", _positive_int),
@@ -74,10 +82,28 @@ OPTIONS: tuple[Option, ...] = (
     Option("context", "--context", None, "kubeconfig context"),
     Option("namespaces", "--namespace", [], "watch only this namespace (repeatable; default all)", repeat=True),
     Option("label_selector", "--label-selector", None, "watch only pods matching this label selector"),
-    Option("publish", "--publish", "not-ready", "publish a pod's name once it has an IP (not-ready) or once Ready (ready)", choices=("not-ready", "ready")),
-    Option("fallback_ptr", "--fallback-ptr", True, "PTR a-b-c-d.<namespace>.pod.<cluster-domain> for pods without hostname+subdomain", _bool, switch=True),
+    Option(
+        "publish",
+        "--publish",
+        "not-ready",
+        "publish a pod's name once it has an IP (not-ready) or once Ready (ready)",
+        choices=("not-ready", "ready"),
+    ),
+    Option(
+        "fallback_ptr",
+        "--fallback-ptr",
+        True,
+        "PTR a-b-c-d.<namespace>.pod.<cluster-domain> for pods without hostname+subdomain",
+        _bool,
+        switch=True,
+    ),
     Option("cluster_domain", "--cluster-domain", "cluster.local", "cluster domain used by --fallback-ptr names"),
-    Option("metrics_listen", "--metrics-listen", "0.0.0.0:9153", "HTTP address for /metrics, /healthz, /readyz, /debug/identities ('off' disables)"),
+    Option(
+        "metrics_listen",
+        "--metrics-listen",
+        "0.0.0.0:9153",
+        "HTTP address for /metrics, /healthz, /readyz, /debug/identities ('off' disables)",
+    ),
     Option("lameduck", "--lameduck", 5.0, "seconds to keep answering after SIGTERM while readiness fails", _seconds),
     Option("log_format", "--log-format", "text", "log format on stderr", choices=("text", "json")),
     Option("log_level", "--log-level", "info", "log level", choices=("debug", "info", "warning", "error")),
@@ -85,7 +111,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcp_idle_timeout", "--tcp-idle-timeout", 10.0, "close idle TCP connections after this many seconds", _seconds),
     Option("tcp_max_connections", "--tcp-max-connections", 1000, "open TCP connections accepted at once; more are closed", _positive_int),
     Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)"),
-    Option("workers", "--workers", 1, "server processes sharing the DNS port with SO_REUSEPORT, each with its own sources; worker i serves metrics on the metrics port + i", _positive_int),
+    Option(
+        "workers",
+        "--workers",
+        1,
+        "server processes sharing the DNS port with SO_REUSEPORT, each with its own sources; worker i serves metrics on the metrics port + i",
+        _positive_int,
+    ),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -128,7 +160,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         if o.switch:
             parser.add_argument(o.flag, dest=o.key, action=argparse.BooleanOptionalAction, default=None, help=o.help + default_text)
         elif o.repeat:
-            parser.add_argument(o.flag, dest=o.key, action="append", default=None, metavar=o.flag.lstrip("-").upper().replace("-", "_"), help=o.help + default_text)
+            parser.add_argument(
+                o.flag,
+                dest=o.key,
+                action="append",
+                default=None,
+                metavar=o.flag.lstrip("-").upper().replace("-", "_"),
+                help=o.help + default_text,
+            )
         else:
             parser.add_argument(o.flag, dest=o.key, default=None, choices=o.choices, help=o.help + default_text)
 
@@ -139,7 +178,7 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
         host, sep, port = value[1:].partition("]:")
     else:
         host, sep, port = value.rpartition(":")
-    if not sep or not host or ":" in host and not value.startswith("["):
+    if not sep or not host or (":" in host and not value.startswith("[")):
         raise ConfigError(f"{what}: {text!r} is not HOST:PORT (use [ADDR]:PORT for IPv6)")
     try:
         number = int(port)

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
@@ -63,11 +64,11 @@ class PodRecord(NamedTuple):
         """Sort key for who owns a contested name or IP: lowest wins."""
         return (self.deleting, self.created, self.uid)
 
-    def serves_the_same(self, other: "PodRecord") -> bool:
+    def serves_the_same(self, other: PodRecord) -> bool:
         """Whether both records serve the same records (they differ at most in changed_at)."""
         return self[:-1] == other[:-1]
 
-    def same_naming(self, other: "PodRecord") -> bool:
+    def same_naming(self, other: PodRecord) -> bool:
         """Whether both records make the same name (namespace, pod name, hostname, subdomain)."""
         return self[1:5] == other[1:5]
 

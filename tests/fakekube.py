@@ -20,10 +20,11 @@ import itertools
 import re
 import threading
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Literal
 
 import orjson
 from aiohttp import web
@@ -43,7 +44,7 @@ def clone(obj: Any) -> Any:
 
 
 def now_rfc3339() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def make_pod(
@@ -79,9 +80,7 @@ def make_pod(
         spec["hostNetwork"] = True
     status: dict[str, Any] = {
         "phase": phase,
-        "conditions": [
-            {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now_rfc3339()}
-        ],
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now_rfc3339()}],
     }
     if all_ips:
         status["podIP"] = all_ips[0]
@@ -148,9 +147,7 @@ def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
 
 
 def status_response(code: int, reason: str, message: str) -> web.Response:
-    return web.Response(
-        status=code, body=orjson.dumps(status_body(code, reason, message)), content_type="application/json"
-    )
+    return web.Response(status=code, body=orjson.dumps(status_body(code, reason, message)), content_type="application/json")
 
 
 def event_line(kind: str, obj: dict[str, Any]) -> bytes:
@@ -167,7 +164,7 @@ class StoredPod:
     body: bytes  # the whole object, resourceVersion included
 
     @classmethod
-    def of(cls, pod: Pod) -> "StoredPod":
+    def of(cls, pod: Pod) -> StoredPod:
         meta = pod["metadata"]
         return cls(meta["namespace"], meta["name"], dict(meta.get("labels") or {}), orjson.dumps(pod))
 
@@ -285,7 +282,7 @@ class FakeKube:
         """Listen again on the same port after go_down()."""
         await self.start()
 
-    async def __aenter__(self) -> "FakeKube":
+    async def __aenter__(self) -> FakeKube:
         await self.start()
         return self
 
@@ -435,9 +432,7 @@ class FakeKube:
         return [
             r
             for r in self.requests
-            if r.is_pods
-            and (watch is None or r.is_watch == watch)
-            and (namespace is None or r.namespace == namespace)
+            if r.is_pods and (watch is None or r.is_watch == watch) and (namespace is None or r.namespace == namespace)
         ]
 
     def list_requests(self, namespace: str | None = None, *, first_pages_only: bool = True) -> list[Request]:
@@ -540,11 +535,7 @@ class FakeKube:
                 return status_response(400, "BadRequest", "continue key does not match the query")
         else:
             snapshot_id, offset, version = "", 0, self.version
-            items = [
-                pod
-                for key, pod in sorted(self.pods.items())
-                if (namespace is None or key[0] == namespace) and selects(selector, pod)
-            ]
+            items = [pod for key, pod in sorted(self.pods.items()) if (namespace is None or key[0] == namespace) and selects(selector, pod)]
         page = items[offset : offset + limit] if limit > 0 else items[offset:]
         end = offset + len(page)
         meta: dict[str, Any] = {"resourceVersion": str(version)}
@@ -694,7 +685,7 @@ class FakeKubeThread:
         self._thread.join(10)
         self.loop.close()
 
-    def __enter__(self) -> "FakeKubeThread":
+    def __enter__(self) -> FakeKubeThread:
         return self
 
     def __exit__(self, *exc: object) -> None:

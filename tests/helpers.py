@@ -7,12 +7,11 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from server.zone.fastpath import respond
-from server.sources.pods import strip_pod
 from server.registry import Registry, RegistrySettings
+from server.sources.pods import strip_pod
+from server.zone.fastpath import respond
 from server.zone.store import ZoneSettings, ZoneStore
-
-ZONE = "pods.example.internal"
+from tests.conftest import ZONE
 
 
 def pod(

@@ -6,7 +6,8 @@ Because it shares the loop with DNS, /healthz answering means the loop is alive.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
@@ -27,7 +28,7 @@ INDEX = b"""pod-identity-dns
 class HttpServer:
     """One aiohttp site; `exposition(accept)` gives the /metrics body and its content type."""
 
-    def __init__(self, app: "App", exposition: Callable[[str], tuple[bytes, str]]):
+    def __init__(self, app: App, exposition: Callable[[str], tuple[bytes, str]]):
         self.app = app
         self.exposition = exposition
         self.runner: web.AppRunner | None = None

@@ -13,7 +13,8 @@ import platform
 import socket
 import time
 from bisect import bisect_left
-from typing import TYPE_CHECKING, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from ..app import App
     from ..model import PodRecord
     from ..serve.transport import Handler
+    from .http import HttpServer
 
 log = logging.getLogger("pod_identity_dns")
 
@@ -37,16 +39,29 @@ SIZE_BUCKETS = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16000, 32000
 PROGRAMMING_BUCKETS = (1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600)
 
 QTYPE_LABELS = ("A", "AAAA", "PTR", "SOA", "NS", "ANY", "TXT", "other")
-_QTYPE_INDEX = {
-    t.to_bytes(2, "big"): i for i, t in enumerate((wire.A, wire.AAAA, wire.PTR, wire.SOA, wire.NS, wire.ANY, wire.TXT))
-}
+_QTYPE_INDEX = {t.to_bytes(2, "big"): i for i, t in enumerate((wire.A, wire.AAAA, wire.PTR, wire.SOA, wire.NS, wire.ANY, wire.TXT))}
 _OTHER_QTYPE = QTYPE_LABELS.index("other")
 _PROTOS = ("udp", "tcp")
 _FAMILIES = ("1", "2")  # CoreDNS's labels: 1 = IPv4, 2 = IPv6
 # Header rcodes 0-15, then BADVERS (16), which only the OPT record can carry.
 RCODE_LABELS = (
-    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
-    "NXRRSET", "NOTAUTH", "NOTZONE", "RCODE11", "RCODE12", "RCODE13", "RCODE14", "RCODE15", "BADVERS",
+    "NOERROR",
+    "FORMERR",
+    "SERVFAIL",
+    "NXDOMAIN",
+    "NOTIMP",
+    "REFUSED",
+    "YXDOMAIN",
+    "YXRRSET",
+    "NXRRSET",
+    "NOTAUTH",
+    "NOTZONE",
+    "RCODE11",
+    "RCODE12",
+    "RCODE13",
+    "RCODE14",
+    "RCODE15",
+    "BADVERS",
 )
 _BADVERS_INDEX = 16
 _BADVERS_SLOT = 256  # in DnsStats.rcodes
@@ -86,7 +101,7 @@ class DnsStats:
         self.response_sizes = ([0] * 65536, [0] * 65536)
         self.listeners: set[tuple[int, int]] = set()  # (proto, family) indexes wrapped so far
 
-    def wrap(self, handler: "Handler", family: int, tcp: bool) -> "Handler":
+    def wrap(self, handler: Handler, family: int, tcp: bool) -> Handler:
         """`handler` with every call counted, for a listener of this address family and transport.
 
         Every operation here costs ~30-60 ns on every query; bench/metrics_overhead.py measures them.
@@ -138,7 +153,8 @@ class DnsStats:
 
     def families(self) -> Iterable[Metric]:
         requests = CounterMetricFamily(
-            "poddns_dns_requests", "DNS queries received, by transport, address family and query type.",
+            "poddns_dns_requests",
+            "DNS queries received, by transport, address family and query type.",
             labels=["proto", "family", "type"],
         )
         for proto, v6 in sorted(self.listeners):
@@ -158,7 +174,8 @@ class DnsStats:
         yield responses
 
         duration = HistogramMetricFamily(
-            "poddns_dns_request_duration_seconds", "Time spent answering one query (in the handler, without socket I/O).",
+            "poddns_dns_request_duration_seconds",
+            "Time spent answering one query (in the handler, without socket I/O).",
             labels=[],
         )
         counts = list(self.slow)
@@ -208,7 +225,7 @@ class KubeStats:
         self.events[key] = self.events.get(key, 0) + count
         self.last_event = time.time()
 
-    def applied(self, pods: "list[PodRecord]") -> None:
+    def applied(self, pods: list[PodRecord]) -> None:
         now = time.time()
         for pod in pods:
             if pod.changed_at is None:
@@ -239,12 +256,14 @@ class KubeStats:
             errors.add_metric([category], count)
         yield errors
         yield GaugeMetricFamily(
-            "poddns_kubernetes_synced", "1 once every watched namespace has been listed completely, else 0.",
+            "poddns_kubernetes_synced",
+            "1 once every watched namespace has been listed completely, else 0.",
             value=1 if self.synced else 0,
         )
         if self.last_event is not None:
             yield GaugeMetricFamily(
-                "poddns_kubernetes_last_event_timestamp_seconds", "Unix time of the last pod watch event received.",
+                "poddns_kubernetes_last_event_timestamp_seconds",
+                "Unix time of the last pod watch event received.",
                 value=self.last_event,
             )
         programming = HistogramMetricFamily(
@@ -278,7 +297,7 @@ def _kube_metrics_observer(stats: KubeStats):
         def api_error(self, error: str) -> None:
             stats.api_errors[error] = stats.api_errors.get(error, 0) + 1
 
-        def applied(self, pods: "list[PodRecord]") -> None:
+        def applied(self, pods: list[PodRecord]) -> None:
             stats.applied(pods)
 
     return KubeMetrics()
@@ -292,8 +311,8 @@ class Observer:
         self.dns = DnsStats()
         self.kube: KubeStats | None = None
         self.file_reloads: dict[tuple[str, str], int] = {}
-        self.app: "App | None" = None
-        self.http = None
+        self.app: App | None = None
+        self.http: HttpServer | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)  # collect() below, called per scrape
         ProcessCollector(registry=self.registry)
@@ -302,7 +321,7 @@ class Observer:
 
     # -- App's hooks ---------------------------------------------------
 
-    def wrap_handler(self, handler: "Handler", family: int, tcp: bool) -> "Handler":
+    def wrap_handler(self, handler: Handler, family: int, tcp: bool) -> Handler:
         return self.dns.wrap(handler, family, tcp)
 
     def kube_observer(self):
@@ -314,12 +333,12 @@ class Observer:
             self.file_reloads[(kind, "success")] = self.file_reloads[(kind, "error")] = 0
         self.file_reloads[(kind, result)] = self.file_reloads.get((kind, result), 0) + 1
 
-    async def start(self, app: "App") -> None:
+    async def start(self, app: App) -> None:
         from .http import HttpServer
 
         self.app = app
-        self.http = HttpServer(app, self.exposition)
-        host, port = await self.http.start(*self.listen)
+        self.http = http = HttpServer(app, self.exposition)
+        host, port = await http.start(*self.listen)
         shown = f"[{host}]" if ":" in host else host
         log.info("metrics and probes on http://%s:%d/", shown, port)
 
@@ -346,7 +365,8 @@ class Observer:
             records.add_metric([kind], stats[kind])
         yield records
         yield GaugeMetricFamily(
-            "poddns_identity_conflicts", "Current conflicts: names or IPs claimed by more than one pod or entry.",
+            "poddns_identity_conflicts",
+            "Current conflicts: names or IPs claimed by more than one pod or entry.",
             value=stats["conflicts"],
         )
         serials = GaugeMetricFamily("poddns_zone_serial", "SOA serial of each served zone.", labels=["zone"])
@@ -362,13 +382,10 @@ class Observer:
         yield from self.state_families()
         if self.kube is not None:
             yield from self.kube.families()
-        reloads = CounterMetricFamily(
-            "poddns_file_reloads", "Loads of the pods and hosts files, by result.", labels=["file", "result"]
-        )
+        reloads = CounterMetricFamily("poddns_file_reloads", "Loads of the pods and hosts files, by result.", labels=["file", "result"])
         for (kind, result), count in sorted(self.file_reloads.items()):
             reloads.add_metric([kind, result], count)
         yield reloads
         info = GaugeMetricFamily("poddns_build_info", "Always 1; the labels name the version.", labels=["version", "python"])
         info.add_metric([__version__, platform.python_version()], 1)
         yield info
-

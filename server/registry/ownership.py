@@ -14,14 +14,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from ..model import PodRecord, StaticEntry, serves_identity
 from ..zone import names, wire
 from ..zone.store import ZoneStore
 
 log = logging.getLogger("pod_identity_dns.registry")
+
 
 @dataclass(frozen=True)
 class RegistrySettings:
@@ -49,7 +51,7 @@ _new_claim = tuple.__new__
 class _Sink:
     """PodSink adapter: one source's store of the registry."""
 
-    def __init__(self, registry: "Registry", source: str):
+    def __init__(self, registry: Registry, source: str):
         self._registry, self._source = registry, source
 
     def replace_all(self, pods: Iterable[PodRecord]) -> None:
@@ -192,9 +194,7 @@ class Registry:
             if suffix and "." not in label and label.isascii() and 0 < len(label) <= names.MAX_LABEL and label.strip() == label:
                 if len(label) + len(suffix) < names.MAX_NAME:
                     return bytes((len(label),)) + label.encode() + suffix, suffix
-        text = self.settings.name_template.format(
-            hostname=pod.hostname, subdomain=pod.subdomain, namespace=pod.namespace, pod=pod.name
-        )
+        text = self.settings.name_template.format(hostname=pod.hostname, subdomain=pod.subdomain, namespace=pod.namespace, pod=pod.name)
         try:
             name = names.to_wire(f"{text}.{self._zone_suffix}")
             return name, names.parent(name)
@@ -217,7 +217,7 @@ class Registry:
         self._suffixes[(subdomain, namespace)] = suffix
         return suffix
 
-    def _claim(self, source: str, pod: PodRecord, dirty: "_Dirty") -> None:
+    def _claim(self, source: str, pod: PodRecord, dirty: _Dirty) -> None:
         """A pod that is new, or whose name changed (an unchanged name is `_reclaim`'s)."""
         name = set_name = None
         fallback = False
@@ -261,7 +261,7 @@ class Registry:
         for ip in shared:
             self._note_shared(ip)
 
-    def _reclaim(self, source: str, pod: PodRecord, before: _Claim, dirty: "_Dirty") -> bool:
+    def _reclaim(self, source: str, pod: PodRecord, before: _Claim, dirty: _Dirty) -> bool:
         """A pod that keeps its name (an IP or rank change): move only its IP claims.
 
         False when the change is more than that, for the full unclaim and claim.
@@ -290,7 +290,7 @@ class Registry:
             self._rivals_dirty(rivals, dirty)
         return True
 
-    def _unclaim(self, uid: str, dirty: "_Dirty") -> None:
+    def _unclaim(self, uid: str, dirty: _Dirty) -> None:
         claim = self._claims.pop(uid, None)
         if claim is None:
             return
@@ -311,7 +311,7 @@ class Registry:
                 _discard(self._fallback_claims, ip, uid)
                 dirty.ips.add(ip)
 
-    def _rivals_dirty(self, rivals: str | tuple[str, ...], dirty: "_Dirty") -> None:
+    def _rivals_dirty(self, rivals: str | tuple[str, ...], dirty: _Dirty) -> None:
         """Other claimants of a name whose claims changed: who owns it may change, so may their PTRs."""
         for uid in _members(rivals):
             dirty.ips.update(self._claims[uid].pod.ips)
@@ -347,7 +347,7 @@ class Registry:
 
     # -- recomputing what changed ----------------------------------------
 
-    def _flush(self, dirty: "_Dirty") -> None:
+    def _flush(self, dirty: _Dirty) -> None:
         # Names first: who owns a name decides whose IPs may carry a PTR.
         # Members before sets: a set's records are joined from its members'.
         claims, statics, book, members = self._name_claims, self._static_names, self._conflicts_by_subject, self._set_members
@@ -477,7 +477,10 @@ class Registry:
                 self._conflicts_by_subject.setdefault((kind, subject), set()).add(key)
                 log.warning(
                     "conflict on %s %s: %s keeps it, %s loses it",
-                    kind, _subject_text(subject), self._describe(winner), self._describe(loser),
+                    kind,
+                    _subject_text(subject),
+                    self._describe(winner),
+                    self._describe(loser),
                 )
 
     def _conflicts_for(self, kind: str, subject: str) -> list[tuple[str, str, str, str]]:
@@ -504,12 +507,10 @@ class Registry:
             identities.append(
                 {"name": names.to_text(name), "ips": list(pod.ips), "pod": pod.key, "uid": uid, "source": self._claims[uid].source}
             )
-        statics = [
-            {"name": names.to_text(name), "ips": ips, "source": "hosts-file"} for name, ips in sorted(self._static_names.items())
-        ]
+        statics = [{"name": names.to_text(name), "ips": ips, "source": "hosts-file"} for name, ips in sorted(self._static_names.items())]
         conflicts = [
-            {"kind": kind, "subject": _subject_text(subject), "winner": self._describe(w), "loser": self._describe(l)}
-            for kind, subject, w, l in self.conflicts
+            {"kind": kind, "subject": _subject_text(subject), "winner": self._describe(w), "loser": self._describe(loser)}
+            for kind, subject, w, loser in self.conflicts
         ]
         return {"identities": identities, "static": statics, "conflicts": conflicts, "stats": self.stats()}
 
@@ -549,7 +550,7 @@ class _SetParts:
 
 
 class _Dirty:
-    __slots__ = ("names", "ips")
+    __slots__ = ("ips", "names")
 
     def __init__(self) -> None:
         self.names: set[bytes] = set()

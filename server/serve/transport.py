@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 log = logging.getLogger("pod_identity_dns.transport")
 
@@ -18,9 +18,10 @@ Handler = Callable[[bytes, bool, tuple], "bytes | None"]
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
+    transport: asyncio.DatagramTransport  # set by connection_made, before any datagram
+
     def __init__(self, handler: Handler):
         self.handler = handler
-        self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -45,10 +46,10 @@ class TcpConnections:
         self.handler = handler
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
-        self.open: set["TcpProtocol"] = set()
+        self.open: set[TcpProtocol] = set()
         self.draining = False  # shutting down: close each connection once it holds no partial query
 
-    def protocol(self) -> "TcpProtocol":
+    def protocol(self) -> TcpProtocol:
         return TcpProtocol(self)
 
     async def drain(self, timeout: float) -> int:
@@ -69,11 +70,12 @@ class TcpConnections:
 
 
 class TcpProtocol(asyncio.Protocol):
+    transport: asyncio.Transport  # set by connection_made, before anything else
+    peer: tuple = ()
+
     def __init__(self, shared: TcpConnections):
         self.shared = shared
         self.buffer = bytearray()
-        self.transport: asyncio.Transport | None = None
-        self.peer = None
         self.idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport) -> None:
@@ -121,7 +123,7 @@ class TcpProtocol(asyncio.Protocol):
         self.transport.resume_reading()
 
     def close(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if not self.transport.is_closing():
             self.transport.close()
 
     def connection_lost(self, exc) -> None:

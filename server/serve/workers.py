@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import os
 import signal
-from typing import Callable
+from collections.abc import Callable
 
 from ..config import Config
 
@@ -59,7 +59,7 @@ def run_workers(config: Config, serve: Callable[[Config], int]) -> int:
             pid, status = os.wait()
         except ChildProcessError:
             break
-        index = children.pop(pid, None)
+        index = children.pop(pid, -1)
         code = os.waitstatus_to_exitcode(status)
         if code != 0 and not stopping:
             log.error("worker %s (pid %d) exited with %d: stopping the others", index, pid, code)

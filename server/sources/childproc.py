@@ -15,10 +15,10 @@ import os
 import pickle
 import signal
 import traceback
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ..errors import SourceError
-
 
 PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size
 
@@ -65,7 +65,7 @@ class _ChildStream:
         self._pipe = os.fdopen(read_fd, "rb")
         self._running = True
 
-    def __iter__(self) -> "_ChildStream":
+    def __iter__(self) -> _ChildStream:
         return self
 
     def __next__(self) -> Any:
@@ -140,10 +140,10 @@ def _run_child(produce: Callable[[], Iterable[Any]], read_fd: int, write_fd: int
             else:
                 pickle.dump(("done", None), pipe)
         code = 0
-    except BaseException:  # noqa: BLE001 - the child must end here, whatever happened
+    except BaseException:
         try:
             traceback.print_exc()
-        except BaseException:  # noqa: BLE001
+        except BaseException:
             pass
     finally:
         os._exit(code)

@@ -15,8 +15,9 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import aiohttp
@@ -25,15 +26,16 @@ import orjson
 import yaml
 from kubernetes.aio import client as kclient
 from kubernetes.aio import config as kconfig
+
 # The bare ApiClient (auth, TLS, token refresh), not the generated CoreV1Api:
 # that module alone costs ~0.7 s and ~25 MiB, for two URLs built below.
 from kubernetes.aio.client.api_client import ApiClient
 from kubernetes.aio.config import ConfigException
 
-from .podjson import EVENT_DECODER, LIST_DECODER, ListMeta, item_record, record
-from ..model import KubeObserver, PodRecord, PodSink
-from .pods import strip_pod
 from ..errors import SourceError
+from ..model import KubeObserver, PodRecord, PodSink
+from .podjson import EVENT_DECODER, LIST_DECODER, ListMeta, item_record, record
+from .pods import strip_pod
 
 LOG = logging.getLogger("pod_identity_dns.kube")
 
@@ -104,9 +106,7 @@ async def load_client_config(settings: KubeSettings) -> kclient.Configuration:
     if not any(os.path.isfile(os.path.expanduser(p)) for p in paths.split(os.pathsep) if p):
         raise ClientConfigError(shown, None, "no kubeconfig file there, and not in a cluster (KUBERNETES_SERVICE_HOST unset)")
     try:
-        await kconfig.load_kube_config(
-            config_file=paths, context=settings.context, client_configuration=config, persist_config=False
-        )
+        await kconfig.load_kube_config(config_file=paths, context=settings.context, client_configuration=config, persist_config=False)
     # The loader reports a malformed file by whatever its parsing trips over.
     except (ConfigException, yaml.YAMLError, OSError, TypeError, AttributeError, KeyError, ValueError) as error:
         raise ClientConfigError(shown, None, f"unusable kubeconfig: {_one_line(error)}") from None
@@ -165,9 +165,7 @@ def _decode_page_tolerantly(body: bytes) -> Page:
     meta = page.get("metadata")
     meta = meta if isinstance(meta, dict) else {}
     token, version = meta.get("continue"), meta.get("resourceVersion")
-    return Page(
-        records, skipped, token if isinstance(token, str) and token else None, str(version) if version else None
-    )
+    return Page(records, skipped, token if isinstance(token, str) and token else None, str(version) if version else None)
 
 
 def decode_event(line: bytes) -> WatchEvent | None:
@@ -283,10 +281,9 @@ class PodWatcher:
         pass `client_config` loaded beforehand to have that happen at start-up.
         """
         config = client_config or await load_client_config(self.settings)
-        async with ApiClient(configuration=config) as api:
-            async with asyncio.TaskGroup() as group:
-                for stream in self._streams:
-                    group.create_task(stream.run(api))
+        async with ApiClient(configuration=config) as api, asyncio.TaskGroup() as group:
+            for stream in self._streams:
+                group.create_task(stream.run(api))
 
     def _stream_synced(self) -> None:
         if not self._synced and all(stream.synced for stream in self._streams):
@@ -341,7 +338,7 @@ class _NamespaceStream:
                 LOG.info("%s: %s (410); listing again", self.name, gone)
                 self.version = None
                 await asyncio.sleep(self.backoff.next_delay())
-            except Exception as error:  # noqa: BLE001 - never let one failure stop the source
+            except Exception as error:
                 category = _error_category(error)
                 self.observer.api_error(category)
                 delay = self.backoff.next_delay()
@@ -359,12 +356,20 @@ class _NamespaceStream:
         query["labelSelector"] = self.settings.label_selector
         params = [(key, value) for key, value in query.items() if value is not None]
         method, url, headers, body, post = await api.param_serialize(
-            "GET", self.path, query_params=params, header_params={"Accept": "application/json"},
+            "GET",
+            self.path,
+            query_params=params,
+            header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
         )
         response = await api.call_api(
-            method, url, headers, body, post,
-            _request_timeout=float(self.settings.read_timeout_seconds), _preload_content=False,
+            method,
+            url,
+            headers,
+            body,
+            post,
+            _request_timeout=float(self.settings.read_timeout_seconds),
+            _preload_content=False,
         )
         return response.response
 
@@ -412,7 +417,11 @@ class _NamespaceStream:
             LOG.warning("%s: skipped %d unusable pod objects", self.name, skipped)
         LOG.info(
             "listed %d pods in %s at version %s in %.2fs (%.2fs of it applying them)",
-            len(records), self.name, version, time.monotonic() - started, time.monotonic() - received,
+            len(records),
+            self.name,
+            version,
+            time.monotonic() - started,
+            time.monotonic() - received,
         )
         self.version = str(version)
         if not self.synced:

@@ -6,18 +6,19 @@ import logging
 import mmap
 import os
 import re
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import msgspec
 import orjson
 import yaml
 
+from ..errors import SourceError
+from ..model import PodRecord
 from .childproc import ChildFailed, stream_from_child
 from .filewatch import file_signature
 from .podjson import LIST_DECODER, item_record
-from ..model import PodRecord
 from .pods import strip_pod
-from ..errors import SourceError
 
 log = logging.getLogger("pod_identity_dns.podfile")
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sys
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from ..model import PodRecord
 
@@ -79,8 +80,8 @@ def strip_pod(obj: Any) -> PodRecord:
     meta = obj.get("metadata")
     if not isinstance(meta, dict):
         raise ValueError("no metadata")
-    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
-    status = obj.get("status") if isinstance(obj.get("status"), dict) else {}
+    spec: dict = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
+    status: dict = obj["status"] if isinstance(obj.get("status"), dict) else {}
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError("no metadata.name")
@@ -157,21 +158,24 @@ def pod_record(
             ips.append(ip)
     created_at = _timestamp(created)
     # tuple.__new__ in C, not the NamedTuple's Python-level __new__: one per watch event.
-    return _new_record(PodRecord, (
-        uid,
-        namespace,
-        name,
-        # A StatefulSet pod's hostname is its name: keep one string for both.
-        "" if not hostname else name if hostname == name and name.islower() else hostname.lower(),
-        _intern(subdomain.lower()) if subdomain else "",
-        tuple(ips),
-        _intern(phase) if phase else "",
-        ready,
-        host_network,
-        created_at if created_at is not None else _NEVER,
-        bool(deleted),
-        _latest(stamps, created, created_at),
-    ))
+    return _new_record(
+        PodRecord,
+        (
+            uid,
+            namespace,
+            name,
+            # A StatefulSet pod's hostname is its name: keep one string for both.
+            "" if not hostname else name if hostname == name and name.islower() else hostname.lower(),
+            _intern(subdomain.lower()) if subdomain else "",
+            tuple(ips),
+            _intern(phase) if phase else "",
+            ready,
+            host_network,
+            created_at if created_at is not None else _NEVER,
+            bool(deleted),
+            _latest(stamps, created, created_at),
+        ),
+    )
 
 
 _new_record = tuple.__new__

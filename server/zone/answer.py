@@ -19,7 +19,7 @@ TCP_LIMIT = 65535
 
 
 class _Edns:
-    __slots__ = ("payload", "version", "do")
+    __slots__ = ("do", "payload", "version")
 
     def __init__(self, payload: int, version: int, do: bool):
         self.payload, self.version, self.do = payload, version, do

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from . import names, wire
 from .answer import TCP_LIMIT, answer
-from .store import ANY_KEY as _ANY_IN, Leaf, ZoneStore
+from .store import ANY_KEY as _ANY_IN
+from .store import Leaf, ZoneStore
 
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _NO_ADDITIONAL = b"\x00\x00"

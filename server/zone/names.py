@@ -14,6 +14,7 @@ MAX_NAME = 255
 MAX_LABEL = 63
 ROOT = b"\x00"
 
+
 def to_wire(name: str) -> bytes:
     """Text name (trailing dot optional) to lower-cased wire bytes; ValueError if invalid."""
     try:

@@ -29,7 +29,7 @@ class ZoneSettings:
 class Zone:
     """One apex: its SOA (re-encoded when the serial moves) and NS."""
 
-    __slots__ = ("apex", "network", "ns_name", "hostmaster", "negative_ttl", "serial", "soa_rdata", "soa_rr", "dirty")
+    __slots__ = ("apex", "dirty", "hostmaster", "negative_ttl", "network", "ns_name", "serial", "soa_rdata", "soa_rr")
 
     def __init__(self, apex: bytes, network, ns_name: bytes, negative_ttl: int, serial: int):
         self.apex = apex
@@ -42,9 +42,7 @@ class Zone:
 
     def set_serial(self, serial: int) -> None:
         self.serial = serial & 0xFFFFFFFF
-        self.soa_rdata = wire.soa_rdata(
-            self.ns_name, self.hostmaster, self.serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, self.negative_ttl
-        )
+        self.soa_rdata = wire.soa_rdata(self.ns_name, self.hostmaster, self.serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, self.negative_ttl)
         # The SOA's own TTL is the negative TTL: caches (CoreDNS's among them) use it.
         self.soa_rr = wire.rr(self.apex, wire.SOA, self.negative_ttl, self.soa_rdata)
 
@@ -61,7 +59,7 @@ class Node(dict):
     at 100k pods that is megabytes.
     """
 
-    __slots__ = ("zone", "below")
+    __slots__ = ("below", "zone")
 
     def __init__(self, zone: Zone):
         super().__init__()

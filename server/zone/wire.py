@@ -8,7 +8,7 @@ tens of seconds, by hand well under one, which is why this lives here.
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
+from functools import cache
 
 A, NS, SOA, PTR, TXT, AAAA, OPT, IXFR, AXFR, MAILB, MAILA, ANY = 1, 2, 6, 12, 16, 28, 41, 251, 252, 253, 254, 255
 CLASS_IN, CLASS_CH = 1, 3
@@ -42,7 +42,7 @@ def txt_rdata(text: str) -> bytes:
     return bytes([len(raw)]) + raw
 
 
-@lru_cache(maxsize=None)
+@cache
 def reply_headers(rcode: int, aa: bool, ancount: int, nscount: int, tc: bool = False) -> tuple[bytes, ...]:
     """The 10 header bytes after the ID, indexed by `rd | (edns << 1)`.
 
@@ -61,7 +61,7 @@ def bare_header(query_id: bytes, opcode: int, rd: int, rcode: int) -> bytes:
     return query_id + struct.pack("!BBHHHH", FLAG_QR | (opcode << 3) | rd, rcode, 0, 0, 0, 0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def opt_record(do: bool, ext_rcode: int = 0) -> bytes:
     """Our OPT: root owner, payload 1232, version 0, DO echoed, no options."""
     ttl = (ext_rcode << 24) | (0x8000 if do else 0)

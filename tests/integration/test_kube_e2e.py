@@ -17,9 +17,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import dns.message
 import dns.query
@@ -27,10 +28,10 @@ import dns.rcode
 import dns.reversename
 import pytest
 
+from tests.conftest import ZONE
 from tests.fakekube import FakeKubeThread, Pod, make_pod, now_rfc3339
 from tests.serverproc import ROOT, ServerProcess
 
-ZONE = "pods.example.internal"
 POLL_SECONDS = 0.02
 VISIBLE_WITHIN = 5.0  # bound on event -> answer; in practice milliseconds
 
@@ -512,7 +513,12 @@ def test_publish_ready_and_no_fallback_ptr(tmp_path: Path) -> None:
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "server", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env=env,
     )
 
 
@@ -563,8 +569,8 @@ def test_a_watch_that_dies_is_logged_and_stops_the_server_with_exit_code_1(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from server import cli as server_cli
-    from server.sources import kube
     from server.config import build_config
+    from server.sources import kube
 
     async def broken_run(self: kube.PodWatcher, client_config: Any = None) -> None:
         raise RuntimeError("bug outside the retry loop")

@@ -12,13 +12,17 @@ import dns.message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from server.sources.pods import strip_pod
 from server.zone.answer import answer
 from server.zone.fastpath import fast_answer, respond
 from server.zone.names import to_wire
-from server.sources.pods import strip_pod
 from tests.helpers import ZONE, build, pod
 
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "400")), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 BASE_PODS = [pod(f"k-{i}", f"10.244.{i % 3}.{i + 1}", f"k-{i}", "k") for i in range(6)] + [
     pod("d-0", ["10.244.5.5", "fd00:10:244::5"], "d-0", "d", "other")
@@ -27,16 +31,32 @@ VIEW, _ = build(BASE_PODS)
 VIEW.chaos_txt = {to_wire("version.bind"): "pod-identity-dns test"}
 
 QNAMES = [
-    f"k-0.k.default.{ZONE}", f"K-1.K.DEFAULT.{ZONE}", f"k.default.{ZONE}", f"default.{ZONE}", f"nope.{ZONE}", ZONE,
-    f"d-0.d.other.{ZONE}", "1.0.244.10.in-addr.arpa", "9.9.244.10.in-addr.arpa", "244.10.in-addr.arpa", "example.com",
-    "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa", "version.bind", ".",
+    f"k-0.k.default.{ZONE}",
+    f"K-1.K.DEFAULT.{ZONE}",
+    f"k.default.{ZONE}",
+    f"default.{ZONE}",
+    f"nope.{ZONE}",
+    ZONE,
+    f"d-0.d.other.{ZONE}",
+    "1.0.244.10.in-addr.arpa",
+    "9.9.244.10.in-addr.arpa",
+    "244.10.in-addr.arpa",
+    "example.com",
+    "5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa",
+    "version.bind",
+    ".",
 ]
 QTYPES = ["A", "AAAA", "PTR", "ANY", "SOA", "NS", "MX", "TXT", "AXFR", "TYPE65280", "OPT"]
 
 
 def _valid_query(qname: str, qtype: str, edns: int, payload: int, do: bool, rd: bool, options: bool, qclass: str = "IN") -> bytes:
     message = dns.message.make_query(
-        qname, qtype, rdclass=qclass, use_edns=edns, payload=payload, want_dnssec=do and edns >= 0,
+        qname,
+        qtype,
+        rdclass=qclass,
+        use_edns=edns,
+        payload=payload,
+        want_dnssec=do and edns >= 0,
         options=[dns.edns.GenericOption(65001, b"x")] if options and edns >= 0 else None,
     )
     if not rd:
@@ -140,8 +160,14 @@ def _pods_from(specs) -> dict[str, dict]:
     for name, host, sub, ns, octets, terminating, order, phase, named in specs:
         ips = [f"10.244.0.{o}" for o in octets] + ([f"fd00:10:244::{octets[0]}"] if octets and octets[0] % 2 else [])
         out[f"{ns}/{name}"] = pod(
-            name, ips, host if named else None, sub if named else None, ns,
-            created=f"2026-11-0{order + 1}T00:00:00Z", deleting="2026-11-09T00:00:00Z" if terminating else None, phase=phase,
+            name,
+            ips,
+            host if named else None,
+            sub if named else None,
+            ns,
+            created=f"2026-11-0{order + 1}T00:00:00Z",
+            deleting="2026-11-09T00:00:00Z" if terminating else None,
+            phase=phase,
         )
     return out
 
@@ -194,7 +220,7 @@ def test_incremental_updates_equal_a_fresh_build(steps, data):
 
 
 def _assert_one_ptr_each_and_forward_confirmed(view) -> None:
-    for name, node in view.nodes.items():
+    for name, _node in view.nodes.items():
         ptrs = view.rrset(name, 12)
         assert len(ptrs) <= 1
         if ptrs and ptrs[0].endswith(to_wire(ZONE)):

@@ -24,7 +24,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 COMPONENT = DEPLOY / "components" / "servicemonitor"
 COREDNS = DEPLOY / "coredns"
@@ -37,19 +37,43 @@ DEFAULT_LAMEDUCK = 5
 
 # Config keys the server accepts: long flag names with "-" -> "_", plural for lists.
 CONFIG_KEYS = {
-    "listen", "zones", "reverse_cidrs", "name_template", "ns_name", "ttl",
-    "negative_ttl", "pods_file", "hosts_file", "kubeconfig", "context",
-    "namespaces", "label_selector", "publish", "fallback_ptr", "cluster_domain",
-    "metrics_listen", "lameduck", "log_format", "log_queries", "workers",
+    "listen",
+    "zones",
+    "reverse_cidrs",
+    "name_template",
+    "ns_name",
+    "ttl",
+    "negative_ttl",
+    "pods_file",
+    "hosts_file",
+    "kubeconfig",
+    "context",
+    "namespaces",
+    "label_selector",
+    "publish",
+    "fallback_ptr",
+    "cluster_domain",
+    "metrics_listen",
+    "lameduck",
+    "log_format",
+    "log_queries",
+    "workers",
 }
 
 # Custom resources have no schema in kubernetes-validate; their shape is checked below.
 CRD_KINDS = {"ServiceMonitor"}
 
 BASE_KINDS = {
-    "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-    "ResourceQuota", "ConfigMap", "Deployment", "PodDisruptionBudget",
-    "Service", "NetworkPolicy",
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ResourceQuota",
+    "ConfigMap",
+    "Deployment",
+    "PodDisruptionBudget",
+    "Service",
+    "NetworkPolicy",
 }
 
 
@@ -70,7 +94,9 @@ def tool(name: str) -> str:
 def kustomize(directory: Path) -> list[dict]:
     result = subprocess.run(
         [tool("kubectl"), "kustomize", str(directory)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -95,12 +121,16 @@ def base() -> list[dict]:
 def with_component(tmp_path_factory) -> list[dict]:
     # kustomize refuses absolute paths, so the overlay names the base relatively.
     overlay = tmp_path_factory.mktemp("overlay")
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(DEPLOY, overlay)],
-        "components": [os.path.relpath(COMPONENT, overlay)],
-    }))
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(DEPLOY, overlay)],
+                "components": [os.path.relpath(COMPONENT, overlay)],
+            }
+        )
+    )
     return kustomize(overlay)
 
 
@@ -264,20 +294,14 @@ def test_rbac_grants_read_only_access_to_pods(base):
     assert rule == {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
     binding = one(base, "ClusterRoleBinding")
     account = one(base, "ServiceAccount")["metadata"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}
-    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}]
 
 
 def test_network_policy_opens_dns_to_the_cluster_and_metrics_to_monitoring(base):
     ingress = one(base, "NetworkPolicy")["spec"]["ingress"]
-    by_ports = {
-        tuple(sorted((p["protocol"], p["port"]) for p in rule["ports"])): rule["from"] for rule in ingress
-    }
+    by_ports = {tuple(sorted((p["protocol"], p["port"]) for p in rule["ports"])): rule["from"] for rule in ingress}
     assert by_ports[(("TCP", DNS_CONTAINER_PORT), ("UDP", DNS_CONTAINER_PORT))] == [{"namespaceSelector": {}}]
-    assert by_ports[(("TCP", METRICS_PORT),)] == [
-        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-    ]
+    assert by_ports[(("TCP", METRICS_PORT),)] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
 
 # --- CoreDNS ---------------------------------------------------------------------
@@ -359,14 +383,16 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 def test_dockerfile_passes_hadolint():
     result = subprocess.run(
         [tool("hadolint"), "--no-color", str(DOCKERFILE)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_image_agrees_with_the_deployment(container, pod_spec):
     instructions = dockerfile_instructions()
-    last_stage = instructions[max(i for i, (k, _) in enumerate(instructions) if k == "FROM"):]
+    last_stage = instructions[max(i for i, (k, _) in enumerate(instructions) if k == "FROM") :]
     values = {keyword: rest for keyword, rest in last_stage}
     assert values["USER"] == f"{pod_spec['securityContext']['runAsUser']}:{pod_spec['securityContext']['runAsGroup']}"
     exposed = set(values["EXPOSE"].split())

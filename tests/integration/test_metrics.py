@@ -16,13 +16,13 @@ import dns.rcode
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.zone.fastpath import respond
 from server.ops.metrics import Observer
+from server.zone.fastpath import respond
+from tests.conftest import ZONE
 from tests.fakekube import FakeKubeThread, make_pod
 from tests.helpers import build, sts_pod
 from tests.serverproc import ROOT, ServerProcess, has_ipv6_loopback, read_tcp_frame
 
-ZONE = "pods.example.internal"
 KAFKA0 = f"kafka-0.kafka.default.{ZONE}"
 DEMO = ["--config", "configs/demo.yaml", "--metrics-listen", "127.0.0.1:0"]
 
@@ -90,11 +90,7 @@ def test_odd_packets_are_counted_without_breaking_the_handler():
     }
     for packet in packets:
         handler(packet, False, ("127.0.0.1", 5300))
-    samples = {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in observer.collect()
-        for sample in family.samples
-    }
+    samples = {(sample.name, frozenset(sample.labels.items())): sample.value for family in observer.collect() for sample in family.samples}
     by_type = {qtype: 0 for qtype in ("A", "AAAA", "PTR", "SOA", "NS", "ANY", "TXT", "other")}
     for qtype in packets.values():
         by_type[qtype] += 1

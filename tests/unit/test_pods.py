@@ -25,7 +25,12 @@ def _two(low: int, high: int) -> st.SearchStrategy[str]:
 # The API's own form with fields at and past their limits, and near-misses of it.
 _API_FORM = st.builds(
     lambda y, mo, d, h, mi, s: f"{y}-{mo}-{d}T{h}:{mi}:{s}Z",
-    st.integers(1969, 2100), _two(0, 13), _two(0, 32), _two(0, 25), _two(0, 61), _two(0, 61),
+    st.integers(1969, 2100),
+    _two(0, 13),
+    _two(0, 32),
+    _two(0, 25),
+    _two(0, 61),
+    _two(0, 61),
 )
 _NEAR_MISSES = st.text(alphabet="0123456789-T:Z+. ٣", min_size=19, max_size=21)
 _STAMPS = st.one_of(_API_FORM, _NEAR_MISSES, st.sampled_from(["2026-11-01T10:00:00.5Z", "2026-11-01T10:00:00+02:00"]))

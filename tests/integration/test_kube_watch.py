@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterable
+from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests import helpers
-from tests.fakekube import FakeKube, Request, event_line, make_pod, parse_selector
+from server.model import PodRecord
 from server.sources.kube import (
     KubeObserver,
     KubeSettings,
@@ -28,19 +27,10 @@ from server.sources.kube import (
     decode_page,
     load_client_config,
 )
-from server.model import PodRecord
+from tests import helpers
+from tests.fakekube import FakeKube, Request, event_line, make_pod, parse_selector
 
 WAIT_SECONDS = 5.0
-
-
-def async_test(fn: Callable) -> Callable:
-    """Run an async test body on a fresh event loop, bounded in time."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 60))
-
-    return wrapper
 
 
 class RecordingSink:
@@ -177,7 +167,6 @@ def pod(name: str, namespace: str = "default", n: int = 1, **kwargs: Any) -> dic
     return make_pod(name, namespace, ip=f"10.244.0.{n}", hostname=name, subdomain="svc", **kwargs)
 
 
-@async_test
 async def test_initial_paged_list_then_synced(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pods(pod(f"web-{i}", n=i) for i in range(7))
@@ -199,7 +188,6 @@ async def test_initial_paged_list_then_synced(tmp_path: Path) -> None:
             assert watch.query["timeoutSeconds"] == "123"
 
 
-@async_test
 async def test_add_modify_delete_reach_the_sink(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("a", n=1))
@@ -226,7 +214,6 @@ async def test_add_modify_delete_reach_the_sink(tmp_path: Path) -> None:
             assert len(kube.list_requests()) == 1
 
 
-@async_test
 async def test_a_burst_of_events_is_applied_in_few_batches_with_the_last_state_of_each_pod(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("keep", n=1))
@@ -252,23 +239,18 @@ async def test_a_burst_of_events_is_applied_in_few_batches_with_the_last_state_o
             assert len(kube.list_requests()) == 1
 
 
-@async_test
 async def test_an_event_longer_than_the_read_buffer_is_put_together(tmp_path: Path) -> None:
-    async with FakeKube() as kube:
-        async with watching(kube, tmp_path) as h:
-            await h.synced()
-            await h.until(lambda: kube.open_watches == 1, "the watch")
-            kube.add_pod(pod("huge", n=1, padding=5 * 2**20))  # the client reads 2 MiB at a time
-            kube.add_pod(pod("after", n=2))
-            await h.until(lambda: h.sink.names() == ["after", "huge"], "both pods")
-            assert h.sink.ips("huge") == ("10.244.0.1",)
-            assert h.observer.errors == []
+    async with FakeKube() as kube, watching(kube, tmp_path) as h:
+        await h.synced()
+        await h.until(lambda: kube.open_watches == 1, "the watch")
+        kube.add_pod(pod("huge", n=1, padding=5 * 2**20))  # the client reads 2 MiB at a time
+        kube.add_pod(pod("after", n=2))
+        await h.until(lambda: h.sink.names() == ["after", "huge"], "both pods")
+        assert h.sink.ips("huge") == ("10.244.0.1",)
+        assert h.observer.errors == []
 
 
-@async_test
-async def test_a_failure_while_applying_events_is_logged_and_a_list_reconciles(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_a_failure_while_applying_events_is_logged_and_a_list_reconciles(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="pod_identity_dns.kube")
     async with FakeKube() as kube:
         kube.add_pod(pod("a", n=1))
@@ -290,7 +272,6 @@ async def test_a_failure_while_applying_events_is_logged_and_a_list_reconciles(
             assert len(logged) == 1 and logged[0].levelname == "ERROR" and logged[0].exc_info
 
 
-@async_test
 async def test_bookmark_moves_the_version_so_a_resume_needs_no_relist(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("a", "one"))
@@ -316,7 +297,6 @@ async def test_bookmark_moves_the_version_so_a_resume_needs_no_relist(tmp_path: 
 
 
 @pytest.mark.parametrize("abort", [False, True], ids=["clean-close", "connection-cut"])
-@async_test
 async def test_stream_drop_resumes_from_last_version_without_relist(tmp_path: Path, abort: bool) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("a", n=1))
@@ -338,7 +318,6 @@ async def test_stream_drop_resumes_from_last_version_without_relist(tmp_path: Pa
 
 
 @pytest.mark.parametrize("gone_as", ["status", "event"])
-@async_test
 async def test_410_on_resume_relists_and_reconciles(tmp_path: Path, gone_as: str) -> None:
     async with FakeKube(gone_as=gone_as) as kube:
         kube.add_pod(pod("a", n=1))
@@ -364,7 +343,6 @@ async def test_410_on_resume_relists_and_reconciles(tmp_path: Path, gone_as: str
             assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(kube.version)
 
 
-@async_test
 async def test_410_error_event_in_an_open_stream_relists(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("a", n=1))
@@ -378,7 +356,6 @@ async def test_410_error_event_in_an_open_stream_relists(tmp_path: Path) -> None
             assert h.sink.names() == ["a"]
 
 
-@async_test
 async def test_expired_continue_token_restarts_the_list(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pods(pod(f"web-{i}", n=i) for i in range(5))
@@ -401,7 +378,6 @@ async def test_expired_continue_token_restarts_the_list(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("outage", ["refused", "http-500"])
-@async_test
 async def test_api_down_at_start_is_retried_until_it_syncs(tmp_path: Path, outage: str) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("a", n=1))
@@ -423,7 +399,6 @@ async def test_api_down_at_start_is_retried_until_it_syncs(tmp_path: Path, outag
 
 
 @pytest.mark.parametrize("outage", ["refused", "http-500"])
-@async_test
 async def test_api_down_mid_run_keeps_state_and_recovers(tmp_path: Path, outage: str) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("a", n=1))
@@ -446,7 +421,6 @@ async def test_api_down_mid_run_keeps_state_and_recovers(tmp_path: Path, outage:
             assert len(kube.list_requests()) == 1  # resumed from the last version
 
 
-@async_test
 async def test_namespace_filter_one_source_per_namespace(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         for ns in ("one", "two", "three"):
@@ -468,7 +442,6 @@ async def test_namespace_filter_one_source_per_namespace(tmp_path: Path) -> None
             }
 
 
-@async_test
 async def test_label_selector(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("web", labels={"app": "web", "tier": "front"}))
@@ -486,74 +459,67 @@ async def test_label_selector(tmp_path: Path) -> None:
             await h.until(lambda: h.sink.names() == ["cache"], "web no longer selected")
 
 
-@async_test
 async def test_malformed_event_lines_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="pod_identity_dns.kube")
-    async with FakeKube() as kube:
-        async with watching(kube, tmp_path) as h:
-            await h.synced()
-            await h.until(lambda: kube.open_watches == 1, "the watch")
-            kube.inject_line(b"{this is not json")
-            kube.inject_line(b'{"type": "ADDED"}')
-            kube.inject_line(b'["not", "an", "event"]')
-            kube.add_pod(pod("a", n=1))
-            await h.until(lambda: h.sink.names() == ["a"], "ADDED a after the bad lines")
+    async with FakeKube() as kube, watching(kube, tmp_path) as h:
+        await h.synced()
+        await h.until(lambda: kube.open_watches == 1, "the watch")
+        kube.inject_line(b"{this is not json")
+        kube.inject_line(b'{"type": "ADDED"}')
+        kube.inject_line(b'["not", "an", "event"]')
+        kube.add_pod(pod("a", n=1))
+        await h.until(lambda: h.sink.names() == ["a"], "ADDED a after the bad lines")
 
-            assert h.observer.errors == ["malformed_event"] * 3
-            assert len(kube.pod_requests(watch=True)) == 1 and kube.open_watches == 1
-            assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 3
+        assert h.observer.errors == ["malformed_event"] * 3
+        assert len(kube.pod_requests(watch=True)) == 1 and kube.open_watches == 1
+        assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 3
 
 
-@async_test
 async def test_events_split_across_reads_are_put_back_together(tmp_path: Path) -> None:
     lines = b"".join(event_line("ADDED", pod(name, n=n)) for n, name in enumerate(["a", "b", "c"], 1))
     cuts = [7, lines.index(b"\n") + 1, lines.index(b'"b"') + 2, len(lines) - 3, len(lines)]
-    async with FakeKube() as kube:
-        async with watching(kube, tmp_path) as h:
-            await h.synced()
-            await h.until(lambda: kube.open_watches == 1, "the watch")
-            start = 0
-            for cut in cuts:  # separate writes, apart in time: separate reads
-                kube.inject_bytes(lines[start:cut])
-                start = cut
-                await asyncio.sleep(0.05)
-            await h.until(lambda: h.sink.names() == ["a", "b", "c"], "the three events")
-            assert sorted((p.name, p.ips) for p in h.sink.pods.values()) == [
-                ("a", ("10.244.0.1",)), ("b", ("10.244.0.2",)), ("c", ("10.244.0.3",))
-            ]
-            assert h.observer.errors == [] and len(kube.list_requests()) == 1
+    async with FakeKube() as kube, watching(kube, tmp_path) as h:
+        await h.synced()
+        await h.until(lambda: kube.open_watches == 1, "the watch")
+        start = 0
+        for cut in cuts:  # separate writes, apart in time: separate reads
+            kube.inject_bytes(lines[start:cut])
+            start = cut
+            await asyncio.sleep(0.05)
+        await h.until(lambda: h.sink.names() == ["a", "b", "c"], "the three events")
+        assert sorted((p.name, p.ips) for p in h.sink.pods.values()) == [
+            ("a", ("10.244.0.1",)),
+            ("b", ("10.244.0.2",)),
+            ("c", ("10.244.0.3",)),
+        ]
+        assert h.observer.errors == [] and len(kube.list_requests()) == 1
 
 
-@async_test
 async def test_a_line_past_the_limit_ends_the_watch_and_relists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("server.sources.kube.MAX_EVENT_LINE", 4096)
-    async with FakeKube() as kube:
-        async with watching(kube, tmp_path) as h:
-            await h.synced()
-            await h.until(lambda: kube.open_watches == 1, "the watch")
-            for _ in range(3):
-                kube.inject_bytes(b"x" * 2000)  # no newline: one line that never ends
-                await asyncio.sleep(0.05)
-            await h.until(lambda: len(kube.list_requests()) == 2, "a relist")
-            kube.add_pod(pod("a", n=1))
-            await h.until(lambda: h.sink.names() == ["a"], "ADDED a on the new watch")
+    async with FakeKube() as kube, watching(kube, tmp_path) as h:
+        await h.synced()
+        await h.until(lambda: kube.open_watches == 1, "the watch")
+        for _ in range(3):
+            kube.inject_bytes(b"x" * 2000)  # no newline: one line that never ends
+            await asyncio.sleep(0.05)
+        await h.until(lambda: len(kube.list_requests()) == 2, "a relist")
+        kube.add_pod(pod("a", n=1))
+        await h.until(lambda: h.sink.names() == ["a"], "ADDED a on the new watch")
 
 
-@async_test
 async def test_server_timeout_ends_the_watch_and_it_is_resumed(tmp_path: Path) -> None:
-    async with FakeKube() as kube:
-        async with watching(kube, tmp_path, watch_timeout_seconds=1) as h:
-            await h.synced()
-            await h.until(lambda: len(kube.pod_requests(watch=True)) >= 3, "two watch restarts")
-            assert h.observer.restarts >= 2
-            assert all(r.query["timeoutSeconds"] == "1" for r in kube.pod_requests(watch=True))
-            kube.add_pod(pod("a", n=1))
-            await h.until(lambda: h.sink.names() == ["a"], "ADDED a")
-            assert len(kube.list_requests()) == 1
-            assert h.observer.errors == []
+    async with FakeKube() as kube, watching(kube, tmp_path, watch_timeout_seconds=1) as h:
+        await h.synced()
+        await h.until(lambda: len(kube.pod_requests(watch=True)) >= 3, "two watch restarts")
+        assert h.observer.restarts >= 2
+        assert all(r.query["timeoutSeconds"] == "1" for r in kube.pod_requests(watch=True))
+        kube.add_pod(pod("a", n=1))
+        await h.until(lambda: h.sink.names() == ["a"], "ADDED a")
+        assert len(kube.list_requests()) == 1
+        assert h.observer.errors == []
 
 
-@async_test
 async def test_client_read_timeout_ends_a_silent_stream(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.honour_timeout = False  # a dead connection: the server never closes it
@@ -566,7 +532,6 @@ async def test_client_read_timeout_ends_a_silent_stream(tmp_path: Path) -> None:
             assert len(kube.list_requests()) == 1
 
 
-@async_test
 async def test_bearer_token_from_kubeconfig(tmp_path: Path) -> None:
     async with FakeKube(token="s3cret") as kube:
         kube.add_pod(pod("a", n=1))
@@ -575,7 +540,6 @@ async def test_bearer_token_from_kubeconfig(tmp_path: Path) -> None:
             assert h.sink.names() == ["a"]
 
 
-@async_test
 async def test_load_client_config_uses_kubeconfig_and_context(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         path = kube.write_kubeconfig(tmp_path / "kubeconfig")
@@ -583,7 +547,6 @@ async def test_load_client_config_uses_kubeconfig_and_context(tmp_path: Path) ->
         assert config.host == kube.url
 
 
-@async_test
 async def test_load_client_config_falls_back_to_KUBECONFIG(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async with FakeKube() as kube:
         path = kube.write_kubeconfig(tmp_path / "kubeconfig")
@@ -618,9 +581,7 @@ def test_fake_rejects_a_bad_selector() -> None:
 
 # -- decoding: the typed fast path must mean exactly what the tolerant one means --
 
-_ODD = st.one_of(
-    st.none(), st.booleans(), st.integers(-1, 2), st.sampled_from(["", "x"]), st.just([]), st.just({}), st.just([None])
-)
+_ODD = st.one_of(st.none(), st.booleans(), st.integers(-1, 2), st.sampled_from(["", "x"]), st.just([]), st.just({}), st.just([None]))
 
 
 def _maybe(strategy: st.SearchStrategy) -> st.SearchStrategy:
@@ -658,7 +619,9 @@ def _pods(maybe: Callable[[st.SearchStrategy], st.SearchStrategy]) -> st.SearchS
             podIP=_IPS,
             podIPs=st.lists(maybe(some(ip=_IPS)), max_size=3),
             conditions=st.lists(
-                maybe(some(type=st.sampled_from(["Ready", "Other"]), status=st.sampled_from(["True", "False"]), lastTransitionTime=_STAMPS)),
+                maybe(
+                    some(type=st.sampled_from(["Ready", "Other"]), status=st.sampled_from(["True", "False"]), lastTransitionTime=_STAMPS)
+                ),
                 max_size=3,
             ),
         ),

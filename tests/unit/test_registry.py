@@ -7,9 +7,9 @@ import logging
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from server.zone.names import reverse_name, to_text, to_wire
-from server.sources.pods import strip_pod
 from server.model import StaticEntry
+from server.sources.pods import strip_pod
+from server.zone.names import reverse_name, to_text, to_wire
 from tests.helpers import ZONE, answer_text, ask, build, pod, rcode
 
 NAME = f"kdc-1.kdc.security.{ZONE}"

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from server.sources.pods import strip_pod
 from server.model import StaticEntry
+from server.sources.pods import strip_pod
 from tests.helpers import ZONE, answer_text, ask, authority_text, build, pod, rcode, sts_pod
 
 PODS = [
@@ -63,8 +63,12 @@ CASES = [
     Case("50.2.244.10.in-addr.arpa", "PTR", "NOERROR", ["50.2.244.10.in-addr.arpa. 30 IN PTR 10-244-2-50.default.pod.cluster.local."]),
     Case("51.2.244.10.in-addr.arpa", "PTR", "NOERROR", ["51.2.244.10.in-addr.arpa. 30 IN PTR 10-244-2-51.default.pod.cluster.local."]),
     Case(
-        "1.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa", "PTR", "NOERROR",
-        ["1.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa. 30 IN PTR fd00-10-244-2--51.default.pod.cluster.local."],
+        "1.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa",
+        "PTR",
+        "NOERROR",
+        [
+            "1.5.0.0.0.0.0.0.0.0.0.0.0.0.0.0.2.0.0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa. 30 IN PTR fd00-10-244-2--51.default.pod.cluster.local."
+        ],
     ),
     # hostNetwork and finished pods get nothing.
     Case(f"exporter.metrics.default.{ZONE}", "A", "NXDOMAIN", ns=[SOA]),

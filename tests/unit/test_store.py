@@ -18,8 +18,11 @@ ZONE = "z.test"
 # non-terminals and turn leaves into nodes and back.
 NAMES = [f"{label}{ZONE}" for label in ("a.", "b.a.", "c.b.a.", "d.a.", "e.", "f.e.")]
 TYPES = [wire.A, wire.AAAA, wire.TXT]
-RDATA = {wire.A: [bytes([10, 0, 0, i]) for i in (1, 2)], wire.AAAA: [bytes(15) + bytes([i]) for i in (1, 2)],
-         wire.TXT: [wire.txt_rdata(t) for t in ("x", "y")]}
+RDATA = {
+    wire.A: [bytes([10, 0, 0, i]) for i in (1, 2)],
+    wire.AAAA: [bytes(15) + bytes([i]) for i in (1, 2)],
+    wire.TXT: [wire.txt_rdata(t) for t in ("x", "y")],
+}
 
 writes = st.lists(
     st.tuples(st.sampled_from(NAMES), st.sampled_from(TYPES), st.integers(0, 2)),

@@ -19,9 +19,9 @@ import dns.rcode
 import dns.zone
 import pytest
 
+from tests.conftest import ZONE
 from tests.serverproc import ROOT, ServerProcess, has_ipv6_loopback, read_tcp_frame, run_cli
 
-ZONE = "pods.example.internal"
 DEMO = ["--config", "configs/demo.yaml", "--listen", "127.0.0.1:0", "--metrics-listen", "off"]
 KAFKA0 = f"kafka-0.kafka.default.{ZONE}"
 
@@ -35,7 +35,9 @@ def tcp(port: int, qname: str, qtype: str = "A", host: str = "127.0.0.1") -> dns
 
 
 def dig(port: int, *args: str) -> list[str]:
-    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+short", "+tries=1", "+time=3", *args], capture_output=True, text=True, timeout=15)
+    out = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(port), "+short", "+tries=1", "+time=3", *args], capture_output=True, text=True, timeout=15
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
@@ -62,7 +64,9 @@ def test_dig_finds_the_one_right_name(demo):
 
 
 def test_dig_sees_nxdomain_with_soa(demo):
-    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(demo.port), f"nope.{ZONE}", "+tries=1"], capture_output=True, text=True, timeout=15)
+    out = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(demo.port), f"nope.{ZONE}", "+tries=1"], capture_output=True, text=True, timeout=15
+    )
     assert "status: NXDOMAIN" in out.stdout
     assert "flags: qr aa" in out.stdout
     assert re.search(rf"AUTHORITY SECTION:\n{re.escape(ZONE)}\.\s+5\s+IN\s+SOA\s", out.stdout), out.stdout
@@ -111,7 +115,7 @@ def test_live_server_survives_mutated_queries_and_keeps_answering(demo):
     valid = dns.message.make_query(KAFKA0, "A", use_edns=0).to_wire()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(2)
-        for round_ in range(40):
+        for _round in range(40):
             for _ in range(10):
                 data = bytearray(valid)
                 for _ in range(rng.randrange(1, 5)):
@@ -209,7 +213,18 @@ def test_pod_file_reload_and_broken_file_keeps_last_good(tmp_path):
 def test_hosts_file_reload(tmp_path):
     hosts = tmp_path / "hosts"
     hosts.write_text(f"10.244.0.2 gw.{ZONE}\n")
-    args = ["--zone", ZONE, "--reverse-cidr", "10.244.0.0/16", "--pods-file", str(ROOT / "configs/demo-pods.yaml"), "--hosts-file", str(hosts), "--reload-interval", "0.1"]
+    args = [
+        "--zone",
+        ZONE,
+        "--reverse-cidr",
+        "10.244.0.0/16",
+        "--pods-file",
+        str(ROOT / "configs/demo-pods.yaml"),
+        "--hosts-file",
+        str(hosts),
+        "--reload-interval",
+        "0.1",
+    ]
     with ServerProcess(*args) as server:
         assert udp(server.port, f"gw.{ZONE}").answer[0][0].address == "10.244.0.2"
         hosts.write_text(f"10.244.0.2 gw.{ZONE}\nnot-an-ip gw2.{ZONE}\n")
@@ -225,8 +240,14 @@ def test_hosts_file_reload(tmp_path):
     [
         (["--zone", "bad..zone"], "zones (--zone): 'bad..zone' is not a valid domain name"),
         (["--zone", ZONE, "--reverse-cidr", "10.244.0.0/33"], "reverse_cidrs (--reverse-cidr): '10.244.0.0/33'"),
-        (["--zone", ZONE, "--reverse-cidr", "10.244.1.0/16"], "reverse_cidrs (--reverse-cidr): '10.244.1.0/16': 10.244.1.0/16 has host bits set"),
-        (["--zone", ZONE, "--name-template", "{hostname}.{color}"], "name_template (--name-template): '{hostname}.{color}': unknown field {color}"),
+        (
+            ["--zone", ZONE, "--reverse-cidr", "10.244.1.0/16"],
+            "reverse_cidrs (--reverse-cidr): '10.244.1.0/16': 10.244.1.0/16 has host bits set",
+        ),
+        (
+            ["--zone", ZONE, "--name-template", "{hostname}.{color}"],
+            "name_template (--name-template): '{hostname}.{color}': unknown field {color}",
+        ),
         (["--zone", ZONE, "--ttl", "soon"], "ttl (--ttl): 'soon'"),
         (["--zone", ZONE, "--listen", "localhost"], "listen (--listen): 'localhost' is not HOST:PORT"),
         (["--zone", ZONE, "--pods-file", "/nonexistent/pods.yaml"], "pods_file (--pods-file): '/nonexistent/pods.yaml': no such file"),

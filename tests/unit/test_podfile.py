@@ -12,11 +12,10 @@ import yaml
 from server.app import App
 from server.cli import make_parser
 from server.config import build_config
-from server.zone.names import to_wire
-from server.sources.podfile import parse_pod_file, start_pod_file
 from server.errors import SourceError
-
-from . import helpers
+from server.sources.podfile import parse_pod_file, start_pod_file
+from server.zone.names import to_wire
+from tests import helpers
 
 
 def _pod_list(items: list) -> dict:
@@ -48,7 +47,7 @@ def test_an_unusable_item_names_its_index(tmp_path):
     del nameless["metadata"]["name"]
     path = tmp_path / "pods.json"
     path.write_bytes(orjson.dumps(_pod_list([helpers.sts_pod("kafka", 0, "10.0.0.1"), nameless])))
-    with pytest.raises(SourceError, match="item 1: no metadata.name"):
+    with pytest.raises(SourceError, match=r"item 1: no metadata\.name"):
         parse_pod_file(str(path))
 
 

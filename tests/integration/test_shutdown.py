@@ -13,10 +13,10 @@ from datetime import datetime
 import dns.message
 import dns.rcode
 
+from tests.conftest import ZONE
 from tests.serverproc import ServerProcess, read_tcp_frame
-from tests.test_metrics import http_get, scrape
+from tests.integration.test_metrics import http_get, scrape
 
-ZONE = "pods.example.internal"
 KAFKA0 = f"kafka-0.kafka.default.{ZONE}"
 DEMO = ["--config", "configs/demo.yaml", "--metrics-listen", "127.0.0.1:0"]
 CLOSING = "closing the DNS listeners"
@@ -151,7 +151,9 @@ def test_sigterm_fails_readiness_at_once_keeps_answering_then_closes_without_los
     for stream in streams:
         before_close = [answered for sent, answered in stream.records if sent < closing]
         assert len(before_close) > 50
-        assert all(before_close), f"{before_close.count(False)} queries sent before the close got no answer ({'tcp' if stream.tcp else 'udp'})"
+        assert all(before_close), (
+            f"{before_close.count(False)} queries sent before the close got no answer ({'tcp' if stream.tcp else 'udp'})"
+        )
         in_lame_duck = [answered for sent, answered in stream.records if term + 0.1 < sent < closing]
         assert len(in_lame_duck) > 20
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from server.sources.childproc import ChildFailed, stream_from_child
 from server.errors import SourceError
+from server.sources.childproc import ChildFailed, stream_from_child
 
 
 def _numbers(count: int):

@@ -17,11 +17,10 @@ import dns.rdatatype
 import pytest
 import yaml
 
+from tests.conftest import REVERSE_ZONE, ZONE
 from tests.helpers import pod
 from tests.serverproc import ROOT, ServerProcess
 
-ZONE = "pods.example.internal"
-REVERSE_ZONE = "244.10.in-addr.arpa"
 KAFKA0 = f"kafka-0.kafka.default.{ZONE}"
 NEGATIVE_TTL = 2
 
