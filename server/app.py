@@ -53,7 +53,9 @@ class App:
         """`first_pods`: the pod file, if its decoding started already (start_pod_file)."""
         self.config = config
         self._first_pods = first_pods
-        self.store = ZoneStore(ZoneSettings(config.zones, config.reverse_cidrs, config.ttl, config.negative_ttl, config.ns_name))
+        self.store = ZoneStore(
+            ZoneSettings(config.zones, config.reverse_cidrs, config.ttl, config.negative_ttl, config.ns_name, config.ns_addresses)
+        )
         self.store.chaos_txt = {
             names.to_wire("version.bind"): f"pod-identity-dns {__version__}",
             names.to_wire("id.server"): config.server_id,

@@ -72,7 +72,20 @@ OPTIONS: tuple[Option, ...] = (
         "{hostname}.{subdomain}.{namespace}",
         "identity name under the zone; fields: {hostname} {subdomain} {namespace} {pod}",
     ),
-    Option("ns_name", "--ns-name", None, "NS and SOA MNAME of every zone (default ns.<zone>; reverse zones use ns.<first zone>)"),
+    Option(
+        "ns_name",
+        "--ns-name",
+        [],
+        "NS name of every zone (repeatable; the first is the SOA MNAME; default ns.<zone>, reverse zones ns.<first zone>)",
+        repeat=True,
+    ),
+    Option(
+        "ns_addresses",
+        "--ns-address",
+        [],
+        "address of the NS names inside a served zone (repeatable; default: the --listen addresses that name one specific IP)",
+        repeat=True,
+    ),
     Option("ttl", "--ttl", 30, "TTL of answers, seconds", _positive_int),
     Option("negative_ttl", "--negative-ttl", 5, "TTL and MINIMUM of the SOA: how long NXDOMAIN/NODATA is cached", _positive_int),
     Option("pods_file", "--pods-file", None, "serve pods from this file (kubectl get pods -A -o json|yaml) instead of the cluster"),
@@ -128,7 +141,8 @@ class Config:
     zones: tuple[str, ...]
     reverse_cidrs: tuple[str, ...]
     name_template: str
-    ns_name: str | None
+    ns_name: tuple[str, ...]
+    ns_addresses: tuple[str, ...]
     ttl: int
     negative_ttl: int
     pods_file: str | None
@@ -247,9 +261,19 @@ def _validate(raw: dict[str, Any]) -> Config:
         problem = check_hostname(zone)
         if problem:
             raise ConfigError(f"zones (--zone): {zone!r} is not a valid domain name: {problem}")
-    for key in ("ns_name", "cluster_domain"):
-        if values[key] is not None and check_hostname(values[key]):
-            raise ConfigError(f"{key} ({BY_KEY[key].flag}): {values[key]!r} is not a valid domain name: {check_hostname(values[key])}")
+    for name in values["ns_name"]:
+        if check_hostname(name):
+            raise ConfigError(f"ns_name (--ns-name): {name!r} is not a valid domain name: {check_hostname(name)}")
+    if values["cluster_domain"] is not None and check_hostname(values["cluster_domain"]):
+        raise ConfigError(
+            f"cluster_domain (--cluster-domain): {values['cluster_domain']!r} is not a valid domain name: {check_hostname(values['cluster_domain'])}"
+        )
+    ns_addresses = []
+    for address in values["ns_addresses"]:
+        try:
+            ns_addresses.append(ipaddress.ip_address(str(address).strip()).compressed)
+        except ValueError:
+            raise ConfigError(f"ns_addresses (--ns-address): {address!r} is not an IP address") from None
     for cidr in values["reverse_cidrs"]:
         try:
             names.reverse_zones(cidr)
@@ -269,8 +293,37 @@ def _validate(raw: dict[str, Any]) -> Config:
     metrics = values["metrics_listen"]
     values["metrics_listen"] = None if metrics in (None, "", "off") else parse_hostport(metrics, "metrics_listen (--metrics-listen)")
     values["zones"] = tuple(z.lower().rstrip(".") for z in values["zones"])
+    values["ns_name"] = tuple(n.lower().rstrip(".") for n in values["ns_name"])
+    values["ns_addresses"] = tuple(ns_addresses) or _listen_addresses(values)
     values["server_id"] = values["server_id"] or socket.gethostname()
     return Config(**values)
+
+
+def _listen_addresses(values: dict[str, Any]) -> tuple[str, ...]:
+    """The NS address default: the --listen addresses that name one specific IP.
+
+    Only needed when an NS name lies inside a served zone (secondaries reject
+    an in-zone NS name without an address); wildcard listens name no address.
+    """
+    if not _ns_names_in_zone(values):
+        return ()
+    specific = tuple(
+        dict.fromkeys(
+            ipaddress.ip_address(host).compressed for host, _ in values["listen"] if not ipaddress.ip_address(host).is_unspecified
+        )
+    )
+    if not specific:
+        raise ConfigError(
+            "ns_addresses (--ns-address): required when every --listen is a wildcard address (0.0.0.0, [::]): give the address clients and secondaries reach this server on"
+        )
+    return specific
+
+
+def _ns_names_in_zone(values: dict[str, Any]) -> bool:
+    zones = [names.to_wire(z) for z in values["zones"]]
+    zones += [apex for cidr in values["reverse_cidrs"] for apex, _ in names.reverse_zones(cidr)]
+    ns_names = [names.to_wire(n) for n in values["ns_name"]] or [b"\x02ns" + zones[0]]
+    return any(names.is_subdomain(ns, zone) for ns in ns_names for zone in zones)
 
 
 def _check_template(template: str) -> None:

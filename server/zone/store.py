@@ -3,18 +3,27 @@
 The registry writes RRsets here, one name at a time; the answer functions only
 read. A name exists when it has records, is a zone apex, or has names below it
 (an empty non-terminal), so NXDOMAIN and NODATA fall out of one dictionary.
+Each commit moves the serial of the zones it changed and reports their
+differences to listeners (the IXFR journal); `snapshot` hands out one zone's
+state for an AXFR while writes go on (nodes it holds are copied, not changed).
 """
 
 from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from . import names, wire
+from .changes import ChangeTracker, Listener, ZoneSnapshot
+from .nodes import ANY_KEY, TYPE_KEYS, Leaf, Node, Zone, key_for
 
-SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 3600, 600, 86400
 ZONE_CACHE_LIMIT = 20000
+
+_PTR_KEY = TYPE_KEYS[wire.PTR]
+_A_KEY = TYPE_KEYS[wire.A]
+_ONE_RECORD = wire.reply_headers(wire.NOERROR, True, 1, 0)
 
 
 @dataclass(frozen=True)
@@ -23,95 +32,10 @@ class ZoneSettings:
     reverse_cidrs: tuple[str, ...] = ()
     ttl: int = 30
     negative_ttl: int = 5
-    ns_name: str | None = None
-
-
-class Zone:
-    """One apex: its SOA (re-encoded when the serial moves) and NS."""
-
-    __slots__ = ("apex", "dirty", "hostmaster", "negative_ttl", "network", "ns_name", "serial", "soa_rdata", "soa_rr")
-
-    def __init__(self, apex: bytes, network, ns_name: bytes, negative_ttl: int, serial: int):
-        self.apex = apex
-        self.network = network
-        self.ns_name = ns_name
-        self.hostmaster = b"\x0ahostmaster" + names.parent(ns_name)
-        self.negative_ttl = negative_ttl
-        self.dirty = False
-        self.set_serial(serial)
-
-    def set_serial(self, serial: int) -> None:
-        self.serial = serial & 0xFFFFFFFF
-        self.soa_rdata = wire.soa_rdata(self.ns_name, self.hostmaster, self.serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, self.negative_ttl)
-        # The SOA's own TTL is the negative TTL: caches (CoreDNS's among them) use it.
-        self.soa_rr = wire.rr(self.apex, wire.SOA, self.negative_ttl, self.soa_rdata)
-
-    @property
-    def name(self) -> str:
-        return names.to_text(self.apex)
-
-
-class Node(dict):
-    """A name that exists. The dict maps qtype+qclass wire bytes to the ready answer:
-    (reply_headers variants, answer section bytes). Empty for empty non-terminals.
-
-    Being the dict itself, rather than holding one, saves an object per name:
-    at 100k pods that is megabytes.
-    """
-
-    __slots__ = ("below", "zone")
-
-    def __init__(self, zone: Zone):
-        super().__init__()
-        self.zone = zone
-        self.below = 0  # existing names one label below this one
-
-    def types(self) -> list[int]:
-        """The record types present (ANY excluded), in type order."""
-        return sorted(int.from_bytes(key[:2], "big") for key in self if key != ANY_KEY)
-
-
-class Leaf(tuple):
-    """A name with one RRset and no names below it, which is almost every name:
-    (qtype+qclass key, reply_headers variants, answer section bytes, zone).
-
-    72 bytes where a Node with its answer tuple is ~300: at 100k pods (200k
-    names) that is ~45 MiB. Reads like a Node; the store turns one into the
-    other as a name gains or loses RRsets or names below it.
-    """
-
-    __slots__ = ()
-
-    below = 0
-
-    @property
-    def zone(self) -> Zone:
-        return self[3]
-
-    def get(self, key: bytes, default=None):
-        return (self[1], self[2]) if key == self[0] or key == ANY_KEY else default
-
-    def __contains__(self, key: object) -> bool:
-        return key == self[0] or key == ANY_KEY
-
-    def items(self) -> list[tuple[bytes, tuple]]:
-        answer = (self[1], self[2])
-        return [(self[0], answer), (ANY_KEY, answer)]
-
-    def types(self) -> list[int]:
-        return [int.from_bytes(self[0][:2], "big")]
-
-
-def _type_key(rtype: int) -> bytes:
-    return rtype.to_bytes(2, "big") + b"\x00\x01"
-
-
-ANY_KEY = _type_key(wire.ANY)
-# One shared key object per type: a fresh bytes key in every node would cost ~70 bytes a name.
-_TYPE_KEYS = {t: _type_key(t) for t in (wire.A, wire.NS, wire.SOA, wire.PTR, wire.TXT, wire.AAAA, wire.ANY)}
-_PTR_KEY = _TYPE_KEYS[wire.PTR]
-_A_KEY = _TYPE_KEYS[wire.A]
-_ONE_RECORD = wire.reply_headers(wire.NOERROR, True, 1, 0)
+    # NS names of every zone, the first also the SOA MNAME (default ns.<zone>; reverse zones
+    # use ns.<first zone>), and the addresses of those that lie inside a served zone.
+    ns_names: tuple[str, ...] = ()
+    ns_addresses: tuple[str, ...] = ()
 
 
 @dataclass
@@ -129,28 +53,44 @@ class ZoneStore:
         self._a_prefix = wire.rr(wire.QNAME_POINTER, wire.A, s.ttl, bytes(4))[:-4]
         self._aaaa_prefix = wire.rr(wire.QNAME_POINTER, wire.AAAA, s.ttl, bytes(16))[:-16]
         self._ptr_head = wire.rr(wire.QNAME_POINTER, wire.PTR, s.ttl, b"")[:-2]  # without RDLENGTH
+        self._generation = 0  # bumped by each snapshot: older Nodes are copied before a write
+        self.changes = ChangeTracker()
+        self.reserved: frozenset[bytes] = frozenset()
         serial = int(time.time())
-        first_forward = names.to_wire(s.forward_zones[0]) if s.forward_zones else None
+        chosen = tuple(names.to_wire(n) for n in s.ns_names)
         for text in s.forward_zones:
             apex = names.to_wire(text)
-            ns = names.to_wire(s.ns_name) if s.ns_name else b"\x02ns" + apex
-            self._add_zone(Zone(apex, None, ns, s.negative_ttl, serial))
+            self._add_zone(Zone(apex, chosen or (b"\x02ns" + apex,), s.negative_ttl, serial))
+        first_forward = next(iter(self.zones), None)
         for cidr in s.reverse_cidrs:
-            for apex, network in names.reverse_zones(cidr):
-                if apex in self.zones:
-                    continue
-                if s.ns_name:
-                    ns = names.to_wire(s.ns_name)
-                else:
-                    ns = b"\x02ns" + (first_forward or apex)
-                self._add_zone(Zone(apex, network, ns, s.negative_ttl, serial))
+            for apex, _ in names.reverse_zones(cidr):
+                if apex not in self.zones:
+                    self._add_zone(Zone(apex, chosen or (b"\x02ns" + (first_forward or apex),), s.negative_ttl, serial))
+        self._add_ns_addresses()
 
     def _add_zone(self, zone: Zone) -> None:
         self.zones[zone.apex] = zone
         node = Node(zone)
         self.nodes[zone.apex] = node
-        self._write(node, _TYPE_KEYS[wire.NS], wire.encode_rrset(wire.NS, self.settings.ttl, [zone.ns_name]), 1)
-        self._write(node, _TYPE_KEYS[wire.SOA], wire.encode_rrset(wire.SOA, zone.negative_ttl, [zone.soa_rdata]), 1)
+        self._write(node, TYPE_KEYS[wire.NS], wire.encode_rrset(wire.NS, self.settings.ttl, list(zone.ns_names)), len(zone.ns_names))
+        self._write(node, TYPE_KEYS[wire.SOA], wire.encode_rrset(wire.SOA, zone.negative_ttl, [zone.soa_rdata]), 1)
+
+    def _add_ns_addresses(self) -> None:
+        """A/AAAA for every NS name inside a served zone (secondaries reject an in-zone NS without them)."""
+        in_zone = {ns for zone in self.zones.values() for ns in zone.ns_names if self.zone_for(ns) is not None}
+        self.reserved = frozenset(in_zone)
+        for ns in in_zone:
+            self.set_addresses(ns, *self.encode_addresses(self.settings.ns_addresses))
+        for zone in self.zones.values():
+            zone.dirty = False
+
+    def in_zone_ns_names(self) -> list[str]:
+        """NS names that need addresses (they lie inside a served zone), as text."""
+        return sorted(names.to_text(n) for n in self.reserved)
+
+    def is_reserved(self, name: bytes) -> bool:
+        """Whether a name is the server's own (an in-zone NS name): no source may claim it."""
+        return name in self.reserved
 
     # -- reading -------------------------------------------------------
 
@@ -165,7 +105,7 @@ class ZoneStore:
         while True:
             node = nodes.get(name)
             if node is not None:
-                return node[3] if type(node) is Leaf else node.zone
+                return node.zone
             if not name[0]:
                 return None
             name = name[1 + name[0] :]
@@ -183,9 +123,26 @@ class ZoneStore:
         cache[name] = zone
         return zone
 
+    def body(self, name: bytes, rtype: int) -> bytes:
+        """The encoded RRset of one name and type (owner: pointer to the question), or b""."""
+        node = self.nodes.get(name)
+        if node is None:
+            return b""
+        found = node.get(key_for(rtype))
+        return found[1] if found else b""
+
     def rrset(self, name: bytes, rtype: int) -> list[bytes]:
         """The rdata of one RRset, read back from its encoded answer."""
         return wire.split_rrset(self.body(name, rtype))
+
+    def snapshot(self, apex: bytes) -> ZoneSnapshot:
+        """One zone as it is now, for a transfer; writes from here on leave it as it is."""
+        self._generation += 1
+        return ZoneSnapshot(self.zones[apex], list(self.nodes.items()))
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener(changes)` after each commit with the ZoneChange of every zone it changed."""
+        self.changes.listeners.append(listener)
 
     # -- writing -------------------------------------------------------
 
@@ -194,35 +151,48 @@ class ZoneStore:
 
         Names outside every zone are refused with ValueError; callers filter first.
         """
-        body = self._encode(name, rtype, rdatas) if rdatas else b""
+        body = wire.encode_rrset(rtype, self.settings.ttl, rdatas) if rdatas else b""
         return self.set_rrset_body(name, rtype, body, len(rdatas))
 
     def set_rrset_body(self, name: bytes, rtype: int, body: bytes, count: int) -> bool:
         """set_rrset for records already encoded (as `body(...)` returns them): joins of
         other names' bodies make a set's RRset without encoding anything again."""
         node = self.nodes.get(name)
-        key = _TYPE_KEYS.get(rtype) or _type_key(rtype)
+        key = key_for(rtype)
         if node is None:
             if not body:
                 return False
+            if self.changes.active:
+                self.changes.before_write(name, None)
             if not self._add_leaf(name, key, wire.reply_headers(wire.NOERROR, True, count, 0), body):
                 raise ValueError(f"{names.to_text(name)} is outside every zone")
             return True
-        if type(node) is Leaf:
-            if key == node[0]:
-                if body == node[2]:
+        if isinstance(node, Leaf):
+            if key == node.key:
+                if body == node.body:
                     return False
-                node[3].dirty = True
+                if self.changes.active:
+                    self.changes.before_write(name, node)
+                node.zone.dirty = True
                 if body:
-                    self.nodes[name] = Leaf((key, wire.reply_headers(wire.NOERROR, True, count, 0), body, node[3]))
+                    self.nodes[name] = Leaf.make(key, wire.reply_headers(wire.NOERROR, True, count, 0), body, node.zone)
                 else:
                     self._remove(name, node.zone)
                 return True
             if not body:
                 return False
+            if self.changes.active:
+                self.changes.before_write(name, node)
             node = self._expand(name, node)
-        if not self._write(node, key, body, count):
-            return False
+        else:
+            old = node.get(key)
+            if (old[1] if old is not None else b"") == body:
+                return False
+            if self.changes.active:
+                self.changes.before_write(name, node)
+            if node.generation != self._generation:
+                node = self.nodes[name] = node.copy_for_write(self._generation)
+        self._write(node, key, body, count)
         node.zone.dirty = True
         if not node.below and name != node.zone.apex:
             if not node:
@@ -235,7 +205,7 @@ class ZoneStore:
         """Set both address RRsets of a name (as encode_addresses gives them)."""
         node = self.nodes.get(name)
         self.set_rrset_body(name, wire.A, a_body, a_count)
-        if aaaa_body or not (node is None or (type(node) is Leaf and node[0] == _A_KEY)):
+        if aaaa_body or not (node is None or (type(node) is Leaf and node.key == _A_KEY)):
             # Not when IPv4-only and the name had nothing but A: no AAAA to write or clear.
             self.set_rrset_body(name, wire.AAAA, aaaa_body, aaaa_count)
 
@@ -246,31 +216,18 @@ class ZoneStore:
         if node is None:
             if target is None:
                 return 0
+            if self.changes.active:
+                self.changes.before_write(name, None)
             return int(self._add_leaf(name, _PTR_KEY, _ONE_RECORD, self._ptr_prefix(target) + target))
         body = self._ptr_prefix(target) + target if target is not None else b""
-        had = (node[0] == _PTR_KEY) if type(node) is Leaf else _PTR_KEY in node
+        had = _PTR_KEY in node
         self.set_rrset_body(name, wire.PTR, body, 1)
         return (target is not None) - had
 
     def _ptr_prefix(self, target: bytes) -> bytes:
         return self._ptr_head + len(target).to_bytes(2, "big")
 
-    def body(self, name: bytes, rtype: int) -> bytes:
-        """The encoded RRset of one name and type (owner: pointer to the question), or b""."""
-        node = self.nodes.get(name)
-        if node is None:
-            return b""
-        key = _TYPE_KEYS.get(rtype) or _type_key(rtype)
-        if type(node) is Leaf:
-            return node[2] if key == node[0] else b""
-        found = node.get(key)
-        return found[1] if found else b""
-
-    def encode(self, rtype: int, rdatas: list[bytes]) -> bytes:
-        """An answer RRset (not SOA) as set_rrset_body takes it; b"" for none."""
-        return wire.encode_rrset(rtype, self.settings.ttl, rdatas) if rdatas else b""
-
-    def encode_addresses(self, ips: tuple[str, ...]) -> tuple[bytes, int, bytes, int]:
+    def encode_addresses(self, ips: Sequence[str]) -> tuple[bytes, int, bytes, int]:
         """The A and AAAA RRsets of textual addresses, with their record counts."""
         if len(ips) == 1 and ":" not in ips[0]:  # the common case, without the loops
             return self._a_prefix + socket.inet_pton(socket.AF_INET, ips[0]), 1, b"", 0
@@ -278,38 +235,39 @@ class ZoneStore:
         v6 = [self._aaaa_prefix + socket.inet_pton(socket.AF_INET6, ip) for ip in ips if ":" in ip]
         return b"".join(v4), len(v4), b"".join(v6), len(v6)
 
-    def _encode(self, name: bytes, rtype: int, rdatas: list[bytes]) -> bytes:
-        ttl = self.settings.ttl
-        if rtype == wire.SOA:
-            ttl = self.zone_for(name).negative_ttl
-        return wire.encode_rrset(rtype, ttl, rdatas)
+    def commit(self, serials: dict[bytes, int] | None = None) -> list[Zone]:
+        """Advance the serial of every zone changed since the last commit, and report the changes.
 
-    def commit(self) -> list[Zone]:
-        """Advance the serial of every zone changed since the last commit."""
+        A zone's new serial is one more than its last, or the time, or what
+        `serials` asks for it, whichever is greatest (serials never go backwards).
+        """
         changed = [z for z in self.zones.values() if z.dirty]
         now = int(time.time())
+        moved = []
         for zone in changed:
             zone.dirty = False
-            zone.set_serial(max(zone.serial + 1, now))
-            self._write(self.nodes[zone.apex], _TYPE_KEYS[wire.SOA], wire.encode_rrset(wire.SOA, zone.negative_ttl, [zone.soa_rdata]), 1)
+            old = zone.serial
+            wanted = max(zone.serial + 1, now, (serials or {}).get(zone.apex, 0))
+            zone.set_serial(wanted)
+            apex = self.nodes[zone.apex]
+            if apex.generation != self._generation:  # type: ignore[union-attr]
+                apex = self.nodes[zone.apex] = apex.copy_for_write(self._generation)  # type: ignore[union-attr]
+            self._write(apex, TYPE_KEYS[wire.SOA], wire.encode_rrset(wire.SOA, zone.negative_ttl, [zone.soa_rdata]), 1)  # type: ignore[arg-type]
+            moved.append((zone, old))
+        if self.changes.active:
+            self.changes.commit(self, moved)
         return changed
 
-    def _write(self, node: Node, key: bytes, body: bytes, count: int) -> bool:
-        """Store one encoded RRset in the node (and its ANY answer); False if it was already so."""
-        old = node.get(key)
+    def _write(self, node: Node, key: bytes, body: bytes, count: int) -> None:
+        """Store one encoded RRset in the node (and its ANY answer)."""
         if body:
-            if old is not None and old[1] == body:
-                return False
             node[key] = (wire.reply_headers(wire.NOERROR, True, count, 0), body)
-        elif old is None:
-            return False
         else:
-            del node[key]
+            node.pop(key, None)
         if len(node) == 1 + (ANY_KEY in node) and key in node:
             node[ANY_KEY] = node[key]  # the one RRset is also the ANY answer: shared, not copied
         else:
             self._write_any(node)
-        return True
 
     def _write_any(self, node: Node) -> None:
         keys = [key for key in node if key != ANY_KEY]
@@ -326,15 +284,15 @@ class ZoneStore:
 
     def _expand(self, name: bytes, leaf: Leaf) -> Node:
         """The Node of a leaf that gains a second RRset or a name below it."""
-        node = self.nodes[name] = Node(leaf[3])
-        node[leaf[0]] = node[ANY_KEY] = (leaf[1], leaf[2])
+        node = self.nodes[name] = Node(leaf.zone, self._generation)
+        node[leaf.key] = node[ANY_KEY] = (leaf.headers, leaf.body)
         return node
 
     def _compact(self, name: bytes, node: Node) -> None:
         """A Node left with one RRset and nothing below becomes a Leaf again."""
         key = next(k for k in node if k != ANY_KEY)
         headers, body = node[key]
-        self.nodes[name] = Leaf((key, headers, body, node.zone))
+        self.nodes[name] = Leaf.make(key, headers, body, node.zone)
 
     def _add_leaf(self, name: bytes, key: bytes, headers: tuple, body: bytes) -> bool:
         """Add a name that does not exist as a Leaf, with the empty non-terminals
@@ -359,9 +317,9 @@ class ZoneStore:
         above.below += 1
         zone = above.zone
         for ent_name in missing:
-            ent = nodes[ent_name] = Node(zone)
+            ent = nodes[ent_name] = Node(zone, self._generation)
             ent.below = 1
-        nodes[name] = Leaf((key, headers, body, zone))
+        nodes[name] = Leaf.make(key, headers, body, zone)
         zone.dirty = True
         return True
 
@@ -377,5 +335,5 @@ class ZoneStore:
                 return
             if above:
                 if len(above) == 2:
-                    self._compact(name, above)
+                    self._compact(name, above)  # type: ignore[arg-type]
                 return

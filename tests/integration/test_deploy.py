@@ -42,6 +42,7 @@ CONFIG_KEYS = {
     "reverse_cidrs",
     "name_template",
     "ns_name",
+    "ns_addresses",
     "ttl",
     "negative_ttl",
     "pods_file",

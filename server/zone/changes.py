@@ -1,0 +1,140 @@
+"""What the zone store reports and hands out for zone transfers: its records as RRs, each commit's
+differences per zone (ZoneChange, what an IXFR journal consumes) and consistent snapshots (AXFR)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, NamedTuple
+
+from . import wire
+from .nodes import ANY_KEY, TYPE_KEYS, Leaf, Node, Zone
+
+if TYPE_CHECKING:
+    from .store import ZoneStore
+
+_SOA_KEY = TYPE_KEYS[wire.SOA]
+TRACK_LIMIT = 20_000  # names changed in one commit beyond which its difference is not worked out
+
+
+class RR(NamedTuple):
+    owner: bytes  # lower-case wire name, uncompressed
+    rtype: int
+    ttl: int
+    rdata: bytes  # uncompressed wire form
+
+
+class ZoneChange(NamedTuple):
+    """One committed change of one zone. removed/added are None when the difference is not known
+    (too big to work out); SOA records are never in them: the serial change says it."""
+
+    apex: bytes
+    old_serial: int
+    new_serial: int
+    removed: tuple[RR, ...] | None
+    added: tuple[RR, ...] | None
+
+
+Listener = Callable[[list[ZoneChange]], None]
+
+
+def body_records(owner: bytes, body: bytes) -> Iterator[RR]:
+    """The RRs of an encoded RRset (each owned by the 2-byte question pointer)."""
+    offset = 0
+    while offset < len(body):
+        rtype = (body[offset + 2] << 8) | body[offset + 3]
+        ttl = int.from_bytes(body[offset + 6 : offset + 10], "big")
+        size = (body[offset + 10] << 8) | body[offset + 11]
+        yield RR(owner, rtype, ttl, body[offset + 12 : offset + 12 + size])
+        offset += 12 + size
+
+
+def _rrsets(node, apex: bool) -> dict[bytes, bytes]:
+    if node is None:
+        return {}
+    rrsets = dict(node.rrsets())
+    if apex:
+        rrsets.pop(_SOA_KEY, None)
+    return rrsets
+
+
+class ChangeTracker:
+    """Remembers each name's state before its first write since the last commit, while anyone listens."""
+
+    def __init__(self) -> None:
+        self.listeners: list[Listener] = []
+        self._before: dict[bytes, object] = {}
+        self._overflow = False
+
+    @property
+    def active(self) -> bool:
+        return bool(self.listeners)
+
+    def before_write(self, name: bytes, node: Node | Leaf | None) -> None:
+        """Call before changing `name` (whose current node is `node`)."""
+        before = self._before
+        if name in before or self._overflow:
+            return
+        if len(before) >= TRACK_LIMIT:
+            self._overflow = True
+            before.clear()
+            return
+        # A Leaf never changes; a Node may be written in place, so keep what it holds now.
+        before[name] = dict(node.rrsets()) if type(node) is Node else node
+
+    def commit(self, store: ZoneStore, changed: list[tuple[Zone, int]]) -> None:
+        """Report the zones that changed, as (zone, old serial) after their new serial is set."""
+        before, overflow = self._before, self._overflow
+        self._before, self._overflow = {}, False
+        if not self.listeners or not changed:
+            return
+        diffs: dict[bytes, tuple[list[RR], list[RR]]] = {zone.apex: ([], []) for zone, _ in changed}
+        if not overflow:
+            for name, old in before.items():
+                new = store.nodes.get(name)
+                zone = store.zone_for(name)
+                if zone is None or zone.apex not in diffs:
+                    continue
+                is_apex = name == zone.apex
+                old_sets = old if type(old) is dict else _rrsets(old, is_apex)
+                if is_apex:
+                    old_sets.pop(_SOA_KEY, None)
+                new_sets = _rrsets(new, is_apex)
+                removed, added = diffs[zone.apex]
+                for key in old_sets.keys() | new_sets.keys():
+                    old_body, new_body = old_sets.get(key, b""), new_sets.get(key, b"")
+                    if old_body == new_body or key == ANY_KEY:
+                        continue
+                    old_rrs, new_rrs = set(body_records(name, old_body)), set(body_records(name, new_body))
+                    removed.extend(sorted(old_rrs - new_rrs))
+                    added.extend(sorted(new_rrs - old_rrs))
+        report = [
+            ZoneChange(zone.apex, old_serial, zone.serial, None, None)
+            if overflow
+            else ZoneChange(zone.apex, old_serial, zone.serial, tuple(diffs[zone.apex][0]), tuple(diffs[zone.apex][1]))
+            for zone, old_serial in changed
+        ]
+        for listener in self.listeners:
+            listener(report)
+
+
+class ZoneSnapshot:
+    """One zone as it was when taken: its serial, SOA and every other record, read lazily."""
+
+    def __init__(self, zone: Zone, items: list[tuple[bytes, Node | Leaf]]):
+        self.zone = zone
+        self.apex = zone.apex
+        self.serial = zone.serial
+        self.soa = RR(zone.apex, wire.SOA, zone.negative_ttl, zone.soa_rdata)
+        self._items = items
+
+    def records(self) -> Iterator[RR]:
+        """Every record of the zone except the apex SOA, from the state at snapshot time (apex records first:
+        apexes are the store's oldest names)."""
+        zone, apex = self.zone, self.apex
+        for name, node in self._items:
+            if node.zone is not zone:
+                continue
+            for key, body in node.rrsets():
+                if key == _SOA_KEY and name == apex:
+                    continue
+                yield from body_records(name, body)

@@ -1,0 +1,123 @@
+"""The shapes a served name takes in the zone store: Zone (an apex), Node (a name with several RRsets or
+names below it) and Leaf (a name with one RRset and nothing below, which is almost every name)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from operator import itemgetter
+
+from . import names, wire
+
+SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 3600, 600, 86400
+
+
+def type_key(rtype: int) -> bytes:
+    """The key of an RRset in a node: qtype + qclass IN, as a query carries them."""
+    return rtype.to_bytes(2, "big") + b"\x00\x01"
+
+
+ANY_KEY = type_key(wire.ANY)
+# One shared key object per type: a fresh bytes key in every node would cost ~70 bytes a name.
+TYPE_KEYS = {t: type_key(t) for t in (wire.A, wire.NS, wire.SOA, wire.PTR, wire.TXT, wire.AAAA, wire.ANY)}
+
+
+def key_for(rtype: int) -> bytes:
+    return TYPE_KEYS.get(rtype) or type_key(rtype)
+
+
+class Zone:
+    """One apex: its SOA (re-encoded when the serial moves) and NS names."""
+
+    __slots__ = ("apex", "dirty", "hostmaster", "negative_ttl", "ns_names", "serial", "soa_rdata", "soa_rr")
+
+    def __init__(self, apex: bytes, ns_names: tuple[bytes, ...], negative_ttl: int, serial: int):
+        self.apex = apex
+        self.ns_names = ns_names  # the first is the SOA MNAME
+        self.hostmaster = b"\x0ahostmaster" + names.parent(ns_names[0])
+        self.negative_ttl = negative_ttl
+        self.dirty = False
+        self.set_serial(serial)
+
+    def set_serial(self, serial: int) -> None:
+        self.serial = serial & 0xFFFFFFFF
+        self.soa_rdata = wire.soa_rdata(
+            self.ns_names[0], self.hostmaster, self.serial, SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, self.negative_ttl
+        )
+        # The SOA's own TTL is the negative TTL: caches (CoreDNS's among them) use it.
+        self.soa_rr = wire.rr(self.apex, wire.SOA, self.negative_ttl, self.soa_rdata)
+
+    @property
+    def name(self) -> str:
+        return names.to_text(self.apex)
+
+
+class Node(dict):
+    """A name that exists. The dict maps qtype+qclass wire bytes to the ready answer:
+    (reply_headers variants, answer section bytes). Empty for empty non-terminals.
+
+    Being the dict itself, rather than holding one, saves an object per name:
+    at 100k pods that is megabytes. `generation` says which snapshot era it
+    was made in: a node older than the last snapshot is copied before a write.
+    """
+
+    __slots__ = ("below", "generation", "zone")
+
+    def __init__(self, zone: Zone, generation: int = 0):
+        super().__init__()
+        self.zone = zone
+        self.below = 0  # existing names one label below this one
+        self.generation = generation
+
+    def copy_for_write(self, generation: int) -> Node:
+        node = Node(self.zone, generation)
+        node.update(self)
+        node.below = self.below
+        return node
+
+    def rrsets(self) -> Iterator[tuple[bytes, bytes]]:
+        """(type key, encoded RRset) of each RRset, ANY excluded."""
+        for key, (_, body) in self.items():
+            if key != ANY_KEY:
+                yield key, body
+
+    def types(self) -> list[int]:
+        """The record types present (ANY excluded), in type order."""
+        return sorted(int.from_bytes(key[:2], "big") for key in self if key != ANY_KEY)
+
+
+class Leaf(tuple):
+    """A name with one RRset and no names below it: (type key, reply_headers variants, answer bytes, zone).
+
+    72 bytes where a Node with its answer tuple is ~300: at 100k pods (200k
+    names) that is ~45 MiB. Reads like a Node; the store turns one into the
+    other as a name gains or loses RRsets or names below it. Immutable: a
+    change makes a new Leaf.
+    """
+
+    __slots__ = ()
+
+    below = 0
+    key = property(itemgetter(0), doc="the type key of its one RRset")
+    headers = property(itemgetter(1), doc="reply_headers variants for that RRset")
+    body = property(itemgetter(2), doc="the RRset, encoded for the answer section")
+    zone = property(itemgetter(3), doc="the Zone it lies in")
+
+    @classmethod
+    def make(cls, key: bytes, headers: tuple, body: bytes, zone: Zone) -> Leaf:
+        return tuple.__new__(cls, (key, headers, body, zone))
+
+    def get(self, key: bytes, default=None):
+        return (self[1], self[2]) if key == self[0] or key == ANY_KEY else default
+
+    def __contains__(self, key: object) -> bool:
+        return key == self[0] or key == ANY_KEY
+
+    def items(self):
+        answer = (self[1], self[2])
+        return [(self[0], answer), (ANY_KEY, answer)]
+
+    def rrsets(self) -> Iterator[tuple[bytes, bytes]]:
+        yield self[0], self[2]
+
+    def types(self) -> list[int]:
+        return [int.from_bytes(self[0][:2], "big")]
