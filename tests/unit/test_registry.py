@@ -91,11 +91,17 @@ def test_pod_identity_beats_static_entry_for_ip_and_name():
     view, registry = build([pod("a", "10.244.4.4", "a", "s")], static)
     assert ptrs(view, "4.4.244.10.in-addr.arpa") == [f"4.4.244.10.in-addr.arpa. 30 IN PTR a.s.default.{ZONE}."]
     assert answer_text(ask(view, f"a.s.default.{ZONE}")) == [f"a.s.default.{ZONE}. 30 IN A 10.244.4.4"]
-    assert answer_text(ask(view, f"legacy.{ZONE}")) == [f"legacy.{ZONE}. 30 IN A 10.244.4.4"]
+    # Forward-confirmed: the static name lost its only address to the pod, and the
+    # static line whose only name the pod owns gives no PTR.
+    assert rcode(ask(view, f"legacy.{ZONE}")) == "NXDOMAIN"
+    assert rcode(ask(view, "1.9.244.10.in-addr.arpa", "PTR")) == "NXDOMAIN"
     assert registry.stats()["conflicts"] == 2
     registry.sink("test").delete("uid-default-a")
     assert ptrs(view, "4.4.244.10.in-addr.arpa") == [f"4.4.244.10.in-addr.arpa. 30 IN PTR legacy.{ZONE}."]
+    assert answer_text(ask(view, f"legacy.{ZONE}")) == [f"legacy.{ZONE}. 30 IN A 10.244.4.4"]
     assert answer_text(ask(view, f"a.s.default.{ZONE}")) == [f"a.s.default.{ZONE}. 30 IN A 10.244.9.1"]
+    assert ptrs(view, "1.9.244.10.in-addr.arpa") == [f"1.9.244.10.in-addr.arpa. 30 IN PTR a.s.default.{ZONE}."]
+    assert registry.stats()["conflicts"] == 0
 
 
 def test_static_reload_applies_only_the_difference():

@@ -1,0 +1,154 @@
+"""What /debug/identities shows: every served identity, static entry and PTR with why it is served, the conflicts.
+
+The whole listing is built step by step (`describe_steps` yields between
+chunks, so the caller can let queries in between at 100k pods); lookups of
+one IP or one name (`lookup_ip`, `lookup_name`) read a few index entries.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from ..zone import names
+from .claims import Claim
+from .conflicts import Conflict, describe_party, subject_text
+
+if TYPE_CHECKING:
+    from .ownership import Registry
+
+CHUNK = 2000  # entries built between two yields
+
+
+def describe(registry: Registry) -> dict:
+    """The whole listing at once (tests, small registries)."""
+    steps = describe_steps(registry)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def describe_steps(registry: Registry) -> Generator[None, None, dict]:
+    """The whole listing, sorted; yields every CHUNK entries. Entries that change meanwhile are read as they are then."""
+    identities = []
+    for count, (name, owner) in enumerate(list(registry.identities()), 1):
+        identities.append(_identity(registry, name, owner))
+        if count % CHUNK == 0:
+            yield
+    identities.sort(key=lambda entry: entry["name"])
+    yield
+    static: list[dict[str, Any]] = [
+        {"name": names.to_text(name), "ips": list(ips), "source": "hosts-file"} for name, ips in registry._static.addresses.items()
+    ]
+    static.sort(key=lambda entry: entry["name"])
+    ptrs = []
+    for count, ip in enumerate(_served_ips(registry), 1):
+        entry = _ptr(registry, ip)
+        if entry is not None:
+            ptrs.append(entry)
+        if count % CHUNK == 0:
+            yield
+    ptrs.sort(key=lambda entry: _ip_key(entry["ip"]))
+    yield
+    conflicts = sorted((_conflict(c) for c in registry.book.items()), key=lambda c: (c["kind"], c["subject"], c["loser"]))
+    return {"identities": identities, "static": static, "ptrs": ptrs, "conflicts": conflicts, "stats": registry.stats()}
+
+
+def lookup_ip(registry: Registry, ip: str) -> dict:
+    """Who owns one IP: its PTR and why, every claimant, static entries, conflicts."""
+    try:
+        ip = ipaddress.ip_address(ip.strip()).compressed
+    except ValueError:
+        return {"error": f"{ip!r} is not an IP address"}
+    claimants = [*registry._ips.claimants(ip), *registry._fallback.claimants(ip)]
+    return {
+        "ip": ip,
+        "ptr": _ptr(registry, ip),
+        "claimants": sorted((_claimant(registry, c) for c in claimants), key=lambda c: c["rank"]),
+        "static": [names.to_text(n) for n in registry._static.ptr_names.get(ip, ())],
+        "conflicts": [_conflict(c) for c in registry.book.items() if c.subject == ip],
+    }
+
+
+def lookup_name(registry: Registry, name: str) -> dict:
+    """Who owns one name: its owner, the IPs it serves, every claimant, a static entry, conflicts."""
+    try:
+        wire = names.to_wire(name)
+    except ValueError as exc:
+        return {"error": str(exc)}
+    owner = registry._names.owner(wire)
+    return {
+        "name": names.to_text(wire),
+        "owner": _identity(registry, wire, owner) if owner is not None else None,
+        "claimants": sorted((_claimant(registry, c) for c in registry._names.claimants(wire)), key=lambda c: c["rank"]),
+        "static_ips": list(registry._static.addresses.get(wire, ())),
+        "conflicts": [_conflict(c) for c in registry.book.items() if c.subject == wire],
+    }
+
+
+def _identity(registry: Registry, name: bytes, owner: Claim) -> dict[str, Any]:
+    served = [ip for ip in owner.pod.ips if registry._ip_owner(ip) is owner]
+    entry: dict[str, Any] = {
+        "name": names.to_text(name),
+        "ips": served,
+        "pod": owner.pod.key,
+        "uid": owner.pod.uid,
+        "source": owner.source,
+    }
+    lost = [ip for ip in owner.pod.ips if ip not in served]
+    if lost:
+        entry["lost_ips"] = lost  # claimed by an older pod: not served under this name
+    return entry
+
+
+def _claimant(registry: Registry, claim: Claim) -> dict[str, Any]:
+    rank = claim.rank()
+    return {
+        "pod": claim.pod.key,
+        "uid": claim.pod.uid,
+        "source": claim.source,
+        "name": names.to_text(claim.name) if claim.name else None,
+        "owns_name": claim.name is not None and registry._names.owner(claim.name) is claim,
+        "terminating": claim.pod.deleting,
+        "rank": [rank[0], rank[1], rank[2], rank[3]],
+    }
+
+
+def _served_ips(registry: Registry) -> list[str]:
+    return list(
+        {**dict.fromkeys(registry._ips.keys()), **dict.fromkeys(registry._static.ptr_names), **dict.fromkeys(registry._fallback.keys())}
+    )
+
+
+def _ptr(registry: Registry, ip: str) -> dict[str, Any] | None:
+    """The PTR an IP gets, and why; None when it gets none (or lies outside every reverse zone)."""
+    if registry.store.zone_for(names.reverse_name(ip)) is None:
+        return None
+    owner = registry._ip_owner(ip)
+    if owner is not None:
+        return {"ip": ip, "name": names.to_text(owner.name), "reason": "identity", "pod": owner.pod.key}  # type: ignore[arg-type]
+    for name in registry._static.ptr_names.get(ip, ()):
+        if registry._static_owns_name(name):
+            return {"ip": ip, "name": names.to_text(name), "reason": "static", "source": "hosts-file"}
+    target = registry._ptr_target(ip)
+    if target is None:
+        return None
+    fallback = registry._fallback.owner(ip)
+    return {"ip": ip, "name": names.to_text(target), "reason": "fallback", "pod": fallback.pod.key if fallback else None}
+
+
+def _conflict(conflict: Conflict) -> dict[str, str]:
+    return {
+        "kind": conflict.kind,
+        "subject": subject_text(conflict.subject),
+        "winner": describe_party(conflict.winner),
+        "loser": describe_party(conflict.loser),
+    }
+
+
+def _ip_key(ip: str) -> tuple[int, int]:
+    address = ipaddress.ip_address(ip)
+    return (address.version, int(address))
