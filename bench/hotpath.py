@@ -94,7 +94,7 @@ def micro(pod_file: Path, cidr4: str, queries: list[bytes]) -> None:
     from server.zone.fastpath import fast_answer, respond
 
     app = build_app(pod_file, cidr4, 0)
-    app.load_files()
+    asyncio.run(app.load_sources())
     view = app.store
     slow = sum(1 for q in queries if fast_answer(q, view) is None)
     quiet("the micro benchmark")

@@ -13,6 +13,7 @@ per query (from /proc; steadier than qps on a shared machine) and the qps.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import re
 import shutil
@@ -115,7 +116,7 @@ def main() -> None:
     os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     config = build_config(argparse.Namespace(config="configs/demo.yaml"))
     app = App(config)
-    app.load_files()
+    asyncio.run(app.load_sources())
     plain = app.handler(socket.AF_INET)
     observer = Observer(("127.0.0.1", 0))
     app.observer = observer

@@ -49,7 +49,7 @@ def build_view(serve_args: list[str]):
 
     config = build_config(make_parser().parse_args(["serve", *serve_args]))
     app = App(config)
-    app.load_files()
+    asyncio.run(app.load_sources())
     return app.store
 
 

@@ -13,11 +13,12 @@ import dnslib
 
 from . import __version__
 from .config import Config
+from .model import Source
 from .registry import Registry, RegistrySettings
 from .serve.transport import Handler, TcpConnections, UdpProtocol
+from .sources.filesource import HostsFileSource, PodFileSource
 from .sources.filewatch import WatchedFile
-from .sources.hostsfile import parse_hosts_file
-from .sources.podfile import StartedPodFile, parse_pod_file, pod_file_batches
+from .sources.podfile import StartedPodFile
 from .zone import names
 from .zone.fastpath import respond
 from .zone.store import ZoneSettings, ZoneStore
@@ -72,10 +73,10 @@ class App:
             ),
         )
         self.observer = observer
-        self.files: list[WatchedFile] = []
+        self.sources: list[Source] = []
         self.listening = False
         self.stopping = False
-        self.exit_code = 0  # 1 once a source failed for good (see _kube_watch_ended)
+        self.exit_code = 0  # 1 once a source failed for good (see _source_ended)
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._tcp: list[TcpConnections] = []
@@ -94,78 +95,70 @@ class App:
         if self.observer is not None:
             self.observer.file_reload(kind, result)
 
-    def load_files(self) -> None:
-        """Read the pod and hosts files once; SourceError propagates so start-up fails clearly."""
+    def make_sources(self) -> list[Source]:
+        """The configured sources: the files, else the Kubernetes API."""
         config = self.config
+        sources: list[Source] = []
         if config.pods_file:
-            sink = self.registry.sink("pods-file")
-
             started, self._first_pods = self._first_pods, None
-
-            def load_in_batches(path: str) -> None:
-                # The source is empty: each batch is applied as the child decodes the next.
-                for batch in started.batches if started else pod_file_batches(path):
-                    sink.update(batch, [])
-
-            self.files.append(
-                WatchedFile(
-                    "pods",
-                    config.pods_file,
-                    parse_pod_file,
-                    sink.replace_all,
-                    self._on_reload,
-                    load_in_batches,
-                    started.signature if started else None,
-                )
-            )
+            sink = self.registry.sink("pods-file")
+            sources.append(PodFileSource(config.pods_file, sink, config.reload_interval, self._on_reload, started))
         if config.hosts_file:
-            self.files.append(WatchedFile("hosts", config.hosts_file, parse_hosts_file, self.registry.replace_static, self._on_reload))
-        for watched in self.files:
-            watched.load_now()
-        if config.pods_file:
-            sink.set_synced(True)
+            sources.append(HostsFileSource(config.hosts_file, self.registry.replace_static, config.reload_interval, self._on_reload))
+        if not config.pods_file:
+            from .sources.kube import KubeSettings
+            from .sources.kubesource import KubernetesSource
 
-    async def start_kubernetes(self) -> None:
-        """Load the client configuration now (a broken one is a SourceError: exit 2 before listening), then watch."""
-        from .sources.kube import KubeSettings, PodWatcher, load_client_config
+            settings = KubeSettings(
+                kubeconfig=config.kubeconfig,
+                context=config.context,
+                namespaces=config.namespaces,
+                label_selector=config.label_selector,
+            )
+            kube_observer = self.observer.kube_observer() if self.observer is not None else None
+            sources.append(KubernetesSource(settings, self.registry.sink, kube_observer))
+        return sources
 
-        config = self.config
-        settings = KubeSettings(
-            kubeconfig=config.kubeconfig,
-            context=config.context,
-            namespaces=config.namespaces,
-            label_selector=config.label_selector,
-        )
-        client_config = await load_client_config(settings)
-        kube_observer = self.observer.kube_observer() if self.observer is not None else None
-        watcher = PodWatcher(settings, self.registry.sink, kube_observer)
-        task = asyncio.create_task(watcher.run(client_config), name="kubernetes-watch")
-        task.add_done_callback(self._kube_watch_ended)
-        self._tasks.append(task)
+    @property
+    def files(self) -> list[WatchedFile]:
+        """The watched files of the file sources."""
+        return [watched for source in self.sources if (watched := getattr(source, "watched", None)) is not None]
 
-    def _kube_watch_ended(self, task: asyncio.Task) -> None:
-        """The watch retries every failure it knows; if it still ends, stop with exit code 1.
+    async def load_sources(self) -> None:
+        """Make and start every source: the first loads (SourceError propagates: exit code 2 before listening)."""
+        self.sources = self.make_sources()
+        for source in self.sources:
+            await source.start()
+
+    async def start_sources(self) -> None:
+        """Load every source, then keep each current in a task of its own."""
+        await self.load_sources()
+        for source in self.sources:
+            task = asyncio.create_task(source.run(), name=f"source-{source.name}")
+            task.add_done_callback(functools.partial(self._source_ended, source))
+            self._tasks.append(task)
+
+    def _source_ended(self, source: Source, task: asyncio.Task) -> None:
+        """A source keeps retrying every failure it knows; if its run still ends, stop with exit code 1.
 
         Serving an ever older state without saying so is the worst outcome; a
-        restart by the orchestrator is visible and lists the cluster afresh.
+        restart by the orchestrator is visible and loads everything afresh.
         """
         if task.cancelled() or self.stopping:
             return
         error = task.exception()
-        log.error(
-            "the Kubernetes watch stopped (%s); shutting down so that a restart lists the cluster afresh",
-            f"{type(error).__name__}: {error}" if error else "it returned",
-            exc_info=error,
-        )
+        ended = getattr(source, "ended", None)
+        if ended is not None:
+            ended(error)
+        else:
+            log.error(
+                "the %s source stopped (%s); shutting down",
+                source.name,
+                f"{type(error).__name__}: {error}" if error else "it returned",
+                exc_info=error,
+            )
         self.exit_code = 1
         self.request_stop()
-
-    async def start_sources(self) -> None:
-        self.load_files()
-        for watched in self.files:
-            self._tasks.append(asyncio.create_task(watched.watch(self.config.reload_interval), name=f"watch-{watched.kind}"))
-        if not self.config.pods_file:
-            await self.start_kubernetes()
 
     async def wait_synced(self, timeout: float) -> bool:
         loop = asyncio.get_running_loop()

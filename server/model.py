@@ -113,6 +113,32 @@ class PodSink(Protocol):
         """Whether this source has delivered one complete state yet."""
 
 
+class StaticSink(Protocol):
+    """What the hosts file feeds; implemented by the registry."""
+
+    def replace_static(self, entries: Iterable[StaticEntry]) -> None:
+        """The complete set of static entries."""
+
+
+class Source(Protocol):
+    """A producer of identities the server runs: started once, then run until cancelled.
+
+    `name` tells sources apart in logs and claims ("pods-file", "hosts-file",
+    "kubernetes"); `synced` turns true once it delivered one complete state.
+    """
+
+    name: str
+
+    @property
+    def synced(self) -> bool: ...
+
+    async def start(self) -> None:
+        """Load what is needed to begin (a first file load, the client configuration); SourceError: exit code 2."""
+
+    async def run(self) -> None:
+        """Keep the state current (watch a file, watch the API) until cancelled."""
+
+
 class KubeObserver:
     """Hooks for what the Kubernetes source does; a no-op here, the metrics subclass it."""
 

@@ -23,7 +23,9 @@ KAFKA0, KAFKA1, KAFKA2 = (f"kafka-{i}.kafka.default.{ZONE}" for i in range(3))
 
 
 def _dig(port: int, *args: str) -> list[str]:
-    out = subprocess.run(["dig", "@127.0.0.1", "-p", str(port), "+short", "+tries=1", "+time=3", *args], capture_output=True, text=True, timeout=15)
+    out = subprocess.run(
+        ["dig", "@127.0.0.1", "-p", str(port), "+short", "+tries=1", "+time=3", *args], capture_output=True, text=True, timeout=15
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 

@@ -42,7 +42,9 @@ pod_spec = st.fixed_dictionaries(
         "host_network": st.sampled_from([False, False, False, True]),
     }
 )
-static_line = st.tuples(st.sampled_from(V4 + V6 + OUTSIDE), st.lists(st.sampled_from(POD_NAMES + STATIC_ONLY), min_size=1, max_size=3, unique=True))
+static_line = st.tuples(
+    st.sampled_from(V4 + V6 + OUTSIDE), st.lists(st.sampled_from(POD_NAMES + STATIC_ONLY), min_size=1, max_size=3, unique=True)
+)
 step = st.one_of(
     st.tuples(st.just("upsert"), pod_spec),
     st.tuples(st.just("delete"), st.tuples(st.sampled_from(NAMESPACES), st.sampled_from(["a", "b", "c", "d", "e"]))),

@@ -86,7 +86,7 @@ def test_a_file_replaced_while_the_first_load_starts_is_read_again(tmp_path):
     decoded = list(started.batches)  # taken now, so the old file is surely the one decoded
     write("10.244.0.2")
     app = App(config, None, started._replace(batches=iter(decoded)))
-    app.load_files()
+    asyncio.run(app.load_sources())
     name = to_wire(f"kafka-0.kafka.default.{helpers.ZONE}")
     assert app.store.rrset(name, 1) == [bytes([10, 244, 0, 1])]
 
