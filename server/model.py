@@ -97,8 +97,11 @@ class StaticEntry:
 class PodSink(Protocol):
     """What a pod source feeds; implemented by the registry."""
 
-    def replace_all(self, pods: Iterable[PodRecord]) -> None:
-        """The complete current set of this source's pods (list, relist, file load)."""
+    def replace_all(self, pods: Iterable[PodRecord], version: str | None = None) -> None:
+        """The complete current set of this source's pods (list, relist, file load).
+
+        `version`, here and in update(): the source's resourceVersion after the change, if it has one.
+        """
 
     def upsert(self, pod: PodRecord) -> None:
         """A pod was added or changed."""
@@ -106,7 +109,7 @@ class PodSink(Protocol):
     def delete(self, uid: str) -> None:
         """A pod is gone."""
 
-    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
+    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str], version: str | None = None) -> None:
         """Several pods added, changed or gone at once (distinct uids), applied as one change."""
 
     def set_synced(self, synced: bool) -> None:

@@ -40,13 +40,17 @@ class RegistrySettings:
 
 
 class _Sink:
-    """PodSink adapter: one source's view of the registry."""
+    """PodSink adapter: one source's view of the registry.
+
+    `version` is the source's resourceVersion after the change (Kubernetes): it
+    becomes the serial of the zones the change touched.
+    """
 
     def __init__(self, registry: Registry, source: str):
         self._registry, self._source = registry, source
 
-    def replace_all(self, pods: Iterable[PodRecord]) -> None:
-        self._registry.replace_pods(self._source, pods)
+    def replace_all(self, pods: Iterable[PodRecord], version: str | None = None) -> None:
+        self._registry.replace_pods(self._source, pods, version)
 
     def upsert(self, pod: PodRecord) -> None:
         self._registry.update_pods(self._source, [pod], [])
@@ -54,8 +58,8 @@ class _Sink:
     def delete(self, uid: str) -> None:
         self._registry.update_pods(self._source, [], [uid])
 
-    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
-        self._registry.update_pods(self._source, upserts, deletes)
+    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str], version: str | None = None) -> None:
+        self._registry.update_pods(self._source, upserts, deletes, version)
 
     def set_synced(self, synced: bool) -> None:
         self._registry.set_synced(self._source, synced)
@@ -88,6 +92,8 @@ class Registry:
         self._sets = SetJoins()
         self._static = StaticTable()
         self._ptr_count = 0
+        self._versions: dict[str, int] = {}  # source -> its last resourceVersion
+        self._version: int | None = None  # of the change being applied
 
     # -- sources -------------------------------------------------------
 
@@ -103,15 +109,25 @@ class Registry:
         self._refresh_synced()
 
     def _refresh_synced(self) -> None:
+        was = self.store.synced
         self.store.synced = all(self._synced.values())
+        if self.store.synced and not was:
+            self.store.commit(max(self._versions.values(), default=None))  # every zone's first serial
 
-    def replace_pods(self, source: str, pods: Iterable[PodRecord]) -> None:
+    def _note_version(self, source: str, version: str | None) -> int | None:
+        """A resourceVersion as a number (Kubernetes 1.35+ makes them comparable integers), remembered per source."""
+        if version is None or not version.isdigit():
+            return None
+        number = self._versions[source] = int(version)
+        return number
+
+    def replace_pods(self, source: str, pods: Iterable[PodRecord], version: str | None = None) -> None:
         """The complete state of one source: apply only the difference."""
         held = self._claims.setdefault(source, {})
         fresh = {pod.uid: pod for pod in pods}
         gone = [uid for uid in held if uid not in fresh]
         changed = [pod for uid, pod in fresh.items() if (claim := held.get(uid)) is None or claim.pod != pod]
-        self.update_pods(source, changed, gone)
+        self.update_pods(source, changed, gone, version)
 
     def pod(self, uid: str, source: str | None = None) -> PodRecord | None:
         """The record the registry holds for a pod (for diffs and tests)."""
@@ -124,8 +140,9 @@ class Registry:
     def pods_of(self, source: str) -> list[PodRecord]:
         return [claim.pod for claim in self._claims.get(source, {}).values()]
 
-    def update_pods(self, source: str, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
+    def update_pods(self, source: str, upserts: Iterable[PodRecord], deletes: Iterable[str], version: str | None = None) -> None:
         upserts, deletes = list(upserts), list(deletes)
+        self._version = self._note_version(source, version)
         held = self._claims.setdefault(source, {})
         with _bulk(len(upserts) + len(deletes)):
             dirty = _Dirty()
@@ -151,6 +168,8 @@ class Registry:
         self._static = StaticTable.build(entries, lambda name: self.store.zone_for(name) is not None, self.store.is_reserved)
         dirty = _Dirty()
         dirty.names, dirty.ips = self._static.changed_against(old)
+        # Beside a Kubernetes source, serials stay resourceVersions: a hosts change moves them by one.
+        self._version = max(self._versions.values(), default=None)
         self._flush(dirty)
 
     # -- claims --------------------------------------------------------
@@ -288,7 +307,8 @@ class Registry:
             self._write_forward(name)
         for ip in dirty.ips:
             self._write_ptr(ip)
-        self.store.commit()
+        self.store.commit(self._version)
+        self._version = None
         self.book.end_change()
 
     def _settle_name(self, name: bytes, dirty: _Dirty) -> None:

@@ -81,8 +81,9 @@ class ChangeTracker:
         # A Leaf never changes; a Node may be written in place, so keep what it holds now.
         before[name] = dict(node.rrsets()) if type(node) is Node else node
 
-    def commit(self, store: ZoneStore, changed: list[tuple[Zone, int]]) -> None:
-        """Report the zones that changed, as (zone, old serial) after their new serial is set."""
+    def commit(self, store: ZoneStore, changed: list[tuple[Zone, int | None]]) -> None:
+        """Report the zones that changed, as (zone, old serial) after their new serial is set;
+        an old serial of None (the zone's first published serial) reports the difference as unknown."""
         before, overflow = self._before, self._overflow
         self._before, self._overflow = {}, False
         if not self.listeners or not changed:
@@ -108,8 +109,8 @@ class ChangeTracker:
                     removed.extend(sorted(old_rrs - new_rrs))
                     added.extend(sorted(new_rrs - old_rrs))
         report = [
-            ZoneChange(zone.apex, old_serial, zone.serial, None, None)
-            if overflow
+            ZoneChange(zone.apex, old_serial if old_serial is not None else zone.serial, zone.serial, None, None)
+            if overflow or old_serial is None
             else ZoneChange(zone.apex, old_serial, zone.serial, tuple(diffs[zone.apex][0]), tuple(diffs[zone.apex][1]))
             for zone, old_serial in changed
         ]

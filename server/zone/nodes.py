@@ -28,7 +28,7 @@ def key_for(rtype: int) -> bytes:
 class Zone:
     """One apex: its SOA (re-encoded when the serial moves) and NS names."""
 
-    __slots__ = ("apex", "dirty", "hostmaster", "negative_ttl", "ns_names", "serial", "soa_rdata", "soa_rr")
+    __slots__ = ("apex", "dirty", "hostmaster", "negative_ttl", "ns_names", "published", "serial", "soa_rdata", "soa_rr")
 
     def __init__(self, apex: bytes, ns_names: tuple[bytes, ...], negative_ttl: int, serial: int):
         self.apex = apex
@@ -36,6 +36,7 @@ class Zone:
         self.hostmaster = b"\x0ahostmaster" + names.parent(ns_names[0])
         self.negative_ttl = negative_ttl
         self.dirty = False
+        self.published = False  # serials are meaningful once the store has synced and committed
         self.set_serial(serial)
 
     def set_serial(self, serial: int) -> None:

@@ -26,6 +26,21 @@ _A_KEY = TYPE_KEYS[wire.A]
 _ONE_RECORD = wire.reply_headers(wire.NOERROR, True, 1, 0)
 
 
+def serial_after(a: int, b: int) -> bool:
+    """RFC 1982: whether serial `a` is greater than serial `b`."""
+    return a != b and (a - b) & 0xFFFFFFFF < 0x80000000
+
+
+def next_serial(zone: Zone, version: int | None, now: int) -> int:
+    """A zone's next serial: the change's resourceVersion (mod 2**32) when the source gives one, so that
+    replicas that applied the same events agree; else the time. Never backwards (RFC 1982): when the
+    candidate is not greater than the current serial, the current one plus one."""
+    candidate = (version if version is not None else now) & 0xFFFFFFFF
+    if not zone.published or serial_after(candidate, zone.serial):
+        return candidate
+    return (zone.serial + 1) & 0xFFFFFFFF
+
+
 @dataclass(frozen=True)
 class ZoneSettings:
     forward_zones: tuple[str, ...]
@@ -235,20 +250,22 @@ class ZoneStore:
         v6 = [self._aaaa_prefix + socket.inet_pton(socket.AF_INET6, ip) for ip in ips if ":" in ip]
         return b"".join(v4), len(v4), b"".join(v6), len(v6)
 
-    def commit(self, serials: dict[bytes, int] | None = None) -> list[Zone]:
+    def commit(self, version: int | None = None) -> list[Zone]:
         """Advance the serial of every zone changed since the last commit, and report the changes.
 
-        A zone's new serial is one more than its last, or the time, or what
-        `serials` asks for it, whichever is greatest (serials never go backwards).
+        Nothing moves before the store is synced (nothing is served then): the
+        first commit after it gives every zone its first published serial. See
+        `next_serial` for the rule.
         """
-        changed = [z for z in self.zones.values() if z.dirty]
-        now = int(time.time())
+        if not self.synced:
+            return []
+        changed = [z for z in self.zones.values() if z.dirty or not z.published]
         moved = []
         for zone in changed:
             zone.dirty = False
-            old = zone.serial
-            wanted = max(zone.serial + 1, now, (serials or {}).get(zone.apex, 0))
-            zone.set_serial(wanted)
+            old = zone.serial if zone.published else None  # a first serial follows no known state
+            zone.set_serial(next_serial(zone, version, int(time.time())))
+            zone.published = True
             apex = self.nodes[zone.apex]
             if apex.generation != self._generation:  # type: ignore[union-attr]
                 apex = self.nodes[zone.apex] = apex.copy_for_write(self._generation)  # type: ignore[union-attr]

@@ -1,0 +1,75 @@
+"""Serials secondaries can trust: derived from resourceVersions with the Kubernetes source, never backwards."""
+
+from __future__ import annotations
+
+import time
+
+from server.model import StaticEntry
+from server.registry import Registry, RegistrySettings
+from server.sources.pods import strip_pod
+from server.zone.names import to_wire
+from server.zone.store import ZoneSettings, ZoneStore, serial_after
+from tests.helpers import ZONE, pod
+
+APEX = to_wire(ZONE)
+REVERSE = to_wire("244.10.in-addr.arpa")
+
+
+def _registry() -> tuple[ZoneStore, Registry]:
+    store = ZoneStore(ZoneSettings((ZONE,), ("10.244.0.0/16",)))
+    return store, Registry(store, RegistrySettings(zone=ZONE))
+
+
+def test_rfc1982_comparison_wraps():
+    assert serial_after(2, 1)
+    assert not serial_after(1, 2)
+    assert serial_after(1, 0xFFFFFFFF)  # wrapped: 1 comes after 2**32 - 1
+    assert not serial_after(5, 5)
+
+
+def test_serials_follow_the_resource_version_of_the_last_change():
+    store, registry = _registry()
+    sink = registry.sink("kubernetes")
+    sink.replace_all([strip_pod(pod("a", "10.244.1.1", "a", "s"))], version="1000")
+    sink.set_synced(True)
+    assert store.zones[APEX].serial == 1000 and store.zones[REVERSE].serial == 1000
+    sink.update([strip_pod(pod("a", "10.244.1.2", "a", "s"))], [], version="1007")
+    assert store.zones[APEX].serial == 1007
+    sink.update([], [], version="1010")  # a bookmark-like batch that changes nothing
+    assert store.zones[APEX].serial == 1007
+
+
+def test_two_registries_fed_the_same_events_agree():
+    def run() -> tuple[int, int]:
+        store, registry = _registry()
+        sink = registry.sink("kubernetes")
+        sink.replace_all([strip_pod(pod(f"p{i}", f"10.244.1.{i}", f"p{i}", "s")) for i in range(1, 4)], version="500")
+        sink.set_synced(True)
+        sink.update([strip_pod(pod("p9", "10.244.1.9", "p9", "s"))], ["uid-default-p1"], version="512")
+        return store.zones[APEX].serial, store.zones[REVERSE].serial
+
+    assert run() == run() == (512, 512)
+
+
+def test_a_version_that_would_go_backwards_counts_on_instead():
+    store, registry = _registry()
+    sink = registry.sink("kubernetes")
+    sink.replace_all([strip_pod(pod("a", "10.244.1.1", "a", "s"))], version="9000")
+    sink.set_synced(True)
+    sink.update([strip_pod(pod("a", "10.244.1.2", "a", "s"))], [], version="100")  # an API server restored from backup
+    assert store.zones[APEX].serial == 9001
+    registry.replace_static([StaticEntry("10.244.0.9", (f"gw.{ZONE}",), 1)])  # a hosts change beside the cluster
+    assert store.zones[APEX].serial == 9002
+
+
+def test_file_sources_publish_the_time_once_synced_not_one_more_per_batch():
+    store, registry = _registry()
+    sink = registry.sink("pods-file")
+    before = int(time.time())
+    for batch in range(50):  # a big file arrives in batches: nothing is served, no serial moves
+        sink.update([strip_pod(pod(f"p{batch}", f"10.244.2.{batch}", f"p{batch}", "s"))], [])
+    sink.set_synced(True)
+    serial = store.zones[APEX].serial
+    assert before <= serial <= int(time.time())  # not the time plus 50: a restart cannot go below it
+    sink.update([strip_pod(pod("p0", "10.244.3.1", "p0", "s"))], [])
+    assert serial_after(store.zones[APEX].serial, serial)
