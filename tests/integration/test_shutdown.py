@@ -14,8 +14,8 @@ import dns.message
 import dns.rcode
 
 from tests.conftest import ZONE
-from tests.serverproc import ServerProcess, read_tcp_frame
 from tests.integration.test_metrics import http_get, scrape
+from tests.serverproc import ServerProcess, read_tcp_frame
 
 KAFKA0 = f"kafka-0.kafka.default.{ZONE}"
 DEMO = ["--config", "configs/demo.yaml", "--metrics-listen", "127.0.0.1:0"]
