@@ -107,7 +107,7 @@ async def test_debug_identities_builds_one_at_a_time_and_about_once_a_second():
     host, port = await http.start(sockets.http)
     url = f"http://{host}:{port}/debug/identities"
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             first = asyncio.ensure_future(session.get(url + "?ip=10.244.1.10"))
             while not status.builds:
                 await asyncio.sleep(0.01)
