@@ -27,6 +27,7 @@ CLOSE_GRACE = 2.0  # a connection we closed has this long to flush what it holds
 
 class TcpProtocol(asyncio.Protocol):
     transport: asyncio.Transport  # set by connection_made, before anything else
+    _loop: asyncio.AbstractEventLoop  # likewise
 
     def __init__(self, pool: TcpConnections, handler: Handler):
         self.pool = pool
@@ -40,7 +41,8 @@ class TcpProtocol(asyncio.Protocol):
         self.closed_reason: str | None = None  # set once, when the close began
         self.lost = False
         self._eof = False  # the client sends nothing more
-        self._timer: asyncio.TimerHandle | None = None  # idle timeout
+        self._timer: asyncio.TimerHandle | None = None  # idle timeout, fired at or before _idle_deadline
+        self._idle_deadline = 0.0
         self._lifetime: asyncio.TimerHandle | None = None
         self._cut: asyncio.TimerHandle | None = None
         self._paused_for: set[str] = set()  # why reading is paused: "write", "backlog"
@@ -53,7 +55,7 @@ class TcpProtocol(asyncio.Protocol):
         self.transport = transport
         self.peer = transport.get_extra_info("peername") or ()
         self.client = str(self.peer[0]) if self.peer else ""
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self.active_at = loop.time()
         if not self.pool.admit(self):
             return
@@ -122,13 +124,13 @@ class TcpProtocol(asyncio.Protocol):
                 continue
             if reply is None:
                 continue
-            if isinstance(reply, (bytes, bytearray)):
+            if reply.__class__ is bytes:
                 self.transport.write(len(reply).to_bytes(2, "big") + reply)
                 continue
             self._start_stream(reply)
             return
         if answered:
-            self.active_at = asyncio.get_running_loop().time()
+            self.active_at = self._loop.time()
         self._after_answers(answered)
 
     def _after_answers(self, answered: bool) -> None:
@@ -147,7 +149,7 @@ class TcpProtocol(asyncio.Protocol):
     def _start_stream(self, messages) -> None:
         self._cancel_idle()
         self.pool.activity(self, idle=False)
-        self.stream = asyncio.get_running_loop().create_task(self._send_stream(messages))
+        self.stream = self._loop.create_task(self._send_stream(messages))
 
     async def _send_stream(self, messages) -> None:
         count = 0
@@ -183,7 +185,7 @@ class TcpProtocol(asyncio.Protocol):
                     log.exception("closing the reply stream to %s failed", self.peer)
             self.stream = None
         if self.closed_reason is None:
-            self.active_at = asyncio.get_running_loop().time()
+            self.active_at = self._loop.time()
             self._resume_reading("backlog")
             self._answer_buffered()
             if self.stream is None and self.closed_reason is None and self._timer is None:
@@ -191,7 +193,7 @@ class TcpProtocol(asyncio.Protocol):
 
     async def _drained(self) -> None:
         """Until the transport has room again; TimeoutError if the client reads nothing for an idle timeout."""
-        self._writable = asyncio.get_running_loop().create_future()
+        self._writable = self._loop.create_future()
         try:
             await asyncio.wait_for(self._writable, self.pool.limits.idle_timeout)
         finally:
@@ -225,7 +227,7 @@ class TcpProtocol(asyncio.Protocol):
             self.stream.cancel()
         self.transport.close()
         if not self.lost:  # a client that does not read cannot keep it open
-            self._cut = asyncio.get_running_loop().call_later(CLOSE_GRACE, self.transport.abort)
+            self._cut = self._loop.call_later(CLOSE_GRACE, self.transport.abort)
 
     def refuse(self, reason: str) -> None:
         """Refused at connect: reset at once, nothing to flush."""
@@ -236,9 +238,11 @@ class TcpProtocol(asyncio.Protocol):
     # -- timers and flow control ------------------------------------------------
 
     def _arm_idle(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(self.pool.limits.idle_timeout, self._idle_expired)
+        # Only the deadline moves on each answer: the timer, once set, re-arms itself when it fires
+        # early, which saves a timer per answer on a busy connection.
+        self._idle_deadline = self._loop.time() + self.pool.limits.idle_timeout
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._idle_deadline, self._idle_expired)
 
     def _cancel_idle(self) -> None:
         if self._timer is not None:
@@ -247,8 +251,12 @@ class TcpProtocol(asyncio.Protocol):
 
     def _idle_expired(self) -> None:
         self._timer = None
-        if self.stream is None:
-            self.close_now(self.retiring or "idle")
+        if self.stream is not None:
+            return
+        if self._loop.time() < self._idle_deadline:
+            self._timer = self._loop.call_at(self._idle_deadline, self._idle_expired)
+            return
+        self.close_now(self.retiring or "idle")
 
     def _pause_reading(self, reason: str) -> None:
         if not self._paused_for and not self.transport.is_closing():
