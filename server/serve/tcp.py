@@ -36,6 +36,7 @@ class TcpProtocol(asyncio.Protocol):
         self.peer: tuple = ()
         self.client = ""  # the peer's address without the port: what per-client limits count
         self.active_at = 0.0  # loop time of the connection or of its last answer
+        self.serial = 0  # order of admission, set by the pool
         self.stream: asyncio.Task | None = None  # sending a reply stream
         self.retiring: str | None = None  # close for this reason as soon as no query is pending
         self.closed_reason: str | None = None  # set once, when the close began

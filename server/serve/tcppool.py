@@ -59,6 +59,7 @@ class TcpConnections:
         self._by_client: dict[str, set[TcpProtocol]] = {}
         self.closed = dict.fromkeys(CLOSE_REASONS, 0)
         self.draining = False
+        self._admitted = 0  # connections admitted so far: the age order among equal activity times
         self._full_log = ConditionLog(log)
         self._client_log = ConditionLog(log)
 
@@ -99,6 +100,7 @@ class TcpConnections:
                 return False
             self._full_log("TCP connection limit (%d) reached: closing the longest idle connections to make room", limits.max_connections)
             victim.close_now("evicted")
+        conn.serial, self._admitted = self._admitted, self._admitted + 1
         self.open.add(conn)
         self._by_client.setdefault(conn.client, set()).add(conn)
         self._idle[conn] = None
@@ -156,4 +158,5 @@ def _longest_waiting(conns: set[TcpProtocol]) -> TcpProtocol | None:
     candidates = [conn for conn in conns if conn.stream is None and conn.closed_reason is None]
     if not candidates:
         return None
-    return min(candidates, key=lambda conn: (bool(conn.buffer), conn.active_at))
+    # The loop's clock has one value per loop turn: ties go to the older connection.
+    return min(candidates, key=lambda conn: (bool(conn.buffer), conn.active_at, conn.serial))
