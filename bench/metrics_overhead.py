@@ -118,7 +118,7 @@ def main() -> None:
     app = App(config)
     asyncio.run(app.load_sources())
     plain = app.handler(socket.AF_INET)
-    observer = Observer(("127.0.0.1", 0))
+    observer = Observer()
     app.observer = observer
     counted = app.handler(socket.AF_INET)
     queries = [dns.message.make_query(name, qtype, use_edns=0).to_wire() for name, qtype in QUESTIONS]

@@ -8,6 +8,8 @@ import functools
 import logging
 import signal
 import socket
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import dnslib
 
@@ -15,7 +17,10 @@ from . import __version__
 from .config import Config
 from .model import Source
 from .registry import Registry, RegistrySettings
-from .serve.transport import Handler, TcpConnections, UdpProtocol
+from .serve import signals
+from .serve.listeners import BindError, BoundSockets, bind_all, shown
+from .serve.tcppool import TcpConnections, TcpLimits
+from .serve.transport import Handler, UdpProtocol, is_stream, on_first
 from .sources.filesource import HostsFileSource, PodFileSource
 from .sources.filewatch import WatchedFile
 from .sources.podfile import StartedPodFile
@@ -23,35 +28,28 @@ from .zone import names
 from .zone.fastpath import respond
 from .zone.store import ZoneSettings, ZoneStore
 
+if TYPE_CHECKING:
+    from .ops.http import HttpServer
+
 log = logging.getLogger("pod_identity_dns")
 query_log = logging.getLogger("pod_identity_dns.queries")
 
-UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 FINAL_READ_SECONDS = 0.05
-TCP_DRAIN_SECONDS = 2.0  # after the listeners close, a TCP query half received may still complete
-
-
-def _udp_socket(host: str, port: int, family: int, reuse_port: bool) -> socket.socket:
-    """A bound UDP socket; IPv6 ones are IPv6-only so [::] and 0.0.0.0 can share a port."""
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        # Room for bursts; the kernel caps this at net.core.rmem_max.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
+TCP_DRAIN_SECONDS = 2.0  # after the listeners close, a TCP query half received (or a reply stream) may still complete
+TCP_BACKLOG = 1024  # connections the kernel queues before we accept them (capped by net.core.somaxconn)
 
 
 class App:
-    def __init__(self, config: Config, observer=None, first_pods: StartedPodFile | None = None):
-        """`first_pods`: the pod file, if its decoding started already (start_pod_file)."""
+    def __init__(
+        self,
+        config: Config,
+        observer=None,
+        first_pods: StartedPodFile | None = None,
+        sockets: BoundSockets | None = None,
+        early_signals: signals.EarlySignals | None = None,
+    ):
+        """`first_pods`: the pod file, if its decoding started already (start_pod_file); `sockets`: the
+        listeners, if bound already (bind_all); `early_signals`: what arrived before the loop ran."""
         self.config = config
         self._first_pods = first_pods
         self.store = ZoneStore(
@@ -77,10 +75,19 @@ class App:
         self.listening = False
         self.stopping = False
         self.exit_code = 0  # 1 once a source failed for good (see _source_ended)
+        self.tcp = TcpConnections(
+            TcpLimits(config.tcp_idle_timeout, config.tcp_max_connections, config.tcp_max_per_client, config.tcp_max_lifetime)
+        )
+        self.status = AppStatus(self)
+        if observer is not None:
+            observer.attach(self.status)
+        self.http: HttpServer | None = None  # metrics and probes, once serving
+        self._sockets = sockets
+        self._early_signals = early_signals
         self._udp: list[asyncio.DatagramTransport] = []
         self._tcp_servers: list[asyncio.AbstractServer] = []
-        self._tcp: list[TcpConnections] = []
         self._tasks: list[asyncio.Task] = []
+        self._reload: asyncio.Task | None = None
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
 
@@ -184,27 +191,87 @@ class App:
         return handler
 
     def tcp_connections(self) -> int:
-        return sum(len(tcp.open) for tcp in self._tcp)
+        return len(self.tcp.open)
+
+    def bind(self) -> BoundSockets:
+        """Bind every listener now (UDP and TCP of each DNS address, then HTTP); BindError names the one that failed."""
+        if self._sockets is None:
+            metrics = self.config.metrics_listen if self.observer is not None else None
+            self._sockets = bind_all(self.config.listen, metrics, reuse_port=self.config.workers > 1)
+        return self._sockets
 
     async def listen(self) -> None:
+        """Serve on every bound socket, then say so: nothing is announced before everything listens."""
+        sockets = self.bind()
         loop = asyncio.get_running_loop()
-        for host, port in self.config.listen:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            reuse_port = self.config.workers > 1
-            tcp = TcpConnections(self.handler(family, tcp=True), self.config.tcp_idle_timeout, self.config.tcp_max_connections)
-            server = await loop.create_server(tcp.protocol, host, port, family=family, reuse_port=reuse_port or None)
-            # Port 0 (tests): UDP takes the port TCP got, so both share one number.
-            port = server.sockets[0].getsockname()[1]
-            udp_handler = self.handler(family, tcp=False)
-            transport, _ = await loop.create_datagram_endpoint(
-                functools.partial(UdpProtocol, udp_handler), sock=_udp_socket(host, port, family, reuse_port)
-            )
+        for bound in sockets.dns:
+            factory = self.tcp.protocol_factory(self.handler(bound.family, tcp=True))
+            try:
+                server = await loop.create_server(factory, sock=bound.tcp, backlog=TCP_BACKLOG)
+            except OSError as exc:  # two servers binding the same port at once: the second learns it here
+                raise BindError(f"cannot listen on {shown(bound.host)} port {bound.port} (TCP): {exc.strerror or exc}") from exc
             self._tcp_servers.append(server)
-            self._tcp.append(tcp)
+            udp_handler = self.handler(bound.family, tcp=False)
+            transport, _ = await loop.create_datagram_endpoint(functools.partial(UdpProtocol, udp_handler), sock=bound.udp)
             self._udp.append(transport)
-            self.bound.append((host, port))
-            log.info("answering DNS on %s port %d (UDP and TCP)", host, port)
+            self.bound.append((bound.host, bound.port))
+        http_address = None
+        if sockets.http is not None and self.observer is not None:
+            from .ops.http import HttpServer
+
+            self.http = http = HttpServer(
+                self.status, self.observer.exposition, self.config.metrics_max_connections, self.config.metrics_idle_timeout
+            )
+            try:
+                http_address = await http.start(sockets.http)
+            except OSError as exc:
+                host, port = sockets.http.getsockname()[:2]
+                raise BindError(f"cannot listen on {shown(host)} port {port} (HTTP): {exc.strerror or exc}") from exc
         self.listening = True
+        for host, port in self.bound:
+            log.info("answering DNS on %s port %d (UDP and TCP)", host, port)
+        if http_address is not None:
+            log.info("metrics and probes on http://%s:%d/", shown(http_address[0]), http_address[1])
+
+    # -- signals -------------------------------------------------------
+
+    def install_signal_handlers(self) -> None:
+        """Every signal of serve.signals handled on the loop; those that came before it are acted on now."""
+        loop = asyncio.get_running_loop()
+        for signum in signals.HANDLED_SIGNALS:
+            loop.add_signal_handler(signum, self.on_signal, signum)
+        if self._early_signals is not None:
+            for early in self._early_signals.take():
+                self.on_signal(early)
+
+    def on_signal(self, signum: int) -> None:
+        if signum in signals.STOP_SIGNALS:
+            self.request_stop()
+        elif signum == signal.SIGHUP:
+            self.reload_files_now()
+        elif signum == signal.SIGQUIT:
+            log.warning("SIGQUIT: the stack of every thread and task follows; still serving\n%s", signals.stacks_text())
+        else:
+            log.info("%s: ignored (no action is bound to it)", signals.name(signum))
+
+    def reload_files_now(self) -> None:
+        """SIGHUP: re-read every watched file at once, changed or not; a broken one keeps its last good data."""
+        if not self.files:
+            log.info("SIGHUP: no file to re-read (pods come from the Kubernetes API)")
+            return
+        if self._reload is not None and not self._reload.done():
+            log.info("SIGHUP: the files are being re-read already")
+            return
+        log.info("SIGHUP: re-reading %s now", ", ".join(f"the {watched.kind} file" for watched in self.files))
+        self._reload = asyncio.create_task(self._reload_files(), name="sighup-reload")
+        self._tasks.append(self._reload)
+
+    async def _reload_files(self) -> None:
+        for watched in self.files:
+            try:
+                await watched.reload_now()
+            except Exception:  # reload_now logs a broken file itself; this is a bug, and must not stop the others
+                log.exception("re-reading %s failed", watched.path)
 
     def request_stop(self) -> None:
         if self._stop.is_set():
@@ -213,23 +280,27 @@ class App:
         self.stopping = True  # readiness fails from this moment, not a loop turn later
         self._stop.set()
 
+    # -- lifecycle -----------------------------------------------------
+
     async def run(self, install_signals: bool = True) -> None:
         """Start everything, serve until SIGTERM/SIGINT, then shut down gracefully."""
-        loop = asyncio.get_running_loop()
         if install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop)
-        await self.start_sources()
-        await self.listen()
-        if self.observer is not None:
-            await self.observer.start(self)
-        await self._stop.wait()
-        await self.shutdown()
+            self.install_signal_handlers()
+        try:
+            self.bind()
+            await self.start_sources()
+            if not self._stop.is_set():
+                await self.listen()
+                await self._stop.wait()
+            await self.shutdown()
+        finally:
+            if self._sockets is not None:
+                self._sockets.close()  # those never handed to a server (a start that failed)
 
     async def shutdown(self) -> None:
         """Lame duck (not ready, still answering), then close listeners, drain TCP, stop the rest."""
         self.stopping = True
-        if self.config.lameduck > 0:
+        if self.config.lameduck > 0 and self.listening:
             log.info("shutting down: not ready, still answering for %.1f s (lame duck)", self.config.lameduck)
             await asyncio.sleep(self.config.lameduck)
         log.info("closing the DNS listeners")
@@ -240,7 +311,7 @@ class App:
         for transport in self._udp:
             transport.close()
         self.listening = False
-        cut = sum(await asyncio.gather(*(tcp.drain(TCP_DRAIN_SECONDS) for tcp in self._tcp)))
+        cut = await self.tcp.drain(TCP_DRAIN_SECONDS)
         if cut:
             log.warning("cut %d TCP connections that had not finished after %.1f s", cut, TCP_DRAIN_SECONDS)
         for task in self._tasks:
@@ -251,25 +322,66 @@ class App:
         for server in self._tcp_servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=2)
-        if self.observer is not None:
-            await self.observer.stop()
+        if self.http is not None:
+            await self.http.stop()
         log.info("stopped")
+
+
+class AppStatus:
+    """What ops reads of the running App (server.ops.status.ServerStatus), and nothing else."""
+
+    def __init__(self, app: App):
+        self._app = app
+
+    @property
+    def ready(self) -> bool:
+        return self._app.ready
+
+    def not_ready_reasons(self) -> list[str]:
+        app, reasons = self._app, []
+        if app.stopping:
+            reasons.append("shutting down")
+        if not app.store.synced:
+            reasons.append("pod sources not synced yet")
+        if not app.listening:
+            reasons.append("DNS listeners not up")
+        return reasons
+
+    def record_counts(self) -> Mapping[str, int]:
+        return self._app.registry.stats()
+
+    def zone_serials(self) -> Mapping[str, int]:
+        return {zone.name: zone.serial for zone in self._app.store.zones.values()}
+
+    def tcp_connections(self) -> int:
+        return len(self._app.tcp.open)
+
+    def tcp_closes(self) -> Mapping[str, int]:
+        return dict(self._app.tcp.closed)
+
+    async def debug_identities(self, params: Mapping[str, str]) -> bytes | dict:
+        return self._app.registry.describe()
 
 
 def logging_handler(handler: Handler) -> Handler:
     """`handler` that also logs each query: name, type, rcode, transport, peer (--log-queries)."""
 
-    def logged(query: bytes, tcp: bool, peer) -> bytes | None:
+    def logged(query: bytes, tcp: bool, peer):
         reply = handler(query, tcp, peer)
+        if is_stream(reply):  # one line when its first message is ready
+            return on_first(reply, lambda first: log_query(query, tcp, peer, first, " (first of a stream)"))  # type: ignore[arg-type]
+        log_query(query, tcp, peer, reply, "")  # type: ignore[arg-type]
+        return reply
+
+    def log_query(query: bytes, tcp: bool, peer, reply: bytes | None, note: str) -> None:
         qname, qtype = _question(query)
         if reply is None:
             outcome = "no reply"
         else:
             rcode = reply[3] & 0xF
-            outcome = f"{dnslib.RCODE.get(rcode, rcode)} {len(reply)} bytes"
+            outcome = f"{dnslib.RCODE.get(rcode, rcode)} {len(reply)} bytes{note}"
         address = f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
         query_log.info("%s %s from %s over %s: %s", qname, qtype, address, "tcp" if tcp else "udp", outcome)
-        return reply
 
     return logged
 

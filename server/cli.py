@@ -11,9 +11,14 @@ from . import __version__
 from .config import Config, ConfigError, add_arguments, build_config
 from .errors import SourceError
 from .ops.logsetup import setup_logging
+from .serve.signals import EarlySignals
 
 log = logging.getLogger("pod_identity_dns")
 
+# Exit codes (README, "Exit codes"): 0 stopped cleanly on SIGTERM/SIGINT; 1 failed while running
+# (a source stopped for good, a worker died, an unexpected error); 2 could not start (bad configuration,
+# an unreadable file or kubeconfig, an address that cannot be bound).
+EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 
@@ -42,31 +47,44 @@ def _run(coro) -> int:
     return uvloop.run(coro)
 
 
-def _serve_now(config: Config) -> int:
-    """Run the server; a pod file's decoding starts first, in a child, while the rest is set up."""
+def _serve_now(config: Config, early: EarlySignals | None = None) -> int:
+    """Bind every listener, start decoding the pod file (in a child), then run the server."""
+    from .serve.listeners import BindError, bind_all, raise_fd_limit
     from .sources.podfile import start_pod_file
 
-    first_pods = start_pod_file(config.pods_file) if config.pods_file else None
-    return _run(_serve(config, first_pods))
+    early = early or EarlySignals().install()
+    try:
+        sockets = bind_all(config.listen, config.metrics_listen, reuse_port=config.workers > 1)
+    except BindError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
+    raise_fd_limit(config.tcp_max_connections + (config.metrics_max_connections if config.metrics_listen else 0))
+    try:
+        first_pods = start_pod_file(config.pods_file) if config.pods_file else None
+    except BaseException:
+        sockets.close()
+        raise
+    return _run(_serve(config, first_pods, sockets, early))
 
 
-async def _serve(config: Config, first_pods=None) -> int:
+async def _serve(config: Config, first_pods=None, sockets=None, early: EarlySignals | None = None) -> int:
     from .app import App
+    from .serve.listeners import BindError
 
     observer = None
     if config.metrics_listen is not None:
         from .ops.metrics import Observer
 
-        observer = Observer(config.metrics_listen)
-    app = App(config, observer, first_pods)
+        observer = Observer()
+    app = App(config, observer, first_pods, sockets, early)
     try:
         await app.run()
     except SourceError as exc:
         log.error("cannot start: %s", exc)
         return EXIT_CONFIG
-    except OSError as exc:
-        log.error("cannot listen: %s", exc)
-        return 1
+    except BindError as exc:
+        log.error("%s", exc)
+        return EXIT_CONFIG
     return app.exit_code
 
 
@@ -85,7 +103,7 @@ async def _export(config: Config, output_dir: str | None, sync_timeout: float) -
     try:
         if not await app.wait_synced(sync_timeout):
             log.error("the pod source did not sync within %.0f s", sync_timeout)
-            return 1
+            return EXIT_FAILED
         texts = [(zone, zone_text(app.store, zone)) for zone in app.store.zones.values()]
     finally:
         for task in app._tasks:

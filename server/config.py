@@ -114,15 +114,49 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "metrics_listen",
         "--metrics-listen",
-        "0.0.0.0:9153",
-        "HTTP address for /metrics, /healthz, /readyz, /debug/identities ('off' disables)",
+        "127.0.0.1:9153",
+        "HTTP address for /metrics, /healthz, /readyz, /debug/identities ('off' disables; 0.0.0.0:9153 for every interface)",
+    ),
+    Option(
+        "metrics_max_connections",
+        "--metrics-max-connections",
+        100,
+        "open HTTP connections at once; when full, the least recently active is closed to make room",
+        _positive_int,
+    ),
+    Option(
+        "metrics_idle_timeout",
+        "--metrics-idle-timeout",
+        30.0,
+        "close HTTP connections idle this many seconds (before a first request too)",
+        _seconds,
     ),
     Option("lameduck", "--lameduck", 5.0, "seconds to keep answering after SIGTERM while readiness fails", _seconds),
     Option("log_format", "--log-format", "text", "log format on stderr", choices=("text", "json")),
     Option("log_level", "--log-level", "info", "log level", choices=("debug", "info", "warning", "error")),
     Option("log_queries", "--log-queries", False, "log every query (costly)", _bool, switch=True),
     Option("tcp_idle_timeout", "--tcp-idle-timeout", 10.0, "close idle TCP connections after this many seconds", _seconds),
-    Option("tcp_max_connections", "--tcp-max-connections", 1000, "open TCP connections accepted at once; more are closed", _positive_int),
+    Option(
+        "tcp_max_connections",
+        "--tcp-max-connections",
+        1000,
+        "open DNS TCP connections at once, all listeners together; when full, the longest idle is closed to make room",
+        _positive_int,
+    ),
+    Option(
+        "tcp_max_per_client",
+        "--tcp-max-per-client",
+        64,
+        "open DNS TCP connections from one client address; beyond that its own longest idle one is closed",
+        _positive_int,
+    ),
+    Option(
+        "tcp_max_lifetime",
+        "--tcp-max-lifetime",
+        120.0,
+        "close a DNS TCP connection this many seconds after it opened, once no query is pending (0: no limit)",
+        _seconds,
+    ),
     Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)"),
     Option(
         "workers",
@@ -156,12 +190,16 @@ class Config:
     fallback_ptr: bool
     cluster_domain: str
     metrics_listen: tuple[str, int] | None
+    metrics_max_connections: int
+    metrics_idle_timeout: float
     lameduck: float
     log_format: str
     log_level: str
     log_queries: bool
     tcp_idle_timeout: float
     tcp_max_connections: int
+    tcp_max_per_client: int
+    tcp_max_lifetime: float
     server_id: str
     workers: int
     extra: dict = field(default_factory=dict, compare=False)
@@ -284,8 +322,11 @@ def _validate(raw: dict[str, Any]) -> Config:
         path = values[key]
         if path is not None and not os.path.isfile(path):
             raise ConfigError(f"{key} ({BY_KEY[key].flag}): {path!r}: no such file")
-    if values["workers"] < 1:
-        raise ConfigError(f"workers (--workers): {values['workers']!r}: must be at least 1")
+    for key in ("workers", "tcp_max_per_client", "metrics_max_connections"):
+        if values[key] < 1:
+            raise ConfigError(f"{key} ({BY_KEY[key].flag}): {values[key]!r}: must be at least 1")
+    if values["metrics_idle_timeout"] <= 0:
+        raise ConfigError(f"metrics_idle_timeout (--metrics-idle-timeout): {values['metrics_idle_timeout']!r}: must be more than 0")
 
     values["listen"] = tuple(parse_hostport(v, "listen (--listen)") for v in values["listen"])
     if not values["listen"]:

@@ -1,20 +1,20 @@
-"""Prometheus metrics and the Observer, App's hook for everything served on --metrics-listen.
+"""Prometheus metrics and the Observer, App's hook for what /metrics shows.
 
 Per query nothing touches prometheus_client: the wrapped handler adds to plain
 lists of integers, and a custom collector turns them into samples when
-/metrics is scraped. State (records, conflicts, serials) is read at scrape time.
+/metrics is scraped. State (records, conflicts, serials) is read at scrape
+time through the ServerStatus the App attaches (status.py).
 """
 
 from __future__ import annotations
 
-import logging
 import operator
 import platform
 import socket
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import choose_encoder
@@ -22,15 +22,14 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.utils import floatToGoString
 
 from .. import __version__
+from ..serve.tcppool import CLOSE_REASONS
+from ..serve.transport import on_first
 from ..zone import wire
 
 if TYPE_CHECKING:
-    from ..app import App
     from ..model import PodRecord
     from ..serve.transport import Handler
-    from .http import HttpServer
-
-log = logging.getLogger("pod_identity_dns")
+    from .status import ServerStatus
 
 # CoreDNS's buckets: request duration 0.25 ms doubling 16 times, sizes in bytes.
 DURATION_BUCKETS = tuple(0.00025 * 2**i for i in range(16))
@@ -117,14 +116,24 @@ class DnsStats:
         clock = time.perf_counter
         total = 0.0
 
-        def counted(query: bytes, tcp: bool, peer) -> bytes | None:
+        def record_reply(reply: bytes, start: float) -> None:
+            """Duration, rcode and size of a reply: for a stream, of its first message (when it is ready)."""
             nonlocal total
-            start = clock()
-            reply = handler(query, tcp, peer)
             elapsed = clock() - start
             total += elapsed
             if elapsed > fastest:
                 slow[bisect_left(bounds, elapsed)] += 1
+            rcode = reply[3]
+            if not rcode and reply[11] and reply[-6]:
+                rcode = _BADVERS_SLOT
+            rcodes[rcode] += 1
+            response_sizes[len(reply)] += 1
+
+        def counted(query: bytes, tcp: bool, peer):
+            nonlocal total
+            start = clock()
+            reply: Any = handler(query, tcp, peer)
+            elapsed = clock() - start
             # The qtype, found from the end where the layout allows: find() alone would cost a
             # third of all the metrics work.
             try:
@@ -140,12 +149,18 @@ class DnsStats:
             requests[request_index(qtype, other)] += 1
             request_sizes[len(query)] += 1
             if reply is not None:
-                rcode = reply[3]
+                try:
+                    rcode = reply[3]
+                except TypeError:  # a stream of messages (TCP): one response, counted at its first message
+                    return on_first(reply, lambda first: record_reply(first, start))
                 # Our OPT is always last, without options: its extended rcode is 6 bytes from the end.
                 if not rcode and reply[11] and reply[-6]:
                     rcode = _BADVERS_SLOT
                 rcodes[rcode] += 1
                 response_sizes[len(reply)] += 1
+            total += elapsed
+            if elapsed > fastest:
+                slow[bisect_left(bounds, elapsed)] += 1
             return reply
 
         self._duration_sums.append(lambda: total)
@@ -304,15 +319,13 @@ def _kube_metrics_observer(stats: KubeStats):
 
 
 class Observer:
-    """Metrics, probes and the debug endpoint on one HTTP address (App's `observer`)."""
+    """Everything /metrics shows (App's `observer`); the App attaches its ServerStatus before serving."""
 
-    def __init__(self, listen: tuple[str, int]):
-        self.listen = listen
+    def __init__(self) -> None:
         self.dns = DnsStats()
         self.kube: KubeStats | None = None
         self.file_reloads: dict[tuple[str, str], int] = {}
-        self.app: App | None = None
-        self.http: HttpServer | None = None
+        self.status: ServerStatus | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)  # collect() below, called per scrape
         ProcessCollector(registry=self.registry)
@@ -320,6 +333,9 @@ class Observer:
         GCCollector(registry=self.registry)
 
     # -- App's hooks ---------------------------------------------------
+
+    def attach(self, status: ServerStatus) -> None:
+        self.status = status
 
     def wrap_handler(self, handler: Handler, family: int, tcp: bool) -> Handler:
         return self.dns.wrap(handler, family, tcp)
@@ -333,20 +349,6 @@ class Observer:
             self.file_reloads[(kind, "success")] = self.file_reloads[(kind, "error")] = 0
         self.file_reloads[(kind, result)] = self.file_reloads.get((kind, result), 0) + 1
 
-    async def start(self, app: App) -> None:
-        from .http import HttpServer
-
-        self.app = app
-        self.http = http = HttpServer(app, self.exposition)
-        host, port = await http.start(*self.listen)
-        shown = f"[{host}]" if ":" in host else host
-        log.info("metrics and probes on http://%s:%d/", shown, port)
-
-    async def stop(self) -> None:
-        if self.http is not None:
-            await self.http.stop()
-            self.http = None
-
     # -- exposition ----------------------------------------------------
 
     def exposition(self, accept: str) -> tuple[bytes, str]:
@@ -355,26 +357,31 @@ class Observer:
         return encoder(self.registry), content_type
 
     def state_families(self) -> Iterable[Metric]:
-        """Gauges read from the running App, computed only when scraped."""
-        app = self.app
-        if app is None:
+        """Gauges read from the running server's status, computed only when scraped."""
+        status = self.status
+        if status is None:
             return
-        stats = app.registry.stats()
+        counts = status.record_counts()
         records = GaugeMetricFamily("poddns_records", "Records served, by kind.", labels=["kind"])
         for kind in ("forward_names", "ptrs", "static_entries"):
-            records.add_metric([kind], stats[kind])
+            records.add_metric([kind], counts[kind])
         yield records
         yield GaugeMetricFamily(
             "poddns_identity_conflicts",
             "Current conflicts: names or IPs claimed by more than one pod or entry.",
-            value=stats["conflicts"],
+            value=counts["conflicts"],
         )
         serials = GaugeMetricFamily("poddns_zone_serial", "SOA serial of each served zone.", labels=["zone"])
-        for zone in app.store.zones.values():
-            serials.add_metric([zone.name], zone.serial)
+        for zone, serial in status.zone_serials().items():
+            serials.add_metric([zone], serial)
         yield serials
-        yield GaugeMetricFamily("poddns_ready", "1 while /readyz answers 200, else 0.", value=1 if app.ready else 0)
-        yield GaugeMetricFamily("poddns_tcp_connections", "Open DNS TCP connections.", value=app.tcp_connections())
+        yield GaugeMetricFamily("poddns_ready", "1 while /readyz answers 200, else 0.", value=1 if status.ready else 0)
+        yield GaugeMetricFamily("poddns_tcp_connections", "Open DNS TCP connections.", value=status.tcp_connections())
+        closes = status.tcp_closes()
+        closed = CounterMetricFamily("poddns_tcp_closed", "DNS TCP connections closed, by reason.", labels=["reason"])
+        for reason in CLOSE_REASONS:
+            closed.add_metric([reason], closes.get(reason, 0))
+        yield closed
 
     def collect(self) -> Iterable[Metric]:
         """Every poddns_* family, built from the plain counters and the App's state now."""

@@ -91,6 +91,11 @@ class WatchedFile(Generic[T]):
         log.info("reloaded %s from %s", self.kind, self.path)
         return True
 
+    async def reload_now(self) -> bool:
+        """Re-read the file at once, changed or not, without waiting for it to settle (SIGHUP)."""
+        self._applied, self._pending = None, file_signature(self.path)
+        return await self.reload_if_changed()
+
     async def watch(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.ops.metrics import Observer
+from server.serve.tcppool import CLOSE_REASONS
 from server.zone.fastpath import respond
 from tests.conftest import ZONE
 from tests.fakekube import FakeKubeThread, make_pod
@@ -35,6 +36,16 @@ def http_get(port: int, path: str, accept: str | None = None) -> tuple[int, str,
             return response.status, response.headers["Content-Type"], response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.headers["Content-Type"], error.read().decode()
+
+
+def get_identities(port: int, query: str = "") -> tuple[int, str, str]:
+    """GET /debug/identities as a polite client: after a 429, wait as Retry-After says and ask again."""
+    for _ in range(20):
+        status, content_type, body = http_get(port, "/debug/identities" + query)
+        if status != 429:
+            return status, content_type, body
+        time.sleep(1.05)
+    raise AssertionError("/debug/identities answered 429 twenty times")
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset], float]:
@@ -72,7 +83,7 @@ def ask_tcp(port: int, query: dns.message.Message) -> tuple[bytes, bytes]:
 def test_odd_packets_are_counted_without_breaking_the_handler():
     """No sockets: the wrapped handler over the real answer function, fed packets of every shape."""
     view, _ = build([sts_pod("kafka", 0, "10.244.1.10")])
-    observer = Observer(("127.0.0.1", 0))
+    observer = Observer()
     handler = observer.wrap_handler(lambda query, tcp, peer: respond(query, view, tcp), socket.AF_INET, False)
     name = f"kafka-0.kafka.default.{ZONE}"
     plain = dns.message.make_query(name, "AAAA").to_wire()
@@ -157,6 +168,10 @@ def test_counters_show_exactly_the_queries_sent():
         assert value(samples, "poddns_dns_response_size_bytes_count", proto=proto) == count
         assert value(samples, "poddns_dns_request_size_bytes_sum", proto=proto) == sizes[proto][0]
         assert value(samples, "poddns_dns_response_size_bytes_sum", proto=proto) == sizes[proto][1]
+    # Each TCP query came on a connection of its own, which the client then closed.
+    closes = {dict(labels)["reason"]: count for (name, labels), count in samples.items() if name == "poddns_tcp_closed_total"}
+    assert closes == {reason: (3 if reason == "client" else 0) for reason in CLOSE_REASONS}
+    assert value(samples, "poddns_tcp_connections") == 0
     # Every query here is under 100 bytes: all in the le=100 bucket, none in le=0.
     assert value(samples, "poddns_dns_request_size_bytes_bucket", proto="udp", le="0.0") == 0
     assert value(samples, "poddns_dns_request_size_bytes_bucket", proto="udp", le="100.0") == 9
@@ -202,7 +217,7 @@ def test_debug_identities_and_reload_counter(tmp_path):
     shutil.copy(ROOT / "configs/demo-pods.yaml", pods)
     args = [*DEMO, "--pods-file", str(pods), "--reload-interval", "0.1"]
     with ServerProcess(*args) as server:
-        status, content_type, body = http_get(server.metrics_port, "/debug/identities")
+        status, content_type, body = get_identities(server.metrics_port)
         assert status == 200 and content_type.startswith("application/json")
         described = json.loads(body)
         (kafka,) = [i for i in described["identities"] if i["name"] == f"{KAFKA0}."]
@@ -217,7 +232,7 @@ def test_debug_identities_and_reload_counter(tmp_path):
         samples = _wait_for(server.metrics_port, "poddns_file_reloads_total", 2, file="pods", result="success")
         assert value(samples, "poddns_file_reloads_total", file="pods", result="error") == 0
         assert value(samples, "poddns_zone_serial", zone=f"{ZONE}.") > serial
-        (kafka,) = [i for i in json.loads(http_get(server.metrics_port, "/debug/identities")[2])["identities"] if i["name"] == f"{KAFKA0}."]
+        (kafka,) = [i for i in json.loads(get_identities(server.metrics_port)[2])["identities"] if i["name"] == f"{KAFKA0}."]
         assert kafka["ips"] == ["10.244.1.111"]
 
         pods.write_text("items: [this is not closed\n")

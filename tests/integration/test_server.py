@@ -151,23 +151,27 @@ def udp_retrying(port: int, qname: str, tries: int = 3) -> dns.message.Message:
     raise AssertionError("unreachable")
 
 
-def test_tcp_idle_timeout_and_connection_limit():
-    with ServerProcess(*DEMO, "--tcp-idle-timeout", "0.5", "--tcp-max-connections", "2") as server:
+def test_tcp_idle_timeout_and_a_full_server_closing_its_longest_idle_connection():
+    with ServerProcess(*DEMO, "--tcp-idle-timeout", "1", "--tcp-max-connections", "2") as server:
         first = socket.create_connection(("127.0.0.1", server.port), timeout=3)
         second = socket.create_connection(("127.0.0.1", server.port), timeout=3)
         for conn in (first, second):
             conn.sendall(_frame(dns.message.make_query(KAFKA0, "A")))
             assert dns.message.from_wire(read_tcp_frame(conn)).answer
+        # Full: the third is served, and the connection idle the longest (the first) makes room.
         third = socket.create_connection(("127.0.0.1", server.port), timeout=3)
-        with pytest.raises((ConnectionError, OSError)):
-            third.sendall(_frame(dns.message.make_query(KAFKA0, "A")))
-            read_tcp_frame(third)
-        server.wait_for_log("TCP connection limit")
-        time.sleep(1.2)  # past the idle timeout
+        third.sendall(_frame(dns.message.make_query(KAFKA0, "A")))
+        assert dns.message.from_wire(read_tcp_frame(third)).answer
         assert first.recv(10) == b""
+        server.wait_for_log(r"TCP connection limit \(2\) reached: closing the longest idle connections")
+        second.sendall(_frame(dns.message.make_query(KAFKA0, "A")))
+        assert dns.message.from_wire(read_tcp_frame(second)).answer
+        # Past the idle timeout, the server closes the others too.
+        second.settimeout(5)
+        third.settimeout(5)
+        assert second.recv(10) == b"" and third.recv(10) == b""
         for conn in (first, second, third):
             conn.close()
-        # Once the idle ones are gone, new connections are accepted again.
         assert tcp(server.port, KAFKA0).answer
 
 
