@@ -87,6 +87,7 @@ class NamespaceWatch:
         self.pacer = RelistPacer(settings.relist_backoff_initial, settings.relist_backoff_max, clock)
         self.early_ends = 0  # watches in a row that ended before they stayed up
         self.too_large = 0  # "Too large resource version" errors in a row
+        self._opened_at: float | None = None  # when the current watch's stream opened (answered 200)
         every = settings.warning_summary_seconds
         self._malformed = RateLimitedWarning(LOG, f"{self.name}: skipped %d more malformed watch events in the last %.0f s", interval=every)
         self._unusable = RateLimitedWarning(
@@ -111,11 +112,11 @@ class NamespaceWatch:
 
     async def _watch_once(self, api: ApiClient) -> float:
         """One watch until it ends; returns the wait before the next one."""
-        started = self.clock()
+        self._opened_at = None
         try:
             await self._watch(api)
         finally:
-            stayed_up = self._watch_ended(started)
+            stayed_up = self._watch_ended()
         self.observer.watch_restart()
         self.too_large = 0
         LOG.debug("watch of %s ended; resuming from version %s", self.name, self.version)
@@ -133,9 +134,9 @@ class NamespaceWatch:
         # The first early end may be an API server restart: resume at once. A second in a row backs off.
         return 0.0 if self.early_ends == 1 else self.backoff.next_delay()
 
-    def _watch_ended(self, started: float) -> bool:
-        """Whether the watch stayed up long enough to count as working; if so, the backoffs start again."""
-        if self.clock() - started < self.settings.healthy_watch_bound:
+    def _watch_ended(self) -> bool:
+        """Whether the watch stream stayed open long enough to count as working; if so, the backoffs start again."""
+        if self._opened_at is None or self.clock() - self._opened_at < self.settings.healthy_watch_bound:
             return False
         if self.early_ends >= EARLY_ENDS_LOGGED_AT:
             LOG.info("%s: a watch stayed up again, after %d in a row that ended early", self.name, self.early_ends)
@@ -304,7 +305,7 @@ class NamespaceWatch:
             timeoutSeconds=int(self.settings.watch_timeout_seconds),
         )
         await self._check(resp)
-        started = self.clock()
+        started = self._opened_at = self.clock()
         lines = 0
         stall = self.settings.watch_stall_bound
         loop = asyncio.get_running_loop()
