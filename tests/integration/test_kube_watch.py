@@ -247,18 +247,19 @@ async def test_api_down_at_start_is_retried_until_it_syncs(tmp_path: Path, outag
             assert h.sink.names() == ["a"]
 
 
-@pytest.mark.parametrize("outage", ["refused", "http-500"])
+@pytest.mark.parametrize("outage", ["refused", "http-500", "http-503", "http-429", "http-403"])
 async def test_api_down_mid_run_keeps_state_and_recovers(tmp_path: Path, outage: str) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("a", n=1))
         async with watching(kube, tmp_path) as h:
             await h.synced()
-            await h.until(lambda: kube.open_watches == 1, "the watch")
+            await h.bookmarked()  # the watch worked: its end is not the failure counted below
             if outage == "refused":
                 await kube.go_down()
             else:
-                kube.fail_requests(500)
+                kube.fail_requests(int(outage.removeprefix("http-")))
             await h.until(lambda: len(h.observer.errors) >= 3, "failed attempts")
+            assert set(h.observer.errors) == {"connection" if outage == "refused" else outage.replace("-", "_")}
             assert h.sink.names() == ["a"] and h.sink.synced and h.watcher.synced
 
             kube.add_pod(pod("b", n=2))  # happens while the client cannot see it
