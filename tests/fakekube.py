@@ -2,8 +2,10 @@
 
 Speaks the real wire protocol (checked against kubectl): one global increasing
 resourceVersion, paged lists with consistent-snapshot continue tokens, label
-selectors, chunked watch streams with bookmarks, and 410 Gone for versions and
-tokens that are too old. Test hooks change pods and break things on purpose.
+selectors, chunked watch streams with bookmarks, 410 Gone for versions and
+tokens that are too old, and "Too large resource version" for versions newer
+than its data. Test hooks change pods and break things on purpose (failing
+statuses with Retry-After, a restore from backup, watch quirks).
 Pods are kept serialized (about a sixth of the memory of parsed JSON, and no
 encoding per list or event), so a benchmark can hold 100k realistic pods.
 
@@ -134,8 +136,8 @@ def selects(selector: Selector, pod: Pod | StoredPod) -> bool:
     return all(test(labels) for test in selector)
 
 
-def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
-    return {
+def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -144,10 +146,26 @@ def status_body(code: int, reason: str, message: str) -> dict[str, Any]:
         "reason": reason,
         "code": code,
     }
+    if details:
+        body["details"] = details
+    return body
 
 
-def status_response(code: int, reason: str, message: str) -> web.Response:
-    return web.Response(status=code, body=orjson.dumps(status_body(code, reason, message)), content_type="application/json")
+def status_response(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> web.Response:
+    """A Status error; like the API server, a details.retryAfterSeconds is sent as Retry-After too."""
+    headers = {"Retry-After": str(details["retryAfterSeconds"])} if details and "retryAfterSeconds" in details else None
+    body = orjson.dumps(status_body(code, reason, message, details))
+    return web.Response(status=code, body=body, content_type="application/json", headers=headers)
+
+
+def too_large_status(since: str, current: int) -> dict[str, Any]:
+    """The Status of a watch from a version newer than the data, as kube-apiserver 1.18+ words it."""
+    return status_body(
+        504,
+        "Timeout",
+        f"Timeout: Too large resource version: {since}, current: {current}",
+        {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1},
+    )
 
 
 def event_line(kind: str, obj: dict[str, Any]) -> bytes:
@@ -190,6 +208,21 @@ class Request:
         return self.query.get("watch") in ("1", "true", "True")
 
 
+@dataclass(frozen=True)
+class Backup:
+    """What FakeKube.backup() saved: the pods and the resourceVersion at that moment."""
+
+    version: int
+    pods: dict[tuple[str, str], StoredPod]
+
+
+# Ways a watch can misbehave (FakeKube.watch_quirk):
+#   bookmark-then-close: every watch sends one BOOKMARK and ends, at once
+#   bookmark-then-410:   every watch sends one BOOKMARK, then an ERROR 410, and ends
+#   drip:                every watch sends the start of an event one byte at a time (drip_interval), never a whole line
+WatchQuirk = Literal["bookmark-then-close", "bookmark-then-410", "drip"]
+
+
 @dataclass
 class _Change:
     version: int
@@ -228,10 +261,19 @@ class FakeKube:
 
     gone_as: how a watch from a compacted version fails, "event" (200 and an
     ERROR event, like current API servers) or "status" (HTTP 410).
+    too_large_as: how a watch from a version newer than the data fails (after
+    restore()): "status" (HTTP 504, Retry-After: 1) or "event" (an ERROR event).
     """
 
-    def __init__(self, *, gone_as: Literal["event", "status"] = "event", token: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        gone_as: Literal["event", "status"] = "event",
+        too_large_as: Literal["event", "status"] = "status",
+        token: str | None = None,
+    ) -> None:
         self.gone_as = gone_as
+        self.too_large_as = too_large_as
         self.token = token
         self.version = 1
         self.compacted = 0  # watches from versions below this get 410
@@ -239,6 +281,9 @@ class FakeKube:
         self.history: list[_Change] = []
         self.requests: list[Request] = []
         self.failing_status: int | None = None
+        self.failing_retry_after: int | None = None
+        self.watch_quirk: WatchQuirk | None = None
+        self.drip_interval = 1.0
         self.honour_timeout = True  # False: ignore timeoutSeconds, like a silently stuck server
         # While this is an Event that is not set, pod list requests wait for it (a slow first list).
         self.list_gate: asyncio.Event | None = None
@@ -383,6 +428,11 @@ class FakeKube:
 
     def send_bookmark(self) -> None:
         """A BOOKMARK at the current version to every watch that asked for bookmarks."""
+        for watch in self._watches:
+            if watch.bookmarks:
+                watch.queue.put_nowait(self._bookmark())
+
+    def _bookmark(self) -> bytes:
         obj = {
             "kind": "Pod",
             "apiVersion": "v1",
@@ -390,9 +440,7 @@ class FakeKube:
             "spec": {"containers": None},
             "status": {},
         }
-        for watch in self._watches:
-            if watch.bookmarks:
-                watch.queue.put_nowait(event_line("BOOKMARK", obj))
+        return event_line("BOOKMARK", obj)
 
     def send_error(self, code: int = 410, reason: str = "Expired", message: str = "too old resource version") -> None:
         """An ERROR event (a Status) to every open watch, which then ends, as the API server does."""
@@ -419,11 +467,32 @@ class FakeKube:
     def expire_continue_tokens(self) -> None:
         self._snapshots.clear()
 
-    def fail_requests(self, status: int | None = 500) -> None:
-        """Answer every request with this HTTP status (None: serve normally); drops open watches."""
+    def fail_requests(self, status: int | None = 500, *, retry_after: int | None = None) -> None:
+        """Answer every request with this HTTP status (None: serve normally); drops open watches.
+
+        retry_after: also send it, as Retry-After and as the Status's details.retryAfterSeconds.
+        """
         self.failing_status = status
+        self.failing_retry_after = retry_after
         if status is not None:
             self.drop_watches()
+
+    def backup(self) -> Backup:
+        """The state to restore() later, as an etcd snapshot holds it."""
+        return Backup(self.version, dict(self.pods))
+
+    def restore(self, backup: Backup) -> None:
+        """The cluster restored from a backup: pods and resourceVersion go back to it, open watches end.
+
+        A client that watches on from a newer version than the backup's gets
+        "Too large resource version" (see too_large_as) until it lists again.
+        """
+        self.version = backup.version
+        self.pods = dict(backup.pods)
+        self.history = [change for change in self.history if change.version <= backup.version]
+        self.compacted = min(self.compacted, backup.version)
+        self.expire_continue_tokens()
+        self.drop_watches()
 
     # -- assertions --------------------------------------------------------
 
@@ -455,7 +524,8 @@ class FakeKube:
         if self.before_request is not None:
             self.before_request(record)
         if self.failing_status is not None:
-            return status_response(self.failing_status, "InternalError", "the fake API is failing on purpose")
+            details = {"retryAfterSeconds": self.failing_retry_after} if self.failing_retry_after is not None else None
+            return status_response(self.failing_status, "InternalError", "the fake API is failing on purpose", details)
         if record.is_pods and not record.is_watch and self.list_gate is not None:
             await self.list_gate.wait()
         if self.token and request.headers.get("Authorization", "") != f"Bearer {self.token}":
@@ -566,11 +636,17 @@ class FakeKube:
             return status_response(400, "BadRequest", f"invalid resourceVersion: {since!r}")
         first: list[bytes] = []
         gone = since not in ("", "0") and int(since) < self.compacted
+        too_large = since not in ("", "0") and int(since) > self.version
         if gone:
             message = f"too old resource version: {since} ({self.compacted})"
             if self.gone_as == "status":
                 return status_response(410, "Expired", message)
             first.append(event_line("ERROR", status_body(410, "Expired", message)))
+        elif too_large:
+            status = too_large_status(since, self.version)
+            if self.too_large_as == "status":
+                return status_response(504, status["reason"], status["message"], status["details"])
+            first.append(event_line("ERROR", status))
         elif since in ("", "0"):
             # No version: synthetic ADDED events for the current state, like the API server.
             for key, pod in sorted(self.pods.items()):
@@ -584,7 +660,13 @@ class FakeKube:
                     line = watch.event_for(change)
                     if line is not None:
                         first.append(line)
-        if not gone:
+        ends = gone or too_large
+        if self.watch_quirk in ("bookmark-then-close", "bookmark-then-410") and not ends:
+            first.append(self._bookmark())
+            if self.watch_quirk == "bookmark-then-410":
+                first.append(event_line("ERROR", status_body(410, "Expired", f"too old resource version: {self.version}")))
+            ends = True
+        if not ends:
             self._watches.add(watch)  # in the same step as the replay: no change can fall between
 
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -594,10 +676,13 @@ class FakeKube:
         try:
             if first:
                 await response.write(b"".join(first))
-            if not gone:
+            if not ends:
                 async with asyncio.timeout(timeout):
-                    while await self._write_queued(watch, response):
-                        pass
+                    if self.watch_quirk == "drip":
+                        await self._drip(watch, response)
+                    else:
+                        while await self._write_queued(watch, response):
+                            pass
         except (TimeoutError, ConnectionError):
             pass
         finally:
@@ -608,6 +693,16 @@ class FakeKube:
             except ConnectionError:
                 pass
         return response
+
+    async def _drip(self, watch: _Watch, response: web.StreamResponse) -> None:
+        """Bytes of an event that never ends, one every drip_interval, until the watch is dropped (or times out)."""
+        partial = self._bookmark().rstrip(b"\n")
+        for index in itertools.count():
+            while not watch.queue.empty():
+                if watch.queue.get_nowait() is None:
+                    return
+            await response.write(partial[index % len(partial) :][:1])
+            await asyncio.sleep(self.drip_interval)
 
     @staticmethod
     async def _write_queued(watch: _Watch, response: web.StreamResponse) -> bool:

@@ -1,170 +1,19 @@
-"""PodWatcher with the real kubernetes.aio client against the fake API server."""
+"""PodWatcher with the real kubernetes.aio client against the fake API server: how the watch works."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from server.model import PodRecord
-from server.sources.kube import (
-    KubeObserver,
-    KubeSettings,
-    PodWatcher,
-    _decode_event_tolerantly,
-    _decode_page_tolerantly,
-    decode_event,
-    decode_page,
-    load_client_config,
-)
-from tests import helpers
-from tests.fakekube import FakeKube, Request, event_line, make_pod, parse_selector
-
-WAIT_SECONDS = 5.0
-
-
-class RecordingSink:
-    """A PodSink that keeps the pods it was given and every call."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.pods: dict[str, PodRecord] = {}
-        self.synced = False
-        self.calls: list[tuple[str, Any]] = []
-        self.batches: list[tuple[int, int]] = []  # (upserts, deletes) of each update()
-
-    def replace_all(self, pods: Iterable[PodRecord]) -> None:
-        self.pods = {pod.uid: pod for pod in pods}
-        self.calls.append(("replace_all", len(self.pods)))
-
-    def upsert(self, pod: PodRecord) -> None:
-        self.pods[pod.uid] = pod
-        self.calls.append(("upsert", pod.name))
-
-    def delete(self, uid: str) -> None:
-        self.pods.pop(uid, None)
-        self.calls.append(("delete", uid))
-
-    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
-        upserts, deletes = list(upserts), list(deletes)
-        self.batches.append((len(upserts), len(deletes)))
-        for uid in deletes:
-            self.delete(uid)
-        for pod in upserts:
-            self.upsert(pod)
-
-    def set_synced(self, synced: bool) -> None:
-        self.synced = synced
-        self.calls.append(("set_synced", synced))
-
-    def names(self) -> list[str]:
-        return sorted(pod.name for pod in self.pods.values())
-
-    def ips(self, name: str) -> tuple[str, ...]:
-        return next(pod.ips for pod in self.pods.values() if pod.name == name)
-
-
-@dataclass
-class RecordingObserver(KubeObserver):
-    events: Counter = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
-    relists: int = 0
-    restarts: int = 0
-    synced_values: list[bool] = field(default_factory=list)
-    applied_names: list[str] = field(default_factory=list)
-
-    def event(self, kind: str, count: int = 1) -> None:
-        self.events[kind] += count
-
-    def relist(self) -> None:
-        self.relists += 1
-
-    def watch_restart(self) -> None:
-        self.restarts += 1
-
-    def synced(self, value: bool) -> None:
-        self.synced_values.append(value)
-
-    def api_error(self, error: str) -> None:
-        self.errors.append(error)
-
-    def applied(self, pods: list[PodRecord]) -> None:
-        self.applied_names.extend(pod.name for pod in pods)
-
-
-@dataclass
-class Harness:
-    kube: FakeKube
-    watcher: PodWatcher
-    sinks: dict[str, RecordingSink]
-    observer: RecordingObserver
-    task: asyncio.Task
-
-    @property
-    def sink(self) -> RecordingSink:
-        """The all-namespaces sink."""
-        return self.sinks["kubernetes"]
-
-    async def until(self, condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-        """Poll `condition` until true; fail after `timeout` or if the watcher died."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not condition():
-            if self.task.done():
-                self.task.result()
-                raise AssertionError(f"watcher stopped while waiting for {what}")
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.01)
-
-    async def synced(self) -> None:
-        await self.until(lambda: self.watcher.synced, "the first complete list")
-
-    async def watching_again(self, watches_before: int) -> None:
-        """Wait until a new watch request came in and is open."""
-        await self.until(
-            lambda: len(self.kube.pod_requests(watch=True)) > watches_before and self.kube.open_watches > 0,
-            "a new watch",
-        )
-
-
-@contextlib.asynccontextmanager
-async def watching(kube: FakeKube, tmp_path: Path, **overrides: Any) -> AsyncIterator[Harness]:
-    """Run a PodWatcher against `kube` for the duration of the block."""
-    settings: dict[str, Any] = dict(
-        kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
-        backoff_initial=0.05,
-        backoff_max=0.2,
-    )
-    settings.update(overrides)
-    sinks: dict[str, RecordingSink] = {}
-
-    def sink_for(source: str) -> RecordingSink:
-        sinks[source] = RecordingSink(source)
-        return sinks[source]
-
-    observer = RecordingObserver()
-    watcher = PodWatcher(KubeSettings(**settings), sink_for, observer)
-    task = asyncio.create_task(watcher.run())
-    try:
-        yield Harness(kube, watcher, sinks, observer, task)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-def pod(name: str, namespace: str = "default", n: int = 1, **kwargs: Any) -> dict[str, Any]:
-    return make_pod(name, namespace, ip=f"10.244.0.{n}", hostname=name, subdomain="svc", **kwargs)
+from server.sources.kube import KubeSettings, load_client_config
+from tests.fakekube import FakeKube, Request, event_line, parse_selector
+from tests.kubewatch import pod, watching
 
 
 async def test_initial_paged_list_then_synced(tmp_path: Path) -> None:
@@ -398,18 +247,19 @@ async def test_api_down_at_start_is_retried_until_it_syncs(tmp_path: Path, outag
             assert h.sink.names() == ["a"]
 
 
-@pytest.mark.parametrize("outage", ["refused", "http-500"])
+@pytest.mark.parametrize("outage", ["refused", "http-500", "http-503", "http-429", "http-403"])
 async def test_api_down_mid_run_keeps_state_and_recovers(tmp_path: Path, outage: str) -> None:
     async with FakeKube() as kube:
         kube.add_pod(pod("a", n=1))
         async with watching(kube, tmp_path) as h:
             await h.synced()
-            await h.until(lambda: kube.open_watches == 1, "the watch")
+            await h.bookmarked()  # the watch worked: its end is not the failure counted below
             if outage == "refused":
                 await kube.go_down()
             else:
-                kube.fail_requests(500)
+                kube.fail_requests(int(outage.removeprefix("http-")))
             await h.until(lambda: len(h.observer.errors) >= 3, "failed attempts")
+            assert set(h.observer.errors) == {"connection" if outage == "refused" else outage.replace("-", "_")}
             assert h.sink.names() == ["a"] and h.sink.synced and h.watcher.synced
 
             kube.add_pod(pod("b", n=2))  # happens while the client cannot see it
@@ -495,9 +345,8 @@ async def test_events_split_across_reads_are_put_back_together(tmp_path: Path) -
         assert h.observer.errors == [] and len(kube.list_requests()) == 1
 
 
-async def test_a_line_past_the_limit_ends_the_watch_and_relists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("server.sources.kube.MAX_EVENT_LINE", 4096)
-    async with FakeKube() as kube, watching(kube, tmp_path) as h:
+async def test_a_line_past_the_limit_ends_the_watch_and_relists(tmp_path: Path) -> None:
+    async with FakeKube() as kube, watching(kube, tmp_path, max_event_bytes=4096) as h:
         await h.synced()
         await h.until(lambda: kube.open_watches == 1, "the watch")
         for _ in range(3):
@@ -577,91 +426,3 @@ def test_fake_label_selector(selector: str, labels: dict[str, str], selected: bo
 def test_fake_rejects_a_bad_selector() -> None:
     with pytest.raises(ValueError):
         parse_selector("app>1")
-
-
-# -- decoding: the typed fast path must mean exactly what the tolerant one means --
-
-_ODD = st.one_of(st.none(), st.booleans(), st.integers(-1, 2), st.sampled_from(["", "x"]), st.just([]), st.just({}), st.just([None]))
-
-
-def _maybe(strategy: st.SearchStrategy) -> st.SearchStrategy:
-    """A plausible value, or a value of some other JSON type."""
-    return st.one_of(strategy, _ODD)
-
-
-_STAMPS = st.sampled_from(["2026-11-01T10:00:00Z", "2026-11-01T10:00:05Z", "2026-11-01T10:00:09.5+00:00", "soon"])
-_IPS = st.sampled_from(["10.244.0.1", "10.244.0.2", "fd00:10:244::1", " 10.0.0.3", "010.0.0.1", "::ffff:1.2.3.4", "no"])
-
-
-def _pods(maybe: Callable[[st.SearchStrategy], st.SearchStrategy]) -> st.SearchStrategy:
-    """Pod-like objects; `maybe` decides what may stand in for each field's plausible value."""
-
-    def some(**fields: st.SearchStrategy) -> st.SearchStrategy:
-        return st.fixed_dictionaries({}, optional={key: maybe(value) for key, value in fields.items()})
-
-    return some(
-        metadata=some(
-            name=st.sampled_from(["web-0", "Web-1"]),
-            namespace=st.sampled_from(["default", "team-a"]),
-            uid=st.sampled_from(["u-1", "u-2"]),
-            creationTimestamp=_STAMPS,
-            deletionTimestamp=_STAMPS,
-            resourceVersion=st.sampled_from(["7", "8"]),
-        ),
-        spec=some(
-            hostname=st.sampled_from(["web-0", "Web-0"]),
-            subdomain=st.sampled_from(["web", "WEB"]),
-            hostNetwork=st.booleans(),
-            containers=st.just([{"name": "main", "env": [{"name": "A", "value": "1"}]}]),
-        ),
-        status=some(
-            phase=st.sampled_from(["Running", "Failed", "Pending"]),
-            podIP=_IPS,
-            podIPs=st.lists(maybe(some(ip=_IPS)), max_size=3),
-            conditions=st.lists(
-                maybe(
-                    some(type=st.sampled_from(["Ready", "Other"]), status=st.sampled_from(["True", "False"]), lastTransitionTime=_STAMPS)
-                ),
-                max_size=3,
-            ),
-        ),
-        code=st.sampled_from([410, 500]),
-        message=st.just("too old resource version"),
-        reason=st.just("Expired"),
-    )
-
-
-_COMPLETE_PODS = st.builds(
-    helpers.pod,
-    name=st.sampled_from(["web-0", "kafka-1"]),
-    ips=st.lists(_IPS, max_size=2),
-    hostname=st.sampled_from([None, "web-0", "Kafka-1"]),
-    subdomain=st.sampled_from([None, "web", "KAFKA"]),
-    namespace=st.sampled_from(["default", "team-a"]),
-    created=_STAMPS,
-    deleting=st.one_of(st.none(), _STAMPS),
-    phase=st.sampled_from(["Running", "Succeeded", "Pending"]),
-    ready=st.booleans(),
-    host_network=st.booleans(),
-).flatmap(lambda pod: st.sampled_from([pod, {**pod, "status": {k: v for k, v in pod["status"].items() if k != "podIPs"}}]))
-# Real pods and well-typed ones (null allowed) take the msgspec path; the others fall back.
-_PODS = st.one_of(_COMPLETE_PODS, _pods(lambda value: st.one_of(value, st.none())), _pods(_maybe))
-
-
-@settings(max_examples=400, deadline=None)
-@given(kind=st.sampled_from(["ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR", "OTHER"]), obj=st.one_of(_PODS, _ODD))
-def test_typed_event_decoding_means_what_the_tolerant_one_means(kind: str, obj: Any) -> None:
-    line = orjson.dumps({"type": kind, "object": obj})
-    assert decode_event(line) == _decode_event_tolerantly(line)
-
-
-@settings(max_examples=200, deadline=None)
-@given(items=st.lists(_PODS, max_size=4), token=_maybe(st.just("next")))
-def test_typed_page_decoding_means_what_the_tolerant_one_means(items: list, token: Any) -> None:
-    body = orjson.dumps({"kind": "PodList", "metadata": {"resourceVersion": "9", "continue": token}, "items": items})
-    assert decode_page(body) == _decode_page_tolerantly(body)
-
-
-def test_lines_that_are_not_events_decode_to_none() -> None:
-    for line in (b"{not json", b'{"type": "ADDED"}', b'["not", "an", "event"]', b'{"type": 1, "object": {}}', b"null"):
-        assert decode_event(line) is None, line
