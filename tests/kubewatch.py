@@ -26,8 +26,10 @@ class RecordingSink:
         self.synced = False
         self.calls: list[tuple[str, Any]] = []
         self.batches: list[tuple[int, int]] = []  # (upserts, deletes) of each update()
+        self.versions: list[str | None] = []  # the resourceVersion handed with each change
 
-    def replace_all(self, pods: Iterable[PodRecord]) -> None:
+    def replace_all(self, pods: Iterable[PodRecord], version: str | None = None) -> None:
+        self.versions.append(version)
         self.pods = {pod.uid: pod for pod in pods}
         self.calls.append(("replace_all", len(self.pods)))
 
@@ -39,7 +41,8 @@ class RecordingSink:
         self.pods.pop(uid, None)
         self.calls.append(("delete", uid))
 
-    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
+    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str], version: str | None = None) -> None:
+        self.versions.append(version)
         upserts, deletes = list(upserts), list(deletes)
         self.batches.append((len(upserts), len(deletes)))
         for uid in deletes:

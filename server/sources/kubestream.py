@@ -271,7 +271,7 @@ class NamespaceWatch:
             if not version:
                 raise ApiError("decode", "pod list has no metadata.resourceVersion")
             received = time.monotonic()
-            self.sink.replace_all(records)
+            self.sink.replace_all(records, version=str(version))
         if skipped:
             LOG.warning("%s: skipped %d unusable pod objects", self.name, skipped)
         LOG.info(
@@ -395,7 +395,7 @@ class NamespaceWatch:
             # Reached on an ERROR event too: the events before it were seen and count.
             if batch:
                 deletes = [uid for uid, pod in batch.items() if pod is None]
-                self.sink.update([pod for pod in batch.values() if pod is not None], deletes)
+                self.sink.update([pod for pod in batch.values() if pod is not None], deletes, version=version)
             if stripped:
                 self.observer.applied(stripped)
             for kind, seen in kinds.items():

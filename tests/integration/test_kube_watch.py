@@ -57,6 +57,10 @@ async def test_add_modify_delete_reach_the_sink(tmp_path: Path) -> None:
 
             kube.delete_pod("default", "b")
             await h.until(lambda: h.sink.names() == ["a", "c"], "DELETED b")
+            # Each change carries the resourceVersion it brings the source to: the zones' serial.
+            listed, *changes = h.sink.versions
+            assert listed is not None and [int(v) for v in changes] == sorted(int(v) for v in changes)
+            assert changes[-1] == str(kube.version) and int(changes[0]) > int(listed)
 
             assert h.observer.events == Counter(ADDED=1, MODIFIED=1, DELETED=1)
             assert h.observer.applied_names == ["c", "a", "b"]
@@ -108,7 +112,7 @@ async def test_a_failure_while_applying_events_is_logged_and_a_list_reconciles(t
             await h.until(lambda: kube.open_watches == 1, "the watch")
             sink, working_update = h.sink, h.sink.update
 
-            def broken_once(upserts: Iterable[PodRecord], deletes: Iterable[str]) -> None:
+            def broken_once(upserts: Iterable[PodRecord], deletes: Iterable[str], version: str | None = None) -> None:
                 sink.update = working_update  # type: ignore[method-assign]
                 raise RuntimeError("bug in the sink")
 
