@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what the test suite needs: Debian's dig, Unbound, Knot and dnsperf,
-# and a virtualenv (.venv) with the project and its test extras.
+# Install what the test suite needs: Debian's dig, Unbound, Knot, dnsperf and
+# Prometheus (prometheus and promtool, for the dashboard and alert tests), and a
+# virtualenv (.venv) with the project and its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,7 @@ command -v dig >/dev/null || need+=(bind9-dnsutils)
 command -v unbound >/dev/null || need+=(unbound)
 command -v knotd >/dev/null || need+=(knot)
 command -v dnsperf >/dev/null || need+=(dnsperf)
+{ command -v prometheus && command -v promtool; } >/dev/null || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
