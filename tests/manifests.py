@@ -6,6 +6,7 @@ Shared by the deploy, monitoring and example tests; nothing here starts a server
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -28,6 +29,8 @@ PROMETHEUS_RULE = ALERTS_DIR / "prometheusrule.yaml"
 ALERT_TESTS = MONITORING / "alerts.test.yaml"
 RULES_FILE_NAME = "pod-identity-dns.rules.yaml"  # what alerts.test.yaml's rule_files names
 EXAMPLES = DEPLOY / "examples"
+COMPONENTS = DEPLOY / "components"
+HOSTS_COMPONENT = COMPONENTS / "hosts-file"
 
 
 def tool(name: str) -> str:
@@ -53,6 +56,23 @@ def kustomize(directory: Path) -> list[dict]:
     )
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def overlay(directory: Path, *components: Path) -> list[dict]:
+    """The base with these components, built as a user's overlay in `directory` would build it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    # kustomize refuses absolute paths, so the overlay names the base relatively.
+    (directory / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(DEPLOY, directory)],
+                "components": [os.path.relpath(component, directory) for component in components],
+            }
+        )
+    )
+    return kustomize(directory)
 
 
 def load_yaml_docs(path: Path) -> list[dict]:

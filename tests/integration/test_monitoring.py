@@ -9,7 +9,6 @@ expressions in a real Prometheus scraping real servers.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from tests.manifests import (
     kustomize,
     markdown_anchors,
     one,
+    overlay,
     prometheus_rule,
     schema_failures,
     tool,
@@ -159,20 +159,7 @@ def test_prometheusrule_is_a_component_of_its_own():
 
 
 def test_prometheusrule_sits_beside_the_deployment_it_watches(tmp_path):
-    # kustomize refuses absolute paths, so the overlay names the base and component relatively.
-    overlay = tmp_path / "with-alerts"
-    overlay.mkdir()
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [os.path.relpath(DEPLOY, overlay)],
-                "components": [os.path.relpath(ALERTS_DIR, overlay)],
-            }
-        )
-    )
-    docs = kustomize(overlay)
+    docs = overlay(tmp_path, ALERTS_DIR)
     assert [doc["kind"] for doc in docs if doc not in kustomize(DEPLOY)] == ["PrometheusRule"]
     rule, deployment = one(docs, "PrometheusRule"), one(docs, "Deployment")
     assert rule["metadata"]["namespace"] == deployment["metadata"]["namespace"]
