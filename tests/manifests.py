@@ -29,6 +29,7 @@ PROMETHEUS_RULE = ALERTS_DIR / "prometheusrule.yaml"
 ALERT_TESTS = MONITORING / "alerts.test.yaml"
 RULES_FILE_NAME = "pod-identity-dns.rules.yaml"  # what alerts.test.yaml's rule_files names
 EXAMPLES = DEPLOY / "examples"
+SBIN = ("/usr/sbin", "/sbin")
 COMPONENTS = DEPLOY / "components"
 HOSTS_COMPONENT = COMPONENTS / "hosts-file"
 
@@ -41,7 +42,8 @@ def tool(name: str) -> str:
     beside_python = Path(sys.executable).parent / name
     if beside_python.exists():
         return str(beside_python)
-    found = shutil.which(name)
+    # Debian puts daemons (prometheus aside) in /usr/sbin, outside a normal user's PATH.
+    found = shutil.which(name, path=os.pathsep.join([os.environ.get("PATH", ""), *SBIN]))
     if found is None:
         pytest.fail(f"{name} not found: install the test extra or run scripts/setup-tests.sh")
     return found
