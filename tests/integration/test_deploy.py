@@ -427,3 +427,12 @@ def test_constraints_pin_every_runtime_dependency():
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
         assert requirement.specifier.contains(pins[name]), f"{requirement.name}=={pins[name]} violates {requirement}"
+
+
+def test_readme_first_command_installs_what_the_image_ships():
+    """The README's demo command installs with the pins the image ships."""
+    section = (REPO / "README.md").read_text().split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    first = re.search(r"```sh\n(.*?)\n```", section, re.S).group(1)
+    install = next(part for part in first.split("&&") if "pip install" in part).split()
+    assert install[install.index("-c") + 1] == "constraints.txt"
+    assert install[-2:] == ["-e", "."]
