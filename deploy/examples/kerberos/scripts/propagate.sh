@@ -5,7 +5,7 @@ set -u
 data=${KDC_DATA:-/var/lib/krb5kdc}
 while :; do
     if ! { kdb5_util dump "$data/replica_datatrans" \
-        && kprop -f "$data/replica_datatrans" -s "$data/kprop.keytab" "$REPLICA_NAME"; }; then
+        && kprop -P 754 -f "$data/replica_datatrans" -s "$data/kprop.keytab" "$REPLICA_NAME"; }; then
         echo "propagation to $REPLICA_NAME failed; retrying" >&2
     fi
     sleep "${PROPAGATE_SECONDS:-60}"
