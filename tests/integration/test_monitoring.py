@@ -139,7 +139,7 @@ def test_readme_runbooks_are_exactly_the_alerts():
     assert headings == EXPECTED_ALERTS
 
 
-def test_prometheusrule_is_a_component_of_its_own():
+def test_prometheusrule_has_the_operator_s_shape_and_is_a_component():
     """Shape checks for the CRD, which kubernetes-validate has no schema for."""
     rule = prometheus_rule()
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
