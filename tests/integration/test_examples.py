@@ -1,0 +1,378 @@
+"""deploy/examples/: the Kafka and Kerberos deployments use exactly the names pod-identity-dns serves.
+
+The manifests are rendered with kustomize (test_deploy.py validates them in
+strict mode with the rest of deploy/). Here the names they configure
+(advertised listeners, controller voters, the bootstrap, the KDCs in
+krb5.conf, the principals of kprop and kpropd) are worked out the way
+Kubernetes expands them, then asked of the real server, fed the pods the
+controllers would create: each must resolve, and each pod IP's one PTR must
+name it back. The krb5.conf files are held to the keys the README promises
+and parsed by MIT Kerberos itself, and the primary KDC's realm creation runs
+with the real MIT tools and a real KDC that issues tickets for both KDCs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rcode
+import dns.reversename
+import pytest
+import yaml
+
+from tests.manifests import DEPLOY, EXAMPLES, SBIN, kustomize, one, tool
+from tests.serverproc import ServerProcess
+
+KAFKA = EXAMPLES / "kafka"
+KERBEROS = EXAMPLES / "kerberos"
+DEPLOY_CONFIG = yaml.safe_load((DEPLOY / "config.yaml").read_text())
+ZONE = DEPLOY_CONFIG["zones"][0]
+TEMPLATE = DEPLOY_CONFIG["name_template"]
+REALM = ZONE.upper()
+# Enough addresses for the examples' pods, one /24 each so PTRs are easy to read.
+POD_IPS = (f"10.244.{n}.{n + 10}" for n in range(1, 250))
+
+
+def identity(pod: dict) -> str:
+    """The name pod-identity-dns gives this pod, from deploy/config.yaml's zone and template."""
+    spec, meta = pod["spec"], pod["metadata"]
+    fields = {"hostname": spec["hostname"], "subdomain": spec["subdomain"], "namespace": meta["namespace"], "pod": meta["name"]}
+    return f"{TEMPLATE.format(**fields)}.{ZONE}"
+
+
+def controller_pods(docs: list[dict]) -> list[dict]:
+    """The pods the StatefulSet and Deployment controllers would create from these manifests, with IPs."""
+    pods = []
+    for doc in docs:
+        if doc["kind"] not in ("StatefulSet", "Deployment"):
+            continue
+        for index in range(doc["spec"].get("replicas", 1)):
+            name = (
+                f"{doc['metadata']['name']}-{index}" if doc["kind"] == "StatefulSet" else f"{doc['metadata']['name']}-6d4cf56db6-x{index}"
+            )
+            template = doc["spec"]["template"]
+            labels = dict(template["metadata"]["labels"])
+            spec = dict(template["spec"])
+            if doc["kind"] == "StatefulSet":  # what the StatefulSet controller sets on each member
+                labels["apps.kubernetes.io/pod-index"] = str(index)
+                spec["hostname"], spec["subdomain"] = name, doc["spec"]["serviceName"]
+            ip = next(POD_IPS)
+            meta = {"name": name, "namespace": doc["metadata"]["namespace"], "uid": f"uid-{name}", "labels": labels}
+            meta["creationTimestamp"] = "2026-11-01T10:00:00Z"
+            status = {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "conditions": [{"type": "Ready", "status": "True"}]}
+            pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status})
+    return pods
+
+
+def container_env(pod: dict, container: dict) -> dict[str, str]:
+    """A container's environment as the kubelet builds it: downward API values, then $(VAR) expanded in order."""
+    env: dict[str, str] = {}
+    for entry in container.get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), entry["value"])
+            continue
+        source = entry["valueFrom"]
+        if "fieldRef" in source:
+            path = source["fieldRef"]["fieldPath"]
+            label = re.fullmatch(r"metadata\.labels\['(.+)'\]", path)
+            env[entry["name"]] = (
+                pod["metadata"]["labels"][label.group(1)]
+                if label
+                else {
+                    "metadata.name": pod["metadata"]["name"],
+                    "metadata.namespace": pod["metadata"]["namespace"],
+                }[path]
+            )
+    return env
+
+
+def krb5_profile(path: Path) -> dict[str, dict]:
+    """An MIT profile file (krb5.conf, kdc.conf): {section: {relation: [values] or {subsection}}}."""
+    sections: dict[str, dict] = {}
+    stack: list[dict] = []
+    for raw in path.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if header := re.fullmatch(r"\[(\w+)\]", line):
+            stack = [sections.setdefault(header.group(1), {})]
+        elif line == "}":
+            stack.pop()
+        elif opening := re.fullmatch(r"(\S+)\s*=\s*\{", line):
+            stack.append(stack[-1].setdefault(opening.group(1), {}))
+        else:
+            key, value = (part.strip() for part in line.split("=", 1))
+            stack[-1].setdefault(key, []).append(value)
+    return sections
+
+
+@pytest.fixture(scope="module")
+def kafka_docs() -> list[dict]:
+    return kustomize(KAFKA)
+
+
+@pytest.fixture(scope="module")
+def kerberos_docs() -> list[dict]:
+    return kustomize(KERBEROS)
+
+
+@pytest.fixture(scope="module")
+def kafka_pods(kafka_docs) -> list[dict]:
+    return controller_pods(kafka_docs)
+
+
+@pytest.fixture(scope="module")
+def kdc_pods(kerberos_docs) -> dict[str, dict]:
+    return {
+        pod["spec"]["hostname"]: pod
+        for pod in controller_pods(kerberos_docs)
+        if pod["metadata"]["labels"]["app.kubernetes.io/name"] == "kdc"
+    }
+
+
+def kafka_env(pod: dict) -> dict[str, str]:
+    (container,) = pod["spec"]["containers"]
+    return container_env(pod, container)
+
+
+def host_of(listener: str) -> str:
+    return re.fullmatch(r"(?:\w+://|\d+@)?([^:]+):\d+", listener).group(1)
+
+
+# -- Kafka ------------------------------------------------------------------------
+
+
+def test_kafka_subdomain_is_a_headless_service_selecting_the_brokers(kafka_docs):
+    statefulset, service = one(kafka_docs, "StatefulSet"), one(kafka_docs, "Service")
+    assert service["metadata"]["name"] == statefulset["spec"]["serviceName"]
+    assert service["metadata"]["namespace"] == statefulset["metadata"]["namespace"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"].items() <= statefulset["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_kafka_brokers_advertise_their_own_identity_names(kafka_pods):
+    assert len(kafka_pods) == 3
+    voters = {f"{index}@{identity(pod)}:9093" for index, pod in enumerate(kafka_pods)}
+    for index, pod in enumerate(kafka_pods):
+        env = kafka_env(pod)
+        assert env["IDENTITY_ZONE"] == ZONE  # deploy/config.yaml's first zone
+        assert env["KAFKA_NODE_ID"] == str(index)
+        assert env["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{identity(pod)}:9092"
+        assert set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == voters
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_kafka_readme_bootstraps_from_the_set_name_and_checks_with_dig(kafka_pods):
+    readme = (KAFKA / "README.md").read_text()
+    pod = kafka_pods[0]
+    set_name = f"{pod['spec']['subdomain']}.{pod['metadata']['namespace']}.{ZONE}"
+    assert f"--bootstrap-server {set_name}:9092" in readme
+    assert f"dig +short {identity(pod)}" in readme and f"dig +short {set_name}" in readme
+    assert "dig +short -x" in readme
+
+
+def test_the_server_default_publishes_names_before_ready_as_the_kraft_quorum_needs():
+    assert DEPLOY_CONFIG.get("publish", "not-ready") == "not-ready"
+
+
+# -- Kerberos ---------------------------------------------------------------------
+
+
+def test_each_kdc_is_one_deployment_naming_its_own_pod(kerberos_docs, kdc_pods):
+    service = next(doc for doc in kerberos_docs if doc["kind"] == "Service")
+    assert service["spec"]["clusterIP"] == "None"
+    deployments = {doc["metadata"]["name"]: doc for doc in kerberos_docs if doc["kind"] == "Deployment"}
+    for name in ("kdc-0", "kdc-1"):
+        spec = deployments[name]["spec"]
+        assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+        pod_spec = spec["template"]["spec"]
+        assert (pod_spec["hostname"], pod_spec["subdomain"]) == (name, service["metadata"]["name"])
+        assert service["spec"]["selector"].items() <= spec["template"]["metadata"]["labels"].items()
+    primary = kdc_pods["kdc-0"]
+    for container in primary["spec"]["initContainers"] + primary["spec"]["containers"]:
+        env = container_env(primary, container)
+        if "KDC_NAME" in env:
+            assert env["KDC_NAME"] == identity(kdc_pods["kdc-0"])
+            assert env["REPLICA_NAME"] == identity(kdc_pods["kdc-1"])
+
+
+def test_client_krb5_conf_has_the_keys_the_readme_promises(kdc_pods):
+    profile = krb5_profile(KERBEROS / "krb5.conf")
+    libdefaults = profile["libdefaults"]
+    assert libdefaults["default_realm"] == [REALM]
+    assert libdefaults["rdns"] == ["true"]
+    assert libdefaults["dns_canonicalize_hostname"] == ["true"]
+    assert libdefaults["dns_lookup_kdc"] == ["false"]  # until the records file serves the SRV records
+    comments = " ".join(line.strip(" #") for line in (KERBEROS / "krb5.conf").read_text().splitlines() if line.strip().startswith("#"))
+    assert "(dns_lookup_kdc = true" in comments and "comes with the records file" in comments
+    realm = profile["realms"][REALM]
+    assert realm["kdc"] == [identity(kdc_pods["kdc-0"]), identity(kdc_pods["kdc-1"])]
+    assert realm["admin_server"] == realm["primary_kdc"] == [identity(kdc_pods["kdc-0"])]
+    assert profile["domain_realm"][f".{ZONE}"] == [REALM]
+    readme = (KERBEROS / "README.md").read_text()
+    for promise in ("`dns_canonicalize_hostname = true`", "`rdns = true`", "`dns_lookup_kdc = true`"):
+        assert promise in readme
+    assert f"kvno host/{identity(kdc_pods['kdc-1'])}" in readme and f"kvno -S host {identity(kdc_pods['kdc-1'])}" in readme
+    assert "dig +short -x" in readme
+
+
+def test_kdc_pods_name_themselves_by_their_identity(kdc_pods, kerberos_docs):
+    host = krb5_profile(KERBEROS / "krb5-kdc-host.conf")
+    client = krb5_profile(KERBEROS / "krb5.conf")
+    assert host["libdefaults"]["dns_canonicalize_hostname"] == ["false"]
+    # The short host name plus this suffix is the identity name of either KDC.
+    suffix = host["libdefaults"]["qualify_shortname"][0]
+    assert {f"{name}.{suffix}" for name in kdc_pods} == {identity(pod) for pod in kdc_pods.values()}
+    assert host["realms"] == client["realms"] and host["domain_realm"] == client["domain_realm"]
+    acl = [line for line in (KERBEROS / "kpropd.acl").read_text().splitlines() if line and not line.startswith("#")]
+    assert acl == [f"host/{identity(kdc_pods['kdc-0'])}@{REALM}"]
+    configmap = next(doc for doc in kerberos_docs if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("kdc-config"))
+    assert configmap["data"]["krb5.conf"] == (KERBEROS / "krb5-kdc-host.conf").read_text()
+
+
+@pytest.mark.parametrize("name", ["krb5.conf", "krb5-kdc-host.conf", "kdc.conf"])
+def test_mit_kerberos_parses_the_profile(name, tmp_path):
+    result = subprocess.run(
+        [tool("klist")],
+        env={**os.environ, "KRB5_CONFIG": str(KERBEROS / name), "KRB5CCNAME": f"FILE:{tmp_path / 'none'}"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    # No credentials here: the error comes after the configuration was read.
+    assert "No credentials cache found" in result.stderr, result.stderr
+
+
+def test_kdc_image_passes_hadolint_and_the_scripts_parse():
+    result = subprocess.run(
+        [tool("hadolint"), "--no-color", str(KERBEROS / "image" / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for script in sorted((KERBEROS / "scripts").glob("*.sh")):
+        result = subprocess.run(["sh", "-n", str(script)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, f"{script.name}: {result.stderr}"
+
+
+def test_every_example_pod_meets_the_restricted_pod_security_standard(kafka_docs, kerberos_docs):
+    for doc in kafka_docs + kerberos_docs:
+        if doc["kind"] not in ("StatefulSet", "Deployment"):
+            continue
+        spec = doc["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in spec.get("initContainers", []) + spec["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, container["name"]
+            assert security["capabilities"] == {"drop": ["ALL"]}, container["name"]
+
+
+# -- the names, asked of the real server -----------------------------------------------
+
+
+def names_the_examples_use(kafka_pods: list[dict], kdc_pods: dict[str, dict]) -> set[str]:
+    names = set()
+    for pod in kafka_pods:
+        env = kafka_env(pod)
+        names.add(host_of(env["KAFKA_ADVERTISED_LISTENERS"]))
+        names.update(host_of(voter) for voter in env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","))
+    realm = krb5_profile(KERBEROS / "krb5.conf")["realms"][REALM]
+    names.update(realm["kdc"] + realm["admin_server"])
+    names.update(
+        line.split("/", 1)[1].split("@")[0] for line in (KERBEROS / "kpropd.acl").read_text().splitlines() if line.startswith("host/")
+    )
+    return names
+
+
+def ask(port: int, name: str, qtype: str) -> list[str]:
+    reply = dns.query.udp(dns.message.make_query(name, qtype), "127.0.0.1", port=port, timeout=2)
+    assert dns.rcode.to_text(reply.rcode()) == "NOERROR", f"{name} {qtype}: {dns.rcode.to_text(reply.rcode())}"
+    return sorted(rdata.to_text() for rrset in reply.answer for rdata in rrset)
+
+
+def test_every_name_the_examples_use_resolves_and_its_ptr_names_it_back(kafka_pods, kdc_pods, tmp_path):
+    pods = kafka_pods + list(kdc_pods.values())
+    pods_file = tmp_path / "pods.json"
+    pods_file.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": pods}))
+    ip_of = {identity(pod): pod["status"]["podIP"] for pod in pods}
+    names = names_the_examples_use(kafka_pods, kdc_pods)
+    assert names == set(ip_of)  # every name in a config is some pod's identity, and every pod is named
+    cidrs = [arg for cidr in DEPLOY_CONFIG["reverse_cidrs"] for arg in ("--reverse-cidr", cidr)]
+    with ServerProcess("--zone", ZONE, *cidrs, "--name-template", TEMPLATE, "--pods-file", str(pods_file)) as server:
+        for name in sorted(names):
+            assert ask(server.port, name, "A") == [ip_of[name]], name
+            assert ask(server.port, dns.reversename.from_address(ip_of[name]).to_text(), "PTR") == [f"{name}."]
+        bootstrap = f"{kafka_pods[0]['spec']['subdomain']}.{kafka_pods[0]['metadata']['namespace']}.{ZONE}"
+        assert ask(server.port, bootstrap, "A") == sorted(pod["status"]["podIP"] for pod in kafka_pods)
+
+
+# -- the primary KDC, run with the real MIT tools ----------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_the_primary_s_first_start_makes_a_realm_that_issues_tickets_for_both_kdcs(kdc_pods, tmp_path):
+    """scripts/create-realm.sh with kdb5_util and kadmin.local, then krb5kdc, kinit and kvno on loopback."""
+    data, etc = tmp_path / "data", tmp_path / "etc"
+    data.mkdir()
+    etc.mkdir()
+    port = free_port()
+    kdc_conf = (KERBEROS / "kdc.conf").read_text().replace("/var/lib/krb5kdc", str(data)).replace("/etc/krb5kdc", str(etc))
+    kdc_conf = re.sub(r"kdc(_tcp)?_listen = 88", rf"kdc\1_listen = 127.0.0.1:{port}", kdc_conf)
+    (etc / "kdc.conf").write_text(kdc_conf)
+    (etc / "kadm5.acl").write_text((KERBEROS / "kadm5.acl").read_text())
+    kdc_0, kdc_1 = identity(kdc_pods["kdc-0"]), identity(kdc_pods["kdc-1"])
+    # Both krb5.conf files with the KDC at loopback instead of its (here unresolvable) name.
+    for name in ("krb5-kdc-host.conf", "krb5.conf"):
+        text = (KERBEROS / name).read_text()
+        text = text.replace(f"kdc = {kdc_0}", f"kdc = 127.0.0.1:{port}").replace(f"kdc = {kdc_1}\n", "")
+        (etc / name).write_text(text)
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([os.environ["PATH"], *SBIN]),
+        "KRB5_CONFIG": str(etc / "krb5-kdc-host.conf"),
+        "KRB5_KDC_PROFILE": str(etc / "kdc.conf"),
+        "KRB5RCACHEDIR": str(tmp_path),
+        "KRB5CCNAME": f"FILE:{tmp_path / 'ccache'}",
+        "KDC_DATA": str(data),
+        "KDC_NAME": kdc_0,
+        "REPLICA_NAME": kdc_1,
+        "MASTER_PASSWORD": "a master password",
+    }
+
+    def run(*args: str, stdin: str | None = None, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(args, env={**env, **extra}, input=stdin, capture_output=True, text=True, timeout=30)
+
+    created = run("sh", str(KERBEROS / "scripts" / "create-realm.sh"))
+    assert created.returncode == 0, created.stdout + created.stderr
+    keytab = run(tool("klist"), "-k", str(data / "kprop.keytab"))
+    assert set(re.findall(r"\d+ (\S+)", keytab.stdout)) == {f"host/{kdc_0}@{REALM}"}
+    again = run("sh", str(KERBEROS / "scripts" / "create-realm.sh"))
+    assert again.returncode == 0 and "exists" in again.stdout
+    assert run(tool("kadmin.local"), "-q", "addprinc -pw alice-password alice").returncode == 0
+
+    log = (tmp_path / "krb5kdc.log").open("w")
+    kdc = subprocess.Popen([tool("krb5kdc"), "-n"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        client = {"KRB5_CONFIG": str(etc / "krb5.conf")}
+        deadline = time.monotonic() + 20
+        while (kinit := run(tool("kinit"), "alice", stdin="alice-password\n", **client)).returncode != 0:
+            assert kdc.poll() is None and time.monotonic() < deadline, kinit.stderr + (tmp_path / "krb5kdc.log").read_text()
+            time.sleep(0.1)
+        for principal in (f"host/{kdc_0}", f"host/{kdc_1}"):
+            kvno = run(tool("kvno"), principal, **client)
+            assert kvno.returncode == 0 and f"{principal}@{REALM}: kvno = " in kvno.stdout, kvno.stderr
+    finally:
+        kdc.terminate()
+        kdc.wait(10)
+        log.close()
