@@ -64,6 +64,7 @@ PANEL_SERIES: dict[str, frozenset[str]] = {
     "Queries by transport A": ALL,
     "Reply size and TCP connections A": ALL,
     "Reply size and TCP connections B": ALL,
+    "TCP connections closed, by reason A": ALL,
     "Records by replica A": ALL,
     "Conflicts by replica A": ALL,
     "File reloads A": frozenset({"files"}),
@@ -88,7 +89,7 @@ ALERT_SERIES: dict[str, frozenset[str]] = {
     "PodIdentityDNSServfailRatioHigh": frozenset({"broken"}),
     "PodIdentityDNSRefusedRatioHigh": frozenset({"files"}),
     "PodIdentityDNSProgrammingLatencyHigh": frozenset({"kube"}),
-    "PodIdentityDNSRelistStorm": frozenset({"kube"}),
+    "PodIdentityDNSRelistStorm": frozenset(),  # two relists here; its firing is promtool's test
     "PodIdentityDNSKubernetesAPIErrors": frozenset({"broken"}),
     "PodIdentityDNSWatchSilent": frozenset(),  # needs 15 silent minutes: promtool's unit tests cover it firing
     "PodIdentityDNSFileReloadFailed": frozenset({"files"}),
@@ -256,7 +257,9 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
                     lambda: prom.jobs("count_over_time(up[1m]) >= 2 and up == 1") == ALL,
                     "every target scraped twice",
                 )
-                for number in range(5):
+                # Two relists: the server paces a storm itself (5 s, doubling), so the alert's
+                # four in 15 minutes would take the test a minute; promtool's tests fire it.
+                for number in range(2):
                     relist(fake, kube.port, number)
                 a_minute_ago = datetime.now(UTC) - timedelta(minutes=1)
                 fake.call(fake.kube.add_pod, identity("late-0", "late", "10.244.11.1", changed=a_minute_ago))
