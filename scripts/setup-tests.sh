@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the test suite needs: Debian's dig, Unbound, Knot and dnsperf,
+# Install what the test suite needs: Debian's dig, Unbound, Knot, BIND and dnsperf,
 # and a virtualenv (.venv) with the project and its test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,8 @@ need=()
 command -v dig >/dev/null || need+=(bind9-dnsutils)
 command -v unbound >/dev/null || need+=(unbound)
 command -v knotd >/dev/null || need+=(knot)
+# named and tsig-keygen: the BIND secondary of tests/integration/test_secondaries.py
+PATH="$PATH:/usr/sbin" command -v named >/dev/null || need+=(bind9)
 command -v dnsperf >/dev/null || need+=(dnsperf)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

@@ -90,7 +90,9 @@ class FakeStore:
         self.snapshots.append(snapshot)
         return snapshot
 
-    def commit(self, apex: bytes, removed: Iterable[RR] = (), added: Iterable[RR] = (), untracked: bool = False, step: int = 1) -> ZoneChange:
+    def commit(
+        self, apex: bytes, removed: Iterable[RR] = (), added: Iterable[RR] = (), untracked: bool = False, step: int = 1
+    ) -> ZoneChange:
         """Apply one change to one zone, move its serial, tell the listeners."""
         zone = self.zones[apex]
         removed, added = tuple(removed), tuple(added)
@@ -133,7 +135,9 @@ class FakeStore:
         records += [r for r in zone.records if r.owner == qname]
         matching = [r for r in records if question.rdtype in (r.rtype, dns.rdatatype.ANY)]
         for record in matching:
-            response.find_rrset(response.answer, question.name, dns.rdataclass.IN, record.rtype, create=True).add(to_rdata(record), record.ttl)
+            response.find_rrset(response.answer, question.name, dns.rdataclass.IN, record.rtype, create=True).add(
+                to_rdata(record), record.ttl
+            )
         if not matching:
             exists = records or any(names.is_subdomain(r.owner, qname) for r in zone.records)
             if not exists:
