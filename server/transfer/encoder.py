@@ -49,7 +49,6 @@ def pack_messages(
     and so does `first_additional` (one record: our OPT when the request had one).
     Messages carry no TSIG: the signer appends it (`limit` leaves room for it).
     """
-    fixed_cache: dict[tuple[int, int, int], bytes] = {}
     table: dict[bytes, int] = {}
     parts: list[bytes] = []
     qdcount = 0
@@ -66,20 +65,29 @@ def pack_messages(
     count = 0
     lookup = table.get
     append = parts.append
+    pack = _FIXED.pack
+    fixed = b""
+    last_type = last_ttl = last_length = -1
     for owner, rtype, ttl, rdata in records:
-        key = (rtype, ttl, len(rdata))
-        fixed = fixed_cache.get(key)
-        if fixed is None:
-            fixed = fixed_cache[key] = _FIXED.pack(rtype, CLASS_IN, ttl, len(rdata))
+        length = len(rdata)
+        if rtype != last_type or ttl != last_ttl or length != last_length:
+            fixed = pack(rtype, CLASS_IN, ttl, length)
+            last_type, last_ttl, last_length = rtype, ttl, length
         while True:
-            # The longest suffix of `owner` already in this message (the root never is).
-            cut = 0
+            # The longest suffix of `owner` already in this message (the root never is): usually
+            # the owner itself (its second RRset) or its parent (a sibling came before).
             pointer = lookup(owner)
-            while pointer is None and owner[cut]:
-                cut += owner[cut] + 1
+            if pointer is not None:
+                cut = 0
+                name = _POINTERS[pointer]
+            else:
+                cut = owner[0] + 1
                 pointer = lookup(owner[cut:])
-            name = owner if pointer is None else (_POINTERS[pointer] if cut == 0 else owner[:cut] + _POINTERS[pointer])
-            grown = size + len(name) + 10 + len(rdata)
+                while pointer is None and owner[cut]:
+                    cut += owner[cut] + 1
+                    pointer = lookup(owner[cut:])
+                name = owner if pointer is None else owner[:cut] + _POINTERS[pointer]
+            grown = size + len(name) + 10 + length
             if grown <= room or (count == 0 and grown + len(tail) <= MAX_MESSAGE):
                 break
             if count == 0:
@@ -90,11 +98,14 @@ def pack_messages(
             size, count, qdcount, tail, room = 12, 0, 0, b"", limit
         if cut and size <= MAX_POINTER:
             # Each suffix written out in full here can be pointed to by later owners.
-            start = 0
+            table[owner] = size
+            start = owner[0] + 1
             while start < cut and size + start <= MAX_POINTER:
                 table[owner[start:]] = size + start
                 start += owner[start] + 1
-        append(name + fixed + rdata)
+        append(name)
+        append(fixed)
+        append(rdata)
         size = grown
         count += 1
     if count or qdcount:

@@ -13,6 +13,10 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 
+import dns.exception
+import dns.message
+import dns.rdatatype
+
 from ..zone import wire
 from .encoder import Record
 from .journal import Change, Journal
@@ -22,7 +26,7 @@ from .observer import TransferEvent, TransferLog, TransferObserver, peer_text
 from .outgoing import Done, WireRecord, axfr_records, first_and_rest, ixfr_records, messages, sign_one, stream
 from .policy import TransferPolicy
 from .serial import newer, replace_soa_serial, soa_serial
-from .shape import CLASS_IN, QUERY, TYPE_AXFR, TYPE_IXFR, Request, may_concern_transfers, scan
+from .shape import CLASS_IN, QUERY, TYPE_AXFR, TYPE_IXFR, TYPE_SOA, Request, may_concern_transfers, scan
 from .source import ZoneSource
 from .tsig import FLAG_TC, FUDGE, RCODE_FORMERR, RCODE_NOTAUTH, RCODE_REFUSED, Rejected, Signer, Verified, refusal, verify
 
@@ -119,16 +123,35 @@ class TransferService:
     # -- SOA records --------------------------------------------------------
 
     def current_soa(self, apex: bytes) -> Record:
-        """The apex SOA as served now, without a snapshot: the last one seen with today's serial."""
+        """The apex SOA as served now, with the zone's current serial."""
         return self.soa_at(apex, self.store.zones[apex].serial)
 
     def soa_at(self, apex: bytes, serial: int) -> Record:
+        """The apex SOA with another serial: IXFR's old SOAs, and NOTIFY's and IXFR's current one
+        without a snapshot (a snapshot of a big zone costs tens of milliseconds; this, microseconds)."""
         template = self._soa.get(apex)
         if template is None:
-            template = self._soa[apex] = self.store.snapshot(apex).soa
+            template = self._soa[apex] = self._served_soa(apex) or self.store.snapshot(apex).soa
         if soa_serial(template.rdata) == serial:
             return template
         return WireRecord(template.owner, template.rtype, template.ttl, replace_soa_serial(template.rdata, serial))
+
+    def _served_soa(self, apex: bytes) -> Record | None:
+        """The SOA the ordinary answer path gives for the apex (its rdata uncompressed), or None."""
+        query = b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00" + apex + b"\x00\x06\x00\x01"
+        reply = self.answer(query, True)
+        if reply is None:
+            return None
+        try:
+            answer = dns.message.from_wire(reply).answer
+        except (dns.exception.DNSException, ValueError):
+            return None
+        for rrset in answer:
+            if rrset.rdtype == dns.rdatatype.SOA and rrset.name.to_wire() == apex and len(rrset) == 1:
+                rdata = rrset[0].to_wire()
+                assert rdata is not None
+                return WireRecord(apex, TYPE_SOA, rrset.ttl, rdata)
+        return None
 
     # -- requests -----------------------------------------------------------
 

@@ -114,8 +114,8 @@ def scan(message: bytes) -> Request | None:
             return None
         in_additional = index >= ancount + nscount
         if rtype == TYPE_TSIG:
-            if index != total - 1 or not in_additional or rclass != CLASS_ANY:
-                return None  # RFC 8945 §5.1: the TSIG record is the last one
+            if index != total - 1 or not in_additional or rclass != CLASS_ANY or ttl:
+                return None  # RFC 8945 §4.2, §5.1: the last record, class ANY, TTL 0
             tsig_start, tsig_rdata = start, (rdata_start, rdlength)
         elif rtype == TYPE_OPT:
             if not in_additional or edns_payload is not None:

@@ -268,3 +268,13 @@ async def test_an_ixfr_of_a_zone_we_do_not_serve_is_notauth(tcp):
     service, _, _ = make_service()
     query, messages = await ixfr(service, "example.com", 1, tcp=tcp, key=KEY_1)
     assert dns.message.from_wire(messages[0], keyring=KEY_1.key, request_mac=query.mac).rcode() == 9
+
+
+async def test_an_ixfr_takes_no_snapshot_and_its_soa_is_the_one_served():
+    service, store, _ = make_service()
+    move_pod(store, 2, "10.12.0.1")
+    query, messages = await ixfr(service, FORWARD, 1000)
+    assert store.snapshots == []  # the SOA came from the ordinary answer path, not a zone snapshot
+    served = dns.message.from_wire(store.answer(dns.message.make_query(FORWARD, "SOA").to_wire())).answer[0]
+    first = parse_all(messages, query, ixfr=True)[0].answer[0]
+    assert (first.ttl, first[0]) == (served.ttl, served[0])
