@@ -91,11 +91,14 @@ class TransferService:
         except ValueError as exc:
             raise TransferSetupError(f"--transfer-allow-unsigned: {exc}") from None
         self.journal = Journal(settings.ixfr_journal, settings.ixfr_journal_bytes, self._journal_size)
-        self.notifier = (
-            NotifySender(settings.notify, notify_key, self.current_soa, self.observer, settings.notify_interval)
-            if settings.notify
-            else None
-        )
+        try:
+            self.notifier = (
+                NotifySender(settings.notify, notify_key, self.current_soa, self.observer, settings.notify_interval)
+                if settings.notify
+                else None
+            )
+        except ValueError as exc:
+            raise TransferSetupError(f"--notify: {exc} (HOST must be an IP address)") from None
         self._soa: dict[bytes, Record] = {}
         store.add_listener(self._committed)
 

@@ -130,6 +130,8 @@ def test_the_service_refuses_unknown_key_names_and_bad_files_in_one_line(tmp_pat
     open_path = write_key_file(tmp_path, TSIG_KEYGEN, 0o644, "open")
     with pytest.raises(TransferSetupError, match="readable by group or others"):
         TransferService(TransferSettings(key_files=(open_path,)), store, store.answer)
+    with pytest.raises(TransferSetupError, match=r"--notify: .*HOST must be an IP address"):
+        TransferService(TransferSettings(notify=(("secondary.example", 53),)), store, store.answer)
     with pytest.raises(TransferSetupError, match="--transfer-allow-unsigned"):
         TransferService(TransferSettings(allow_unsigned=("10.0.0.0/33",)), store, store.answer)
     service = TransferService(TransferSettings(key_files=(path,), transfer_keys=("TRANSFER-KEY.",)), store, store.answer)

@@ -4,6 +4,7 @@ signed answers, and every failed check is answered as RFC 8945 says, with nothin
 from __future__ import annotations
 
 import asyncio
+import logging
 import struct
 import time
 
@@ -271,3 +272,16 @@ def test_hostile_requests_never_break_it(data):
         # the key and algorithm names are outside the MAC, by RFC 8945).
         assert dns.message.from_wire(bytes(wire), keyring={KEY_1.key.name: KEY_1.key}).had_tsig
         asyncio.run(collect(reply))
+
+
+def test_refusals_are_logged_but_a_flood_is_only_counted(caplog):
+    service, _, recorder = make_service()
+    caplog.set_level(logging.INFO, logger="pod_identity_dns.transfer")
+    for _ in range(50):
+        service.handle(request(FORWARD, "IXFR", serial=1).to_wire(), PEER, False)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(recorder.events) == 50 and all(e.result == "refused" for e in recorder.events)
+    assert len(lines) == 20 and all(line.startswith("transfer IXFR refused zone=- peer=192.0.2.10#40000 key=-") for line in lines)
+    service.log._window_start -= 61  # a minute later the next line says how many were left out
+    service.handle(request(FORWARD, "IXFR", serial=1).to_wire(), PEER, False)
+    assert "30 more not logged" in caplog.records[-2].getMessage()
