@@ -183,9 +183,8 @@ class TransferService:
             return self._signed_answer(request, verified, tcp)
         return self._transfer(query, request, verified, peer, tcp)
 
-    def _signer(self, verified: Verified | None) -> Signer | None:
-        if verified is None:
-            return None
+    def _signer(self, verified: Verified) -> Signer:
+        """The signer of the reply to a verified request (one per reply: multi-message state)."""
         return Signer(verified.key, verified.request_mac, verified.original_id, self.settings.fudge, self.clock)
 
     def _signed_answer(self, request: Request, verified: Verified, tcp: bool) -> bytes | None:
@@ -193,18 +192,18 @@ class TransferService:
         reply = self.answer(verified.unsigned, tcp)
         if reply is None:
             return None
-        signed = self._signer(verified).sign(reply)  # type: ignore[union-attr]
+        signed = self._signer(verified).sign(reply)
         if len(signed) <= (TCP_LIMIT if tcp else _udp_limit(request)):
             return signed
         # RFC 8945 §5.3: when the TSIG does not fit, the question alone with TC set, signed.
         flags = ((reply[2] << 8) | reply[3]) | FLAG_TC
         opt = wire.opt_record(request.edns_do) if request.edns_payload is not None else b""
         body = reply[:2] + flags.to_bytes(2, "big") + b"\x00\x01\x00\x00\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00")
-        return self._signer(verified).sign(body + request.question + opt)  # type: ignore[union-attr]
+        return self._signer(verified).sign(body + request.question + opt)
 
     def _transfer(self, query: bytes, request: Request, verified: Verified | None, peer: tuple, tcp: bool) -> Reply:
         started = time.perf_counter()
-        signer = self._signer(verified)
+        signer = self._signer(verified) if verified is not None else None
         key = verified.key.name if verified is not None else None
 
         def refuse(rcode: int, result: str) -> bytes:
