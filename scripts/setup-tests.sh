@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install what the test suite needs: Debian's dig, Unbound, Knot, dnsperf,
-# Prometheus (prometheus and promtool, for the dashboard and alert tests) and MIT
-# Kerberos (a KDC and its clients, for deploy/examples/kerberos), and a
-# virtualenv (.venv) with the project and its test extras.
+# Install what the test suite needs: Debian's dig, Unbound, Knot, BIND (named and
+# the zone checkers), dnsperf, Prometheus (prometheus and promtool, for the
+# dashboard and alert tests) and MIT Kerberos (a KDC and its clients, for
+# deploy/examples/kerberos), and a virtualenv (.venv) with the project and its
+# test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,12 @@ need=()
 command -v dig >/dev/null || need+=(bind9-dnsutils)
 command -v unbound >/dev/null || need+=(unbound)
 command -v knotd >/dev/null || need+=(knot)
+# named and tsig-keygen: the BIND secondary of tests/integration/test_secondaries.py
+PATH="$PATH:/usr/sbin" command -v named >/dev/null || need+=(bind9)
 command -v dnsperf >/dev/null || need+=(dnsperf)
+# Zone checkers the exports must pass: BIND's named-checkzone and Knot's kzonecheck.
+PATH="$PATH:/usr/sbin" command -v named-checkzone >/dev/null || need+=(bind9-utils)
+command -v kzonecheck >/dev/null || need+=(knot-dnssecutils)
 { command -v prometheus && command -v promtool; } >/dev/null || need+=(prometheus)
 # The KDC's programs live in /usr/sbin, outside a normal user's PATH.
 [ -x /usr/sbin/krb5kdc ] && [ -x /usr/sbin/kdb5_util ] || need+=(krb5-kdc)

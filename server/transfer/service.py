@@ -1,0 +1,303 @@
+"""The transfer engine's entry point: AXFR, IXFR and TSIG-signed queries in, replies out; NOTIFY out.
+
+The server calls `may_concern_transfers(query)` (cheap, false for every
+ordinary unsigned query) on its slow path and, when true,
+`service.handle(query, peer, tcp)`: None means "not mine, answer as usual";
+bytes are one reply; an async iterator yields the messages of a transfer,
+which the TCP transport writes one by one, waiting for its buffer to drain.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+
+import dns.exception
+import dns.message
+import dns.rdatatype
+
+from ..zone import wire
+from .encoder import Record
+from .journal import Change, Journal
+from .keys import KeyFileError, KeyRing, TsigKey, load_key_files
+from .notify import NotifySender
+from .observer import TransferEvent, TransferLog, TransferObserver, peer_text
+from .outgoing import Done, WireRecord, axfr_records, first_and_rest, ixfr_records, messages, sign_one, stream
+from .policy import TransferPolicy
+from .serial import newer, replace_soa_serial, soa_serial
+from .shape import CLASS_IN, QUERY, TYPE_AXFR, TYPE_IXFR, TYPE_SOA, Request, may_concern_transfers, scan
+from .source import ZoneSource
+from .tsig import FLAG_TC, FUDGE, RCODE_FORMERR, RCODE_NOTAUTH, RCODE_REFUSED, Rejected, Signer, Verified, refusal, verify
+
+__all__ = ["TransferService", "TransferSettings", "TransferSetupError", "may_concern_transfers"]
+
+UDP_LIMIT = wire.EDNS_PAYLOAD
+TCP_LIMIT = 65535
+
+Reply = bytes | AsyncIterator[bytes] | None
+Answer = Callable[[bytes, bool], "bytes | None"]  # (query, over TCP?) -> the ordinary reply
+
+
+class TransferSetupError(Exception):
+    """A one-line problem with the transfer settings (a key file, an unknown key name, a bad network)."""
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    key_files: tuple[str, ...] = ()  # --tsig-key-file
+    transfer_keys: tuple[str, ...] = ()  # --transfer-key
+    allow_unsigned: tuple[str, ...] = ()  # --transfer-allow-unsigned (CIDRs)
+    ixfr_journal: int = 100  # --ixfr-journal: changes kept per zone (0: IXFR always answered in full)
+    ixfr_journal_bytes: int = 16 << 20  # --ixfr-journal-bytes: record bytes kept over all zones
+    notify: tuple[tuple[str, int], ...] = ()  # --notify HOST:PORT
+    notify_key: str | None = None  # --notify-key (default: the first transfer key)
+    fudge: int = FUDGE
+    message_size: int = 16384  # bytes per transfer message; all of it addressable by compression pointers
+    notify_interval: float = 1.0
+
+
+class TransferService:
+    def __init__(
+        self,
+        settings: TransferSettings,
+        store: ZoneSource,
+        answer: Answer,
+        observer: TransferObserver | None = None,
+        keys: KeyRing | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.settings = settings
+        self.store = store
+        self.answer = answer
+        self.observer = observer or TransferObserver()
+        self.clock = clock
+        self.log = TransferLog()
+        try:
+            self.keys = keys if keys is not None else load_key_files(settings.key_files)
+        except KeyFileError as exc:
+            raise TransferSetupError(str(exc)) from None
+        for name in settings.transfer_keys:
+            if name not in self.keys:
+                raise TransferSetupError(f"--transfer-key {name}: no such key in the --tsig-key-file files")
+        notify_key_name = settings.notify_key or (settings.transfer_keys[0] if settings.transfer_keys else None)
+        notify_key: TsigKey | None = None
+        if notify_key_name is not None:
+            notify_key = self.keys.get(notify_key_name)
+            if notify_key is None:
+                raise TransferSetupError(f"--notify-key {notify_key_name}: no such key in the --tsig-key-file files")
+        try:
+            self.policy = TransferPolicy(settings.transfer_keys, settings.allow_unsigned)
+        except ValueError as exc:
+            raise TransferSetupError(f"--transfer-allow-unsigned: {exc}") from None
+        self.journal = Journal(settings.ixfr_journal, settings.ixfr_journal_bytes, self._journal_size)
+        try:
+            self.notifier = (
+                NotifySender(settings.notify, notify_key, self.current_soa, self.observer, settings.notify_interval)
+                if settings.notify
+                else None
+            )
+        except ValueError as exc:
+            raise TransferSetupError(f"--notify: {exc} (HOST must be an IP address)") from None
+        self._soa: dict[bytes, Record] = {}
+        store.add_listener(self._committed)
+
+    # -- lifecycle ------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the NOTIFY socket and announce every zone (the secondaries may be behind)."""
+        if self.notifier is not None:
+            await self.notifier.start(list(self.store.zones))
+
+    async def stop(self) -> None:
+        if self.notifier is not None:
+            await self.notifier.stop()
+
+    def _committed(self, changes: list[Change]) -> None:
+        self.journal.record(changes)
+        if self.notifier is not None:
+            for change in changes:
+                self.notifier.changed(change.apex)
+
+    def _journal_size(self, apex: bytes, changes: int, size: int) -> None:
+        zone = self.store.zones.get(apex)
+        self.observer.journal_size(zone.name if zone is not None else "", changes, size)
+
+    # -- SOA records --------------------------------------------------------
+
+    def current_soa(self, apex: bytes) -> Record:
+        """The apex SOA as served now, with the zone's current serial."""
+        return self.soa_at(apex, self.store.zones[apex].serial)
+
+    def soa_at(self, apex: bytes, serial: int) -> Record:
+        """The apex SOA with another serial: IXFR's old SOAs, and NOTIFY's and IXFR's current one
+        without a snapshot (a snapshot of a big zone costs tens of milliseconds; this, microseconds)."""
+        template = self._soa.get(apex)
+        if template is None:
+            template = self._soa[apex] = self._served_soa(apex) or self.store.snapshot(apex).soa
+        if soa_serial(template.rdata) == serial:
+            return template
+        return WireRecord(template.owner, template.rtype, template.ttl, replace_soa_serial(template.rdata, serial))
+
+    def _served_soa(self, apex: bytes) -> Record | None:
+        """The SOA the ordinary answer path gives for the apex (its rdata uncompressed), or None."""
+        query = b"\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00" + apex + b"\x00\x06\x00\x01"
+        reply = self.answer(query, True)
+        if reply is None:
+            return None
+        try:
+            answer = dns.message.from_wire(reply).answer
+        except (dns.exception.DNSException, ValueError):
+            return None
+        for rrset in answer:
+            if rrset.rdtype == dns.rdatatype.SOA and rrset.name.to_wire() == apex and len(rrset) == 1:
+                rdata = rrset[0].to_wire()
+                assert rdata is not None
+                return WireRecord(apex, TYPE_SOA, rrset.ttl, rdata)
+        return None
+
+    # -- requests -----------------------------------------------------------
+
+    may_concern = staticmethod(may_concern_transfers)
+
+    def handle(self, query: bytes, peer: tuple, tcp: bool) -> Reply:
+        """The reply to a zone transfer or a signed query; None for anything else."""
+        request = scan(query)
+        if request is None or request.opcode != QUERY:
+            return None
+        is_transfer = request.qtype in (TYPE_AXFR, TYPE_IXFR)
+        verified: Verified | None = None
+        if request.tsig_start is not None:
+            outcome = verify(query, request, self.keys, self.clock(), self.settings.fudge)
+            if isinstance(outcome, Rejected):
+                if is_transfer:
+                    self._report(request, peer, tcp, outcome.result, outcome.key_name or None, time.perf_counter())
+                else:
+                    self.observer.signed_query(outcome.result, outcome.key_name or None)
+                return outcome.reply
+            verified = outcome
+        if not is_transfer:
+            if verified is None:
+                return None
+            self.observer.signed_query("ok", verified.key.name)
+            return self._signed_answer(request, verified, tcp)
+        return self._transfer(query, request, verified, peer, tcp)
+
+    def _signer(self, verified: Verified) -> Signer:
+        """The signer of the reply to a verified request (one per reply: multi-message state)."""
+        return Signer(verified.key, verified.request_mac, verified.original_id, self.settings.fudge, self.clock)
+
+    def _signed_answer(self, request: Request, verified: Verified, tcp: bool) -> bytes | None:
+        """The ordinary answer to the request without its TSIG, signed (RFC 8945 §5.3)."""
+        reply = self.answer(verified.unsigned, tcp)
+        if reply is None:
+            return None
+        signed = self._signer(verified).sign(reply)
+        if len(signed) <= (TCP_LIMIT if tcp else _udp_limit(request)):
+            return signed
+        # RFC 8945 §5.3: when the TSIG does not fit, the question alone with TC set, signed.
+        flags = ((reply[2] << 8) | reply[3]) | FLAG_TC
+        opt = wire.opt_record(request.edns_do) if request.edns_payload is not None else b""
+        body = reply[:2] + flags.to_bytes(2, "big") + b"\x00\x01\x00\x00\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00")
+        return self._signer(verified).sign(body + request.question + opt)
+
+    def _transfer(self, query: bytes, request: Request, verified: Verified | None, peer: tuple, tcp: bool) -> Reply:
+        started = time.perf_counter()
+        signer = self._signer(verified) if verified is not None else None
+        key = verified.key.name if verified is not None else None
+
+        def refuse(rcode: int, result: str) -> bytes:
+            self._report(request, peer, tcp, result, key, started)
+            return refusal(query, request, rcode, signer)
+
+        if not self.policy.allows(key, peer):
+            return refuse(RCODE_REFUSED, "refused")
+        zone = self.store.zones.get(request.qname) if request.qclass == CLASS_IN else None
+        if zone is None:
+            return refuse(RCODE_NOTAUTH, "notauth")
+        if request.qtype == TYPE_AXFR and not tcp:
+            return refuse(RCODE_FORMERR, "formerr")  # AXFR is defined over TCP only (RFC 5936 §4.2)
+        if request.qtype == TYPE_IXFR and request.soa_serial is None:
+            return refuse(RCODE_FORMERR, "formerr")  # RFC 1995 §3: the request carries the client's SOA
+
+        apex, serial = zone.apex, zone.serial
+        opt = wire.opt_record(request.edns_do) if request.edns_payload is not None else b""
+        limit = self.settings.message_size if tcp else _udp_limit(request)
+        limit -= signer.reserve if signer is not None else 0
+
+        def report(result: str, done: Done) -> None:
+            self._report(request, peer, tcp, result, key, started, zone.name, serial, done)
+
+        if request.qtype == TYPE_IXFR:
+            assert request.soa_serial is not None
+            client = request.soa_serial
+            if client == serial or newer(client, serial):
+                return self._single_soa(request, apex, signer, opt, report, "current")
+            difference = self.journal.difference(apex, client, serial)
+            if difference is not None:
+                records: Iterable[Record] = ixfr_records(self.current_soa(apex), self.soa_at(apex, client), difference)
+                encoded = messages(records, request.id, request.flags, request.question, limit, opt)
+                head, rest = first_and_rest(encoded)
+                if len(head) == 1 and (tcp or len(head[0][0]) <= limit):
+                    message = sign_one(head[0][0], signer)
+                    report("incremental", Done(True, head[0][1], len(message), 1))
+                    return message
+                if not tcp:
+                    return self._single_soa(request, apex, signer, opt, report, "truncated")
+                return stream(_chain(head, rest), signer, lambda done: report("incremental" if done.completed else "aborted", done))
+            if not tcp:
+                return self._single_soa(request, apex, signer, opt, report, "truncated")
+
+        snapshot = self.store.snapshot(apex)
+        self._soa[apex] = snapshot.soa
+        serial = snapshot.serial
+        encoded = messages(axfr_records(snapshot.soa, snapshot.records()), request.id, request.flags, request.question, limit, opt)
+        return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
+
+    def _single_soa(self, request: Request, apex: bytes, signer: Signer | None, opt: bytes, report, result: str) -> bytes:
+        """The current SOA alone (RFC 1995 §4: the client is current, or the answer does not fit UDP)."""
+        soa = self.current_soa(apex)
+        (message, _), *_ = messages([soa], request.id, request.flags, request.question, TCP_LIMIT, opt)
+        message = sign_one(message, signer)
+        report(result, Done(True, 1, len(message), 1))
+        return message
+
+    def _report(
+        self,
+        request: Request,
+        peer: tuple,
+        tcp: bool,
+        result: str,
+        key: str | None,
+        started: float,
+        zone: str = "",
+        serial: int | None = None,
+        done: Done | None = None,
+    ) -> None:
+        event = TransferEvent(
+            type="axfr" if request.qtype == TYPE_AXFR else "ixfr",
+            result=result,
+            zone=zone,
+            peer=peer_text(peer),
+            key=key,
+            client_serial=request.soa_serial if request.qtype == TYPE_IXFR else None,
+            serial=serial,
+            records=done.records if done else 0,
+            bytes=done.bytes if done else 0,
+            messages=done.messages if done else 0,
+            duration=time.perf_counter() - started,
+            transport="tcp" if tcp else "udp",
+        )
+        self.observer.transfer_done(event)
+        self.log.transfer(event)
+
+
+def _udp_limit(request: Request) -> int:
+    if request.edns_payload is None:
+        return 512
+    return min(max(512, request.edns_payload), UDP_LIMIT)
+
+
+def _chain(head, rest):
+    yield from head
+    yield from rest

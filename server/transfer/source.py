@@ -1,0 +1,40 @@
+"""The zone store as the transfer engine sees it (server/zone/store.py provides it).
+
+Records (RR) are (owner, rtype, ttl, rdata) tuples in that order, names and
+rdata in uncompressed lower-cased wire form; changes (ZoneChange) come to a
+listener after each commit. SOA records are never among a change's records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol
+
+from .encoder import Record
+from .journal import Change
+
+
+class ServedZone(Protocol):
+    apex: bytes
+    serial: int
+    name: str
+
+
+class Snapshot(Protocol):
+    """One consistent state of one zone, read in pieces while the store keeps changing."""
+
+    serial: int
+    soa: Record
+
+    def records(self) -> Iterator[Record]:
+        """Every record but the apex SOA."""
+        ...
+
+
+class ZoneSource(Protocol):
+    @property
+    def zones(self) -> Mapping[bytes, ServedZone]: ...
+
+    def snapshot(self, apex: bytes) -> Snapshot: ...
+
+    def add_listener(self, callback: Callable[[list[Change]], None]) -> None: ...
