@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -102,6 +102,10 @@ class PodSink(Protocol):
 
         `version`, here and in update(): the source's resourceVersion after the change, if it has one.
         """
+
+    def replace_all_steps(self, pods: Iterable[PodRecord], version: str | None = None) -> Iterator[None]:
+        """replace_all in steps: the caller iterates, letting the event loop run between steps."""
+        ...
 
     def upsert(self, pod: PodRecord) -> None:
         """A pod was added or changed."""

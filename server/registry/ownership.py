@@ -28,6 +28,7 @@ from .sets import SetJoins
 from .statics import StaticTable
 
 BULK_CHANGES = 1000
+STEP_CHANGES = 2000  # pods applied between two yields of replace_pods_steps (~25 ms)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,9 @@ class _Sink:
 
     def replace_all(self, pods: Iterable[PodRecord], version: str | None = None) -> None:
         self._registry.replace_pods(self._source, pods, version)
+
+    def replace_all_steps(self, pods: Iterable[PodRecord], version: str | None = None) -> Iterator[None]:
+        return self._registry.replace_pods_steps(self._source, pods, version)
 
     def upsert(self, pod: PodRecord) -> None:
         self._registry.update_pods(self._source, [pod], [])
@@ -123,11 +127,36 @@ class Registry:
 
     def replace_pods(self, source: str, pods: Iterable[PodRecord], version: str | None = None) -> None:
         """The complete state of one source: apply only the difference."""
+        changed, gone = self._difference(source, pods)
+        self.update_pods(source, changed, gone, version)
+
+    def replace_pods_steps(self, source: str, pods: Iterable[PodRecord], version: str | None = None) -> Iterator[None]:
+        """replace_pods in steps of STEP_CHANGES, yielding between them so the caller can let queries in.
+
+        The records are written step by step, but the zones' serials move once,
+        at the end: until then the store says it is busy (transfers wait for it).
+        """
+        changed, gone = self._difference(source, pods)
+        if len(changed) + len(gone) <= STEP_CHANGES:
+            self.update_pods(source, changed, gone, version)
+            return
+        steps = range(0, max(len(changed), len(gone)), STEP_CHANGES)
+        self.store.busy = True
+        try:
+            for start in steps:
+                last = start == steps[-1]
+                self.update_pods(source, changed[start : start + STEP_CHANGES], gone[start : start + STEP_CHANGES], version, commit=last)
+                if not last:
+                    yield
+        finally:
+            self.store.busy = False
+
+    def _difference(self, source: str, pods: Iterable[PodRecord]) -> tuple[list[PodRecord], list[str]]:
         held = self._claims.setdefault(source, {})
         fresh = {pod.uid: pod for pod in pods}
         gone = [uid for uid in held if uid not in fresh]
         changed = [pod for uid, pod in fresh.items() if (claim := held.get(uid)) is None or claim.pod != pod]
-        self.update_pods(source, changed, gone, version)
+        return changed, gone
 
     def pod(self, uid: str, source: str | None = None) -> PodRecord | None:
         """The record the registry holds for a pod (for diffs and tests)."""
@@ -140,7 +169,10 @@ class Registry:
     def pods_of(self, source: str) -> list[PodRecord]:
         return [claim.pod for claim in self._claims.get(source, {}).values()]
 
-    def update_pods(self, source: str, upserts: Iterable[PodRecord], deletes: Iterable[str], version: str | None = None) -> None:
+    def update_pods(
+        self, source: str, upserts: Iterable[PodRecord], deletes: Iterable[str], version: str | None = None, commit: bool = True
+    ) -> None:
+        """Apply one change of one source; `commit=False` writes the records but leaves the serials to a later commit."""
         upserts, deletes = list(upserts), list(deletes)
         self._version = self._note_version(source, version)
         held = self._claims.setdefault(source, {})
@@ -160,7 +192,7 @@ class Registry:
                         continue
                     self._unclaim(before, dirty)
                 held[pod.uid] = self._claim(source, pod, dirty)
-            self._flush(dirty)
+            self._flush(dirty, commit)
 
     def replace_static(self, entries: Iterable[StaticEntry]) -> None:
         """The complete set of static host entries (hosts file)."""
@@ -289,7 +321,7 @@ class Registry:
 
     # -- recomputing what changed ----------------------------------------
 
-    def _flush(self, dirty: _Dirty) -> None:
+    def _flush(self, dirty: _Dirty, commit: bool = True) -> None:
         """Settle names, then IPs (who owns a name decides whose IPs count), then write records."""
         for name in list(dirty.names):
             self._settle_name(name, dirty)
@@ -307,8 +339,9 @@ class Registry:
             self._write_forward(name)
         for ip in dirty.ips:
             self._write_ptr(ip)
-        self.store.commit(self._version)
-        self._version = None
+        if commit:
+            self.store.commit(self._version)
+            self._version = None
         self.book.end_change()
 
     def _settle_name(self, name: bytes, dirty: _Dirty) -> None:

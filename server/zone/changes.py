@@ -121,18 +121,18 @@ class ChangeTracker:
 class ZoneSnapshot:
     """One zone as it was when taken: its serial, SOA and every other record, read lazily."""
 
-    def __init__(self, zone: Zone, items: list[tuple[bytes, Node | Leaf]]):
+    def __init__(self, zone: Zone, nodes: dict[bytes, Node | Leaf]):
         self.zone = zone
         self.apex = zone.apex
         self.serial = zone.serial
         self.soa = RR(zone.apex, wire.SOA, zone.negative_ttl, zone.soa_rdata)
-        self._items = items
+        self._nodes = nodes
 
     def records(self) -> Iterator[RR]:
         """Every record of the zone except the apex SOA, from the state at snapshot time (apex records first:
         apexes are the store's oldest names)."""
         zone, apex = self.zone, self.apex
-        for name, node in self._items:
+        for name, node in self._nodes.items():
             if node.zone is not zone:
                 continue
             for key, body in node.rrsets():

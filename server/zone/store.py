@@ -59,6 +59,7 @@ class ZoneStore:
     nodes: dict[bytes, Node | Leaf] = field(default_factory=dict)
     zones: dict[bytes, Zone] = field(default_factory=dict)
     synced: bool = True
+    busy: bool = False  # a change is being written in steps: its serials have not moved yet
     zone_cache: dict[bytes, Zone | None] = field(default_factory=dict)
     # CHAOS-class TXT names (version.bind, id.server, hostname.bind) -> text
     chaos_txt: dict[bytes, str] = field(default_factory=dict)
@@ -153,7 +154,9 @@ class ZoneStore:
     def snapshot(self, apex: bytes) -> ZoneSnapshot:
         """One zone as it is now, for a transfer; writes from here on leave it as it is."""
         self._generation += 1
-        return ZoneSnapshot(self.zones[apex], list(self.nodes.items()))
+        # A dict copy is one C-level memcpy of references (~10 ms at 100k pods); a list of its
+        # items would build a tuple per name, and the garbage collector would walk them all.
+        return ZoneSnapshot(self.zones[apex], self.nodes.copy())
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(changes)` after each commit with the ZoneChange of every zone it changed."""

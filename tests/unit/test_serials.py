@@ -73,3 +73,19 @@ def test_file_sources_publish_the_time_once_synced_not_one_more_per_batch():
     assert before <= serial <= int(time.time())  # not the time plus 50: a restart cannot go below it
     sink.update([strip_pod(pod("p0", "10.244.3.1", "p0", "s"))], [])
     assert serial_after(store.zones[APEX].serial, serial)
+
+
+def test_a_big_replace_in_steps_moves_the_serial_once_at_the_end():
+    store, registry = _registry()
+    sink = registry.sink("kubernetes")
+    sink.replace_all([], version="10")
+    sink.set_synced(True)
+    pods = [strip_pod(pod(f"p{i}", f"10.244.{i // 250}.{i % 250 + 1}", f"p{i}", "s")) for i in range(4500)]
+    steps = sink.replace_all_steps(pods, version="20")
+    next(steps)  # the first step is written, the rest is to come
+    assert store.busy and store.zones[APEX].serial == 10
+    assert store.rrset(to_wire(f"p0.s.default.{ZONE}"), 1)
+    for _ in steps:
+        assert store.zones[APEX].serial == 10
+    assert not store.busy and store.zones[APEX].serial == 20
+    assert registry.stats()["forward_names"] == 4500
