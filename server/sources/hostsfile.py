@@ -17,6 +17,7 @@ from ..model import MAX_LABEL, MAX_SUBDOMAIN, StaticEntry, host_name_problem, no
 
 DEFAULT_MAX_SIZE = 16 << 20  # --hosts-file-max-size
 MAX_LINE = 4096  # characters of one line, comment included
+CHUNK = 1 << 20  # read, decoded and split a megabyte at a time: never the whole file as lines at once
 
 
 class HostsTable(Sequence[StaticEntry]):
@@ -55,13 +56,16 @@ class HostsTable(Sequence[StaticEntry]):
 
 def parse_hosts_file(path: str, max_size: int = DEFAULT_MAX_SIZE) -> HostsTable:
     """The file's entries. SourceError naming the file (and line) when it cannot be read, is too large or is not valid."""
+    data = bytearray()
     try:
         with open(path, "rb") as handle:
-            data = handle.read(max_size + 1)
+            # A megabyte at a time: read(max_size) would allocate the whole limit at once.
+            while chunk := handle.read(CHUNK):
+                data += chunk
+                if len(data) > max_size:
+                    raise SourceError(path, None, f"the file is larger than --hosts-file-max-size ({_size(max_size)})")
     except OSError as exc:
         raise SourceError(path, None, exc.strerror or str(exc)) from exc
-    if len(data) > max_size:
-        raise SourceError(path, None, f"the file is larger than --hosts-file-max-size ({_size(max_size)})")
     return parse_hosts_bytes(path, data)
 
 
@@ -69,10 +73,7 @@ def parse_hosts_text(path: str, text: str) -> HostsTable:
     return parse_hosts_bytes(path, text.encode("utf-8", "surrogatepass"))
 
 
-CHUNK = 1 << 20  # decoded and split a megabyte at a time: never the whole file as lines at once
-
-
-def _lines(path: str, data: bytes) -> Iterator[tuple[int, str, bool]]:
+def _lines(path: str, data: bytes | bytearray) -> Iterator[tuple[int, str, bool]]:
     """(number, text, lowered) of each line; `lowered`: the text is ASCII and in lower case already."""
     number = 0
     start = 0
@@ -95,7 +96,7 @@ def _lines(path: str, data: bytes) -> Iterator[tuple[int, str, bool]]:
         start = end
 
 
-def parse_hosts_bytes(path: str, data: bytes) -> HostsTable:
+def parse_hosts_bytes(path: str, data: bytes | bytearray) -> HostsTable:
     lines: list[str] = []
     numbers = array("I")
     for number, line, lowered in _lines(path, data):
