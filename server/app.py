@@ -99,25 +99,36 @@ class App:
             sink = self.registry.sink("pods-file")
 
             started, self._first_pods = self._first_pods, None
+            memory_limit = config.pods_file_memory_limit
 
-            def load_in_batches(path: str) -> None:
+            def load_in_batches(path: str):
                 # The source is empty: each batch is applied as the child decodes the next.
-                for batch in started.batches if started else pod_file_batches(path):
+                load = started.batches if started else pod_file_batches(path, memory_limit)
+                for batch in load:
                     sink.update(batch, [])
+                return load.stats
+
+            def pods_loaded(kind: str, result: str, stats=None) -> None:
+                self._on_reload(kind, result)
+                file_items = getattr(self.observer, "file_items", None)  # the metrics of what a load skipped
+                if stats is not None and file_items is not None:
+                    file_items(kind, stats)
 
             self.files.append(
                 WatchedFile(
                     "pods",
                     config.pods_file,
-                    parse_pod_file,
-                    sink.replace_all,
-                    self._on_reload,
+                    functools.partial(parse_pod_file, memory_limit=memory_limit),
+                    lambda content: sink.replace_all(content.records),
+                    pods_loaded,
                     load_in_batches,
                     started.signature if started else None,
+                    report_of=lambda content: content.stats,
                 )
             )
         if config.hosts_file:
-            self.files.append(WatchedFile("hosts", config.hosts_file, parse_hosts_file, self.registry.replace_static, self._on_reload))
+            parse_hosts = functools.partial(parse_hosts_file, max_size=config.hosts_file_max_size)
+            self.files.append(WatchedFile("hosts", config.hosts_file, parse_hosts, self.registry.replace_static, self._on_reload))
         for watched in self.files:
             watched.load_now()
         if config.pods_file:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
+import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,9 @@ class ConfigError(Exception):
     """A one-line, user-facing configuration problem (exit code 2)."""
 
 
+MAX_TTL = 2**31 - 1  # RFC 2181 section 8: a TTL is 0..2^31-1 seconds
+
+
 @dataclass(frozen=True)
 class Option:
     key: str  # YAML key and Config attribute
@@ -34,24 +39,71 @@ class Option:
     repeat: bool = False
     choices: tuple[str, ...] | None = None
     switch: bool = False  # a boolean with --flag / --no-flag
+    low: float | None = None  # a number's range, checked and shown in --help
+    high: float | None = None
+    serve_only: bool = False  # export-zone has no use for it: not among its flags
+    path: bool = False  # a file: relative in a config file means relative to that file's directory
+
+    def value(self, raw: Any) -> Any:
+        """`raw` (a flag's text or a YAML value) converted by `kind` and range-checked; ValueError says why not."""
+        value = self.kind(raw)
+        if self.low is not None and self.high is not None and not self.low <= value <= self.high:
+            raise ValueError(f"must be between {self.show(self.low)} and {self.show(self.high)}")
+        return value
+
+    def show(self, value: Any) -> str:
+        return format_size(value) if self.kind is size else f"{value:g}" if isinstance(value, float) else str(value)
+
+    def help_text(self) -> str:
+        notes = []
+        if self.low is not None and self.high is not None:
+            notes.append(f"{self.show(self.low)}..{self.show(self.high)}")
+        if self.default not in (None, []):
+            notes.append(f"default: {self.default}")
+        return f"{self.help} ({'; '.join(notes)})" if notes else self.help
 
 
-def _positive_int(value: Any) -> int:
+def whole_number(value: Any) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError("must be a whole number")
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a whole number") from None
 
 
-def _seconds(value: Any) -> float:
+def seconds(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("must be a number of seconds")
-    number = float(value)
-    if number < 0:
-        raise ValueError("must not be negative")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a number of seconds") from None
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number of seconds")
     return number
+
+
+_SIZE_UNITS = {"": 1, "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}
+_SIZE = re.compile(r"\s*(\d+)\s*([kmgt]i)?\s*", re.IGNORECASE)
+
+
+def size(value: Any) -> int:
+    """Bytes, written as a whole number of bytes or with a binary unit (512Mi, 4Gi), as Kubernetes writes them."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("must be a size in bytes, or with a unit: Ki, Mi, Gi, Ti (as in 512Mi)")
+    return int(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
+
+
+def format_size(value: float) -> str:
+    number = int(value)
+    for unit in ("Ti", "Gi", "Mi", "Ki"):
+        if number and number % _SIZE_UNITS[unit.lower()] == 0:
+            return f"{number // _SIZE_UNITS[unit.lower()]}{unit}"
+    return str(number)
 
 
 def _bool(value: Any) -> bool:
@@ -62,7 +114,12 @@ def _bool(value: Any) -> bool:
 
 OPTIONS: tuple[Option, ...] = (
     Option(
-        "listen", "--listen", ["127.0.0.1:1053"], "DNS address HOST:PORT for UDP and TCP ([::1]:1053 for IPv6; repeatable)", repeat=True
+        "listen",
+        "--listen",
+        ["127.0.0.1:1053"],
+        "DNS address HOST:PORT for UDP and TCP ([::1]:1053 for IPv6; repeatable)",
+        repeat=True,
+        serve_only=True,
     ),
     Option("zones", "--zone", [], "forward zone served (repeatable); identities go under the first", repeat=True),
     Option("reverse_cidrs", "--reverse-cidr", [], "serve the reverse zones covering this CIDR (repeatable)", repeat=True),
@@ -73,12 +130,59 @@ OPTIONS: tuple[Option, ...] = (
         "identity name under the zone; fields: {hostname} {subdomain} {namespace} {pod}",
     ),
     Option("ns_name", "--ns-name", None, "NS and SOA MNAME of every zone (default ns.<zone>; reverse zones use ns.<first zone>)"),
-    Option("ttl", "--ttl", 30, "TTL of answers, seconds", _positive_int),
-    Option("negative_ttl", "--negative-ttl", 5, "TTL and MINIMUM of the SOA: how long NXDOMAIN/NODATA is cached", _positive_int),
-    Option("pods_file", "--pods-file", None, "serve pods from this file (kubectl get pods -A -o json|yaml) instead of the cluster"),
-    Option("hosts_file", "--hosts-file", None, "static entries in /etc/hosts syntax, served cluster-wide"),
-    Option("reload_interval", "--reload-interval", 2.0, "how often files are checked for changes, seconds", _seconds),
-    Option("kubeconfig", "--kubeconfig", None, "kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)"),
+    Option("ttl", "--ttl", 30, "TTL of answers, seconds", whole_number, low=0, high=MAX_TTL),
+    Option(
+        "negative_ttl",
+        "--negative-ttl",
+        5,
+        "TTL and MINIMUM of the SOA: how long NXDOMAIN/NODATA is cached",
+        whole_number,
+        low=0,
+        high=MAX_TTL,
+    ),
+    Option(
+        "pods_file",
+        "--pods-file",
+        None,
+        "serve pods from this file (kubectl get pods -A -o json|yaml) instead of the cluster",
+        path=True,
+    ),
+    Option(
+        "pods_file_memory_limit",
+        "--pods-file-memory-limit",
+        "512Mi",
+        "memory the decoding of the pod file may take (in its child process); YAML needs 17 to 40 times the file's size",
+        size,
+        low=16 << 20,
+        high=1 << 40,
+    ),
+    Option("hosts_file", "--hosts-file", None, "static entries in /etc/hosts syntax, served cluster-wide", path=True),
+    Option(
+        "hosts_file_max_size",
+        "--hosts-file-max-size",
+        "16Mi",
+        "largest hosts file read; a larger one is an error",
+        size,
+        low=1 << 10,
+        high=1 << 32,
+    ),
+    Option(
+        "reload_interval",
+        "--reload-interval",
+        2.0,
+        "how often files are checked for changes, seconds",
+        seconds,
+        low=0.1,
+        high=86400,
+        serve_only=True,
+    ),
+    Option(
+        "kubeconfig",
+        "--kubeconfig",
+        None,
+        "kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)",
+        path=True,
+    ),
     Option("context", "--context", None, "kubeconfig context"),
     Option("namespaces", "--namespace", [], "watch only this namespace (repeatable; default all)", repeat=True),
     Option("label_selector", "--label-selector", None, "watch only pods matching this label selector"),
@@ -103,20 +207,51 @@ OPTIONS: tuple[Option, ...] = (
         "--metrics-listen",
         "0.0.0.0:9153",
         "HTTP address for /metrics, /healthz, /readyz, /debug/identities ('off' disables)",
+        serve_only=True,
     ),
-    Option("lameduck", "--lameduck", 5.0, "seconds to keep answering after SIGTERM while readiness fails", _seconds),
+    Option(
+        "lameduck",
+        "--lameduck",
+        5.0,
+        "seconds to keep answering after SIGTERM while readiness fails",
+        seconds,
+        low=0,
+        high=3600,
+        serve_only=True,
+    ),
     Option("log_format", "--log-format", "text", "log format on stderr", choices=("text", "json")),
     Option("log_level", "--log-level", "info", "log level", choices=("debug", "info", "warning", "error")),
-    Option("log_queries", "--log-queries", False, "log every query (costly)", _bool, switch=True),
-    Option("tcp_idle_timeout", "--tcp-idle-timeout", 10.0, "close idle TCP connections after this many seconds", _seconds),
-    Option("tcp_max_connections", "--tcp-max-connections", 1000, "open TCP connections accepted at once; more are closed", _positive_int),
-    Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)"),
+    Option("log_queries", "--log-queries", False, "log every query (costly)", _bool, switch=True, serve_only=True),
+    Option(
+        "tcp_idle_timeout",
+        "--tcp-idle-timeout",
+        10.0,
+        "close idle TCP connections after this many seconds",
+        seconds,
+        low=0.1,
+        high=3600,
+        serve_only=True,
+    ),
+    Option(
+        "tcp_max_connections",
+        "--tcp-max-connections",
+        1000,
+        "open TCP connections accepted at once; more are closed",
+        whole_number,
+        low=1,
+        high=1_000_000,
+        serve_only=True,
+    ),
+    Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)", serve_only=True),
     Option(
         "workers",
         "--workers",
         1,
         "server processes sharing the DNS port with SO_REUSEPORT, each with its own sources; worker i serves metrics on the metrics port + i",
-        _positive_int,
+        whole_number,
+        low=1,
+        high=64,
+        serve_only=True,
     ),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
@@ -132,7 +267,9 @@ class Config:
     ttl: int
     negative_ttl: int
     pods_file: str | None
+    pods_file_memory_limit: int
     hosts_file: str | None
+    hosts_file_max_size: int
     reload_interval: float
     kubeconfig: str | None
     context: str | None
@@ -153,12 +290,17 @@ class Config:
     extra: dict = field(default_factory=dict, compare=False)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, serve: bool = True) -> None:
+    """The --config flag and every option's flag; with serve=False (export-zone), not the serve-only ones."""
     parser.add_argument("--config", metavar="FILE", help="YAML file setting any option below (flags win)")
-    for o in OPTIONS:
-        default_text = "" if o.default in (None, []) else f" (default: {o.default})"
+    add_options(parser, [o for o in OPTIONS if serve or not o.serve_only])
+
+
+def add_options(parser: argparse.ArgumentParser, options: Iterable[Option]) -> None:
+    """A flag per option; values stay text here and are converted and checked by `check_value`."""
+    for o in options:
         if o.switch:
-            parser.add_argument(o.flag, dest=o.key, action=argparse.BooleanOptionalAction, default=None, help=o.help + default_text)
+            parser.add_argument(o.flag, dest=o.key, action=argparse.BooleanOptionalAction, default=None, help=o.help_text())
         elif o.repeat:
             parser.add_argument(
                 o.flag,
@@ -166,10 +308,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 action="append",
                 default=None,
                 metavar=o.flag.lstrip("-").upper().replace("-", "_"),
-                help=o.help + default_text,
+                help=o.help_text(),
             )
         else:
-            parser.add_argument(o.flag, dest=o.key, default=None, choices=o.choices, help=o.help + default_text)
+            # Choices are checked with the other values, so a wrong one is one line too (argparse adds its usage).
+            metavar = "{" + ",".join(o.choices) + "}" if o.choices else "FILE" if o.path else _METAVARS.get(o.kind)
+            parser.add_argument(o.flag, dest=o.key, default=None, metavar=metavar, help=o.help_text())
+
+
+_METAVARS: dict[Callable[[Any], Any], str] = {whole_number: "N", seconds: "SECONDS", size: "SIZE"}
+
+
+def check_value(o: Option, raw: Any) -> Any:
+    """An option's value converted and checked (None stays None); ConfigError in one line if it is not usable."""
+    try:
+        if o.repeat:
+            items = [raw] if isinstance(raw, (str, int)) else raw
+            if not isinstance(items, list):
+                raise ValueError("must be a list")
+            return tuple(o.value(v) for v in items)
+        value = None if raw is None else o.value(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{o.key} ({o.flag}): {raw!r}: {exc}") from None
+    if o.choices and value not in o.choices:
+        raise ConfigError(f"{o.key} ({o.flag}): {value!r}: must be one of {', '.join(o.choices)}")
+    return value
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -186,7 +349,7 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     except ValueError:
         raise ConfigError(f"{what}: {text!r} needs an IP address and a numeric port") from None
     if not 0 <= number <= 65535:
-        raise ConfigError(f"{what}: {text!r} port out of range")
+        raise ConfigError(f"{what}: {text!r}: the port must be between 0 and 65535")
     return host, number
 
 
@@ -210,11 +373,13 @@ def load_yaml(path: str) -> dict:
 def build_config(args: argparse.Namespace) -> Config:
     """Defaults < YAML file < flags, then every value checked. Raises ConfigError."""
     raw: dict[str, Any] = {o.key: o.default for o in OPTIONS}
-    if getattr(args, "config", None):
-        for key, value in load_yaml(args.config).items():
+    config_file = getattr(args, "config", None)
+    if config_file:
+        base = os.path.dirname(os.path.abspath(config_file))
+        for key, value in load_yaml(config_file).items():
             if key not in BY_KEY:
                 raise ConfigError(f"config key {key!r}: unknown (known keys: {', '.join(sorted(BY_KEY))})")
-            raw[key] = value
+            raw[key] = _relative_to(base, value) if BY_KEY[key].path else value
     for o in OPTIONS:
         value = getattr(args, o.key, None)
         if value is not None:
@@ -222,24 +387,19 @@ def build_config(args: argparse.Namespace) -> Config:
     return _validate(raw)
 
 
+def _relative_to(base: str, value: Any) -> Any:
+    """A path from a config file: ~ expanded, and a relative one taken from the file's directory."""
+    if isinstance(value, list):
+        return [_relative_to(base, v) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    return os.path.join(base, os.path.expanduser(value))
+
+
 def _validate(raw: dict[str, Any]) -> Config:
     values: dict[str, Any] = {}
     for o in OPTIONS:
-        value = raw[o.key]
-        try:
-            if o.repeat:
-                if isinstance(value, (str, int)):
-                    value = [value]
-                if not isinstance(value, list):
-                    raise ValueError("must be a list")
-                value = tuple(o.kind(v) for v in value)
-            elif value is not None:
-                value = o.kind(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{o.key} ({o.flag}): {raw[o.key]!r}: {exc}") from None
-        if o.choices and value not in o.choices:
-            raise ConfigError(f"{o.key} ({o.flag}): {value!r}: must be one of {', '.join(o.choices)}")
-        values[o.key] = value
+        values[o.key] = check_value(o, raw[o.key])
 
     if not values["zones"]:
         raise ConfigError("zones (--zone): at least one forward zone is required")
@@ -256,12 +416,10 @@ def _validate(raw: dict[str, Any]) -> Config:
         except ValueError as exc:
             raise ConfigError(f"reverse_cidrs (--reverse-cidr): {cidr!r}: {exc}") from None
     _check_template(values["name_template"])
-    for key in ("pods_file", "hosts_file", "kubeconfig"):
-        path = values[key]
-        if path is not None and not os.path.isfile(path):
-            raise ConfigError(f"{key} ({BY_KEY[key].flag}): {path!r}: no such file")
-    if values["workers"] < 1:
-        raise ConfigError(f"workers (--workers): {values['workers']!r}: must be at least 1")
+    for o in OPTIONS:
+        path = values[o.key]
+        if o.path and path is not None and not os.path.isfile(path):
+            raise ConfigError(f"{o.key} ({o.flag}): {path!r}: no such file")
 
     values["listen"] = tuple(parse_hostport(v, "listen (--listen)") for v in values["listen"])
     if not values["listen"]:
@@ -271,6 +429,14 @@ def _validate(raw: dict[str, Any]) -> Config:
     values["zones"] = tuple(z.lower().rstrip(".") for z in values["zones"])
     values["server_id"] = values["server_id"] or socket.gethostname()
     return Config(**values)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What a valid configuration may still not do as meant: logged once at start."""
+    warnings = []
+    if not config.reverse_cidrs:
+        warnings.append("no --reverse-cidr given: no reverse zone is served, so no pod IP gets a PTR (reverse queries are REFUSED)")
+    return warnings
 
 
 def _check_template(template: str) -> None:
