@@ -8,9 +8,10 @@ import os
 import sys
 
 from . import __version__
-from .config import Config, ConfigError, Option, add_arguments, add_options, build_config, check_value, config_warnings, seconds
+from .config import Config, ConfigError, add_arguments, build_config, config_warnings
 from .errors import SourceError
 from .ops.logsetup import setup_logging
+from .options import Option, add_options, check_value, seconds
 
 log = logging.getLogger("pod_identity_dns")
 

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from server.cli import make_parser
-from server.config import OPTIONS, ConfigError, build_config, check_value, config_warnings, seconds, size, whole_number
+from server.config import OPTIONS, ConfigError, build_config, config_warnings
+from server.options import check_value, seconds, size, whole_number
 from tests.serverproc import ROOT
 
 
