@@ -119,7 +119,7 @@ class App:
                     "pods",
                     config.pods_file,
                     functools.partial(parse_pod_file, memory_limit=memory_limit),
-                    lambda content: sink.replace_all(content.records),
+                    sink.replace_all,
                     pods_loaded,
                     load_in_batches,
                     started.signature if started else None,

@@ -31,19 +31,20 @@ BATCH_PODS = 2000
 DEFAULT_MEMORY_LIMIT = 512 << 20  # --pods-file-memory-limit
 
 
-class PodFileContent(NamedTuple):
-    """One whole load of a pod file: the records and what the load found."""
+class PodRecords(list[PodRecord]):
+    """One whole load of a pod file: its records, in a list as a sink takes them, and what the load found."""
 
-    records: list[PodRecord]
-    stats: LoadStats
+    def __init__(self, records: list[PodRecord], stats: LoadStats):
+        super().__init__(records)
+        self.stats = stats
 
 
-def parse_pod_file(path: str, memory_limit: int | None = DEFAULT_MEMORY_LIMIT) -> PodFileContent:
+def parse_pod_file(path: str, memory_limit: int | None = DEFAULT_MEMORY_LIMIT) -> PodRecords:
     """Every Pod in the file, stripped. SourceError when the file cannot be read or parsed."""
     load = PodFileLoad(path, memory_limit)
     records = [pod for batch in load for pod in batch]
     assert load.stats is not None  # set once every batch is taken
-    return PodFileContent(records, load.stats)
+    return PodRecords(records, load.stats)
 
 
 class PodFileLoad:

@@ -41,9 +41,9 @@ def test_json_list_with_an_oddly_typed_item_reads_like_yaml(tmp_path):
     as_yaml = tmp_path / "pods.yaml"
     as_yaml.write_text(yaml.safe_dump(_pod_list(items)))
 
-    records = parse_pod_file(str(as_json)).records
+    records = parse_pod_file(str(as_json))
 
-    assert records == parse_pod_file(str(as_yaml)).records
+    assert records == parse_pod_file(str(as_yaml))
     assert [(r.hostname, r.ips, r.host_network) for r in records] == [
         ("kafka-0", ("10.0.0.1",), False),
         ("kafka-1", ("10.0.0.2",), False),
@@ -125,7 +125,7 @@ def test_a_copied_block_keeps_the_first_pod_and_names_both(tmp_path):
     items = [original, helpers.sts_pod("kafka", 2, "10.244.0.3"), copy]
     for path in _write_both(tmp_path, items):
         content = parse_pod_file(path)
-        assert [pod.name for pod in content.records] == ["kafka-0", "kafka-2"]
+        assert [pod.name for pod in content] == ["kafka-0", "kafka-2"]
         assert content.stats.summary() == f"loaded 2 pods from {path}: 2 identities, 0 skipped, 1 duplicates"
         assert content.stats.by_reason == {"duplicate_uid": 1}
         assert content.stats.warnings == [
@@ -154,7 +154,7 @@ def test_a_pod_with_an_ip_that_is_not_one_is_told_and_kept_without_it(tmp_path):
     dual["status"]["podIPs"].insert(1, {"ip": "fd00::zz"})
     for path in _write_both(tmp_path, [helpers.sts_pod("kafka", 0, "10.244.5.1"), broken, dual]):
         content = parse_pod_file(path)
-        assert [pod.ips for pod in content.records] == [("10.244.5.1",), (), ("10.244.5.3", "fd00::5:3")]
+        assert [pod.ips for pod in content] == [("10.244.5.1",), (), ("10.244.5.3", "fd00::5:3")]
         assert content.stats.summary() == f"loaded 3 pods from {path}: 2 identities, 2 skipped, 0 duplicates"
         assert content.stats.warnings == [
             f"{path}: item 1 (pod default/kafka-1): status.podIPs: '10.244.5.300': not an IP address, skipped; the pod has no IP left",
@@ -178,7 +178,7 @@ def test_a_name_that_is_not_a_name_loses_the_identity_not_the_pod(tmp_path, fiel
     bad["spec"][field] = value
     for path in _write_both(tmp_path, [helpers.sts_pod("kafka", 0, "10.244.0.1"), bad]):
         content = parse_pod_file(path)
-        kept = content.records[1]
+        kept = content[1]
         assert (kept.name, kept.hostname, kept.subdomain, kept.ips) == ("kafka-1", "", "", ("10.244.0.2",))
         assert content.stats.summary() == f"loaded 2 pods from {path}: 1 identities, 1 skipped, 0 duplicates"
         (warning,) = content.stats.warnings
@@ -211,7 +211,7 @@ def test_fifty_thousand_pod_ips_keep_one_of_each_family(tmp_path):
     path = tmp_path / "pods.json"
     path.write_bytes(orjson.dumps(_pod_list([many])))
     content = parse_pod_file(str(path))
-    assert content.records[0].ips == ("10.0.0.0", "fd00::1")
+    assert content[0].ips == ("10.0.0.0", "fd00::1")
     assert content.stats.warnings == [
         f"{path}: item 0 (pod default/big-0): status.podIPs has 50002 addresses, "
         "Kubernetes allows one IPv4 and one IPv6: kept 10.0.0.0 and fd00::1, skipped 50000"
@@ -226,7 +226,7 @@ def test_yaml_too_large_for_the_memory_limit_says_to_use_json(tmp_path):
         parse_pod_file(str(path), memory_limit=16 << 20)
     as_json = tmp_path / "pods.json"
     as_json.write_bytes(orjson.dumps(_pod_list(items)))
-    assert len(parse_pod_file(str(as_json), memory_limit=16 << 20).records) == 1500  # the same pods, as JSON, fit
+    assert len(parse_pod_file(str(as_json), memory_limit=16 << 20)) == 1500  # the same pods, as JSON, fit
 
 
 def test_a_yaml_bomb_is_refused_without_expanding(tmp_path):
