@@ -98,9 +98,12 @@ class App:
 
     # -- sources -------------------------------------------------------
 
-    def _on_reload(self, kind: str, result: str) -> None:
+    def _on_reload(self, kind: str, result: str, stats=None) -> None:
+        """A file source loaded (result "success" or "error"); a pod file's load also says what it skipped."""
         if self.observer is not None:
             self.observer.file_reload(kind, result)
+            if stats is not None:
+                self.observer.file_items(kind, stats)
 
     def make_sources(self) -> list[Source]:
         """The configured sources: the files, else the Kubernetes API."""
@@ -109,9 +112,15 @@ class App:
         if config.pods_file:
             started, self._first_pods = self._first_pods, None
             sink = self.registry.sink("pods-file")
-            sources.append(PodFileSource(config.pods_file, sink, config.reload_interval, self._on_reload, started))
+            sources.append(
+                PodFileSource(config.pods_file, sink, config.reload_interval, self._on_reload, started, config.pods_file_memory_limit)
+            )
         if config.hosts_file:
-            sources.append(HostsFileSource(config.hosts_file, self.registry.replace_static, config.reload_interval, self._on_reload))
+            sources.append(
+                HostsFileSource(
+                    config.hosts_file, self.registry.replace_static, config.reload_interval, self._on_reload, config.hosts_file_max_size
+                )
+            )
         if not config.pods_file:
             from .sources.kube import KubeSettings
             from .sources.kubesource import KubernetesSource

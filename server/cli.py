@@ -8,9 +8,10 @@ import os
 import sys
 
 from . import __version__
-from .config import Config, ConfigError, add_arguments, build_config
+from .config import Config, ConfigError, add_arguments, build_config, config_warnings
 from .errors import SourceError
 from .ops.logsetup import setup_logging
+from .options import Option, add_options, check_value, seconds
 from .serve.signals import EarlySignals
 
 log = logging.getLogger("pod_identity_dns")
@@ -20,6 +21,12 @@ log = logging.getLogger("pod_identity_dns")
 # an unreadable file or kubeconfig, an address that cannot be bound).
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+
+# export-zone's own flags, declared as the shared ones are (not config-file keys).
+EXPORT_OPTIONS = (
+    Option("output_dir", "--output-dir", None, "write one <zone>.zone file per zone here instead of stdout"),
+    Option("sync_timeout", "--sync-timeout", 30.0, "how long to wait for the cluster list, seconds", seconds, low=0.1, high=86400),
+)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -32,11 +39,8 @@ def make_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="answer DNS queries")
     add_arguments(serve)
     export = commands.add_parser("export-zone", help="print the served zones as RFC 1035 zone-file text")
-    add_arguments(export)
-    export.add_argument("--output-dir", metavar="DIR", help="write one <zone>.zone file per zone here instead of stdout")
-    export.add_argument(
-        "--sync-timeout", type=float, default=30.0, metavar="SECONDS", help="how long to wait for the cluster list (default: 30)"
-    )
+    add_arguments(export, serve=False)
+    add_options(export, EXPORT_OPTIONS)
     return parser
 
 
@@ -60,7 +64,7 @@ def _serve_now(config: Config, early: EarlySignals | None = None) -> int:
         return EXIT_CONFIG
     raise_fd_limit(config.tcp_max_connections + (config.metrics_max_connections if config.metrics_listen else 0))
     try:
-        first_pods = start_pod_file(config.pods_file) if config.pods_file else None
+        first_pods = start_pod_file(config.pods_file, config.pods_file_memory_limit) if config.pods_file else None
     except BaseException:
         sockets.close()
         raise
@@ -124,14 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         config = build_config(args)
+        if args.command == "export-zone":
+            output_dir, sync_timeout = (check_value(o, getattr(args, o.key) or o.default) for o in EXPORT_OPTIONS)
     except ConfigError as exc:
         print(f"pod-identity-dns: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(config.log_format, config.log_level)
     if args.command == "serve":
+        for warning in config_warnings(config):
+            log.warning("%s", warning)
         if config.workers > 1:
             from .serve.workers import run_workers
 
             return run_workers(config, _serve_now)
         return _serve_now(config)
-    return _run(_export(config, args.output_dir, args.sync_timeout))
+    return _run(_export(config, output_dir, sync_timeout))

@@ -10,59 +10,25 @@ import argparse
 import ipaddress
 import os
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from .model import TEMPLATE_FIELDS, check_hostname, template_fields
+from .options import MAX_TTL, ConfigError, Option, add_options, boolean, check_value, seconds, size, whole_number
 from .zone import names
 
-
-class ConfigError(Exception):
-    """A one-line, user-facing configuration problem (exit code 2)."""
-
-
-@dataclass(frozen=True)
-class Option:
-    key: str  # YAML key and Config attribute
-    flag: str
-    default: Any
-    help: str
-    kind: Callable[[Any], Any] = str
-    repeat: bool = False
-    choices: tuple[str, ...] | None = None
-    switch: bool = False  # a boolean with --flag / --no-flag
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError("must be a whole number")
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def _seconds(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("must be a number of seconds")
-    number = float(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ValueError("must be true or false")
-
+__all__ = ["OPTIONS", "Config", "ConfigError", "Option", "add_arguments", "build_config", "check_value", "config_warnings"]
 
 OPTIONS: tuple[Option, ...] = (
     Option(
-        "listen", "--listen", ["127.0.0.1:1053"], "DNS address HOST:PORT for UDP and TCP ([::1]:1053 for IPv6; repeatable)", repeat=True
+        "listen",
+        "--listen",
+        ["127.0.0.1:1053"],
+        "DNS address HOST:PORT for UDP and TCP ([::1]:1053 for IPv6; repeatable)",
+        repeat=True,
+        serve_only=True,
     ),
     Option("zones", "--zone", [], "forward zone served (repeatable); identities go under the first", repeat=True),
     Option("reverse_cidrs", "--reverse-cidr", [], "serve the reverse zones covering this CIDR (repeatable)", repeat=True),
@@ -83,15 +49,62 @@ OPTIONS: tuple[Option, ...] = (
         "ns_addresses",
         "--ns-address",
         [],
-        "address of the NS names inside a served zone (repeatable; default: the --listen addresses that name one specific IP)",
+        "address of the NS names inside a served zone (repeatable; default: the listen addresses that name one specific IP)",
         repeat=True,
     ),
-    Option("ttl", "--ttl", 30, "TTL of answers, seconds", _positive_int),
-    Option("negative_ttl", "--negative-ttl", 5, "TTL and MINIMUM of the SOA: how long NXDOMAIN/NODATA is cached", _positive_int),
-    Option("pods_file", "--pods-file", None, "serve pods from this file (kubectl get pods -A -o json|yaml) instead of the cluster"),
-    Option("hosts_file", "--hosts-file", None, "static entries in /etc/hosts syntax, served cluster-wide"),
-    Option("reload_interval", "--reload-interval", 2.0, "how often files are checked for changes, seconds", _seconds),
-    Option("kubeconfig", "--kubeconfig", None, "kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)"),
+    Option("ttl", "--ttl", 30, "TTL of answers, seconds", whole_number, low=0, high=MAX_TTL),
+    Option(
+        "negative_ttl",
+        "--negative-ttl",
+        5,
+        "TTL and MINIMUM of the SOA: how long NXDOMAIN/NODATA is cached",
+        whole_number,
+        low=0,
+        high=MAX_TTL,
+    ),
+    Option(
+        "pods_file",
+        "--pods-file",
+        None,
+        "serve pods from this file (kubectl get pods -A -o json|yaml) instead of the cluster",
+        path=True,
+    ),
+    Option(
+        "pods_file_memory_limit",
+        "--pods-file-memory-limit",
+        "512Mi",
+        "memory the decoding of the pod file may take (in its child process); YAML needs 17 to 40 times the file's size",
+        size,
+        low=16 << 20,
+        high=1 << 40,
+    ),
+    Option("hosts_file", "--hosts-file", None, "static entries in /etc/hosts syntax, served cluster-wide", path=True),
+    Option(
+        "hosts_file_max_size",
+        "--hosts-file-max-size",
+        "16Mi",
+        "largest hosts file read; a larger one is an error",
+        size,
+        low=1 << 10,
+        high=1 << 32,
+    ),
+    Option(
+        "reload_interval",
+        "--reload-interval",
+        2.0,
+        "how often files are checked for changes, seconds",
+        seconds,
+        low=0.1,
+        high=86400,
+        serve_only=True,
+    ),
+    Option(
+        "kubeconfig",
+        "--kubeconfig",
+        None,
+        "kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)",
+        path=True,
+    ),
     Option("context", "--context", None, "kubeconfig context"),
     Option("namespaces", "--namespace", [], "watch only this namespace (repeatable; default all)", repeat=True),
     Option("label_selector", "--label-selector", None, "watch only pods matching this label selector"),
@@ -107,7 +120,7 @@ OPTIONS: tuple[Option, ...] = (
         "--fallback-ptr",
         True,
         "PTR a-b-c-d.<namespace>.pod.<cluster-domain> for pods without hostname+subdomain",
-        _bool,
+        boolean,
         switch=True,
     ),
     Option("cluster_domain", "--cluster-domain", "cluster.local", "cluster domain used by --fallback-ptr names"),
@@ -116,54 +129,91 @@ OPTIONS: tuple[Option, ...] = (
         "--metrics-listen",
         "127.0.0.1:9153",
         "HTTP address for /metrics, /healthz, /readyz, /debug/identities ('off' disables; 0.0.0.0:9153 for every interface)",
+        serve_only=True,
     ),
     Option(
         "metrics_max_connections",
         "--metrics-max-connections",
         100,
         "open HTTP connections at once; when full, the least recently active is closed to make room",
-        _positive_int,
+        whole_number,
+        low=1,
+        high=1_000_000,
+        serve_only=True,
     ),
     Option(
         "metrics_idle_timeout",
         "--metrics-idle-timeout",
         30.0,
         "close HTTP connections idle this many seconds (before a first request too)",
-        _seconds,
+        seconds,
+        low=0.1,
+        high=3600,
+        serve_only=True,
     ),
-    Option("lameduck", "--lameduck", 5.0, "seconds to keep answering after SIGTERM while readiness fails", _seconds),
+    Option(
+        "lameduck",
+        "--lameduck",
+        5.0,
+        "seconds to keep answering after SIGTERM while readiness fails",
+        seconds,
+        low=0,
+        high=3600,
+        serve_only=True,
+    ),
     Option("log_format", "--log-format", "text", "log format on stderr", choices=("text", "json")),
     Option("log_level", "--log-level", "info", "log level", choices=("debug", "info", "warning", "error")),
-    Option("log_queries", "--log-queries", False, "log every query (costly)", _bool, switch=True),
-    Option("tcp_idle_timeout", "--tcp-idle-timeout", 10.0, "close idle TCP connections after this many seconds", _seconds),
+    Option("log_queries", "--log-queries", False, "log every query (costly)", boolean, switch=True, serve_only=True),
+    Option(
+        "tcp_idle_timeout",
+        "--tcp-idle-timeout",
+        10.0,
+        "close idle TCP connections after this many seconds",
+        seconds,
+        low=0.1,
+        high=3600,
+        serve_only=True,
+    ),
     Option(
         "tcp_max_connections",
         "--tcp-max-connections",
         1000,
         "open DNS TCP connections at once, all listeners together; when full, the longest idle is closed to make room",
-        _positive_int,
+        whole_number,
+        low=1,
+        high=1_000_000,
+        serve_only=True,
     ),
     Option(
         "tcp_max_per_client",
         "--tcp-max-per-client",
         64,
         "open DNS TCP connections from one client address; beyond that its own longest idle one is closed",
-        _positive_int,
+        whole_number,
+        low=1,
+        high=1_000_000,
+        serve_only=True,
     ),
     Option(
         "tcp_max_lifetime",
         "--tcp-max-lifetime",
         120.0,
         "close a DNS TCP connection this many seconds after it opened, once no query is pending (0: no limit)",
-        _seconds,
+        seconds,
+        low=0,
+        high=86400,
+        serve_only=True,
     ),
-    Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)"),
+    Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)", serve_only=True),
     Option(
         "workers",
         "--workers",
         1,
         "server processes sharing the DNS port with SO_REUSEPORT, each with its own sources; worker i serves metrics on the metrics port + i",
-        _positive_int,
+        whole_number,
+        low=1,
+        high=64,
+        serve_only=True,
     ),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
@@ -180,7 +230,9 @@ class Config:
     ttl: int
     negative_ttl: int
     pods_file: str | None
+    pods_file_memory_limit: int
     hosts_file: str | None
+    hosts_file_max_size: int
     reload_interval: float
     kubeconfig: str | None
     context: str | None
@@ -202,26 +254,12 @@ class Config:
     tcp_max_lifetime: float
     server_id: str
     workers: int
-    extra: dict = field(default_factory=dict, compare=False)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, serve: bool = True) -> None:
+    """The --config flag and every option's flag; with serve=False (export-zone), not the serve-only ones."""
     parser.add_argument("--config", metavar="FILE", help="YAML file setting any option below (flags win)")
-    for o in OPTIONS:
-        default_text = "" if o.default in (None, []) else f" (default: {o.default})"
-        if o.switch:
-            parser.add_argument(o.flag, dest=o.key, action=argparse.BooleanOptionalAction, default=None, help=o.help + default_text)
-        elif o.repeat:
-            parser.add_argument(
-                o.flag,
-                dest=o.key,
-                action="append",
-                default=None,
-                metavar=o.flag.lstrip("-").upper().replace("-", "_"),
-                help=o.help + default_text,
-            )
-        else:
-            parser.add_argument(o.flag, dest=o.key, default=None, choices=o.choices, help=o.help + default_text)
+    add_options(parser, [o for o in OPTIONS if serve or not o.serve_only])
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -238,7 +276,7 @@ def parse_hostport(text: str, what: str) -> tuple[str, int]:
     except ValueError:
         raise ConfigError(f"{what}: {text!r} needs an IP address and a numeric port") from None
     if not 0 <= number <= 65535:
-        raise ConfigError(f"{what}: {text!r} port out of range")
+        raise ConfigError(f"{what}: {text!r}: the port must be between 0 and 65535")
     return host, number
 
 
@@ -262,11 +300,13 @@ def load_yaml(path: str) -> dict:
 def build_config(args: argparse.Namespace) -> Config:
     """Defaults < YAML file < flags, then every value checked. Raises ConfigError."""
     raw: dict[str, Any] = {o.key: o.default for o in OPTIONS}
-    if getattr(args, "config", None):
-        for key, value in load_yaml(args.config).items():
+    config_file = getattr(args, "config", None)
+    if config_file:
+        base = os.path.dirname(os.path.abspath(config_file))
+        for key, value in load_yaml(config_file).items():
             if key not in BY_KEY:
                 raise ConfigError(f"config key {key!r}: unknown (known keys: {', '.join(sorted(BY_KEY))})")
-            raw[key] = value
+            raw[key] = _relative_to(base, value) if BY_KEY[key].path else value
     for o in OPTIONS:
         value = getattr(args, o.key, None)
         if value is not None:
@@ -274,24 +314,19 @@ def build_config(args: argparse.Namespace) -> Config:
     return _validate(raw)
 
 
+def _relative_to(base: str, value: Any) -> Any:
+    """A path from a config file: ~ expanded, and a relative one taken from the file's directory."""
+    if isinstance(value, list):
+        return [_relative_to(base, v) for v in value]
+    if not isinstance(value, str) or not value:
+        return value
+    return os.path.join(base, os.path.expanduser(value))
+
+
 def _validate(raw: dict[str, Any]) -> Config:
     values: dict[str, Any] = {}
     for o in OPTIONS:
-        value = raw[o.key]
-        try:
-            if o.repeat:
-                if isinstance(value, (str, int)):
-                    value = [value]
-                if not isinstance(value, list):
-                    raise ValueError("must be a list")
-                value = tuple(o.kind(v) for v in value)
-            elif value is not None:
-                value = o.kind(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{o.key} ({o.flag}): {raw[o.key]!r}: {exc}") from None
-        if o.choices and value not in o.choices:
-            raise ConfigError(f"{o.key} ({o.flag}): {value!r}: must be one of {', '.join(o.choices)}")
-        values[o.key] = value
+        values[o.key] = check_value(o, raw[o.key])
 
     if not values["zones"]:
         raise ConfigError("zones (--zone): at least one forward zone is required")
@@ -318,15 +353,10 @@ def _validate(raw: dict[str, Any]) -> Config:
         except ValueError as exc:
             raise ConfigError(f"reverse_cidrs (--reverse-cidr): {cidr!r}: {exc}") from None
     _check_template(values["name_template"])
-    for key in ("pods_file", "hosts_file", "kubeconfig"):
-        path = values[key]
-        if path is not None and not os.path.isfile(path):
-            raise ConfigError(f"{key} ({BY_KEY[key].flag}): {path!r}: no such file")
-    for key in ("workers", "tcp_max_per_client", "metrics_max_connections"):
-        if values[key] < 1:
-            raise ConfigError(f"{key} ({BY_KEY[key].flag}): {values[key]!r}: must be at least 1")
-    if values["metrics_idle_timeout"] <= 0:
-        raise ConfigError(f"metrics_idle_timeout (--metrics-idle-timeout): {values['metrics_idle_timeout']!r}: must be more than 0")
+    for o in OPTIONS:
+        path = values[o.key]
+        if o.path and path is not None and not os.path.isfile(path):
+            raise ConfigError(f"{o.key} ({o.flag}): {path!r}: no such file")
 
     values["listen"] = tuple(parse_hostport(v, "listen (--listen)") for v in values["listen"])
     if not values["listen"]:
@@ -365,6 +395,14 @@ def _ns_names_in_zone(values: dict[str, Any]) -> bool:
     zones += [apex for cidr in values["reverse_cidrs"] for apex, _ in names.reverse_zones(cidr)]
     ns_names = [names.to_wire(n) for n in values["ns_name"]] or [b"\x02ns" + zones[0]]
     return any(names.is_subdomain(ns, zone) for ns in ns_names for zone in zones)
+
+
+def config_warnings(config: Config) -> list[str]:
+    """What a valid configuration may still not do as meant: logged once at start."""
+    warnings = []
+    if not config.reverse_cidrs:
+        warnings.append("no --reverse-cidr given: no reverse zone is served, so no pod IP gets a PTR (reverse queries are REFUSED)")
+    return warnings
 
 
 def _check_template(template: str) -> None:

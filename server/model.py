@@ -5,7 +5,9 @@ Sources produce these, the registry consumes them; neither side knows the other.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -14,7 +16,20 @@ from typing import NamedTuple, Protocol
 FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
 MAX_NAME = 255
-_HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+_HOST_LABEL = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
+
+# Kubernetes' DNS-1123 shapes (k8s.io/apimachinery validation), matched without
+# regard to case (DNS compares names so; the sources lower-case what they keep)
+# and with every label at most 63 characters, which DNS needs and the
+# subdomain check of Kubernetes leaves out.
+_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+_DNS_LABEL = re.compile(_LABEL, re.ASCII | re.IGNORECASE)
+_DNS_SUBDOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII | re.IGNORECASE)
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?", re.ASCII | re.IGNORECASE)
+LABEL_RULE = "RFC 1123: a-z, 0-9 and '-', a letter or digit at each end"
+MAX_LABEL = 63
+MAX_SUBDOMAIN = 253  # metadata.name; a host name without its trailing dot
+MAX_HOSTNAME_OVERRIDE = 64  # spec.hostnameOverride (Kubernetes 1.34)
 
 # The fields a --name-template may use.
 TEMPLATE_FIELDS = frozenset({"hostname", "subdomain", "namespace", "pod"})
@@ -26,16 +41,83 @@ def template_fields(template: str) -> set[str]:
 
 
 def check_hostname(name: str) -> str | None:
-    """Reason why `name` is not a usable host name (letters, digits, '-', '_'), or None."""
+    """Reason why `name` is not a usable domain name (letters, digits, '-', '_'), or None.
+
+    For configured names (zones, --ns-name, --cluster-domain); a hosts file's
+    names are host names, checked by `host_name_problem`.
+    """
     text = name.lower().rstrip(".")
     if not text:
         return "empty name"
     for label in text.split("."):
-        if not _HOST_LABEL.match(label):
+        if not _HOST_LABEL.fullmatch(label):
             return f"bad label {label!r}"
     if len(text) + 2 > MAX_NAME:
         return "name too long"
     return None
+
+
+def shown(value: object, limit: int = 48) -> str:
+    """`value` for a log line: its repr (control bytes escaped), cut short if long."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    return repr(value)
+
+
+def normal_ip(text: str) -> str | None:
+    """The address in ipaddress's normal form (.compressed), or None when `text` is not an IP address.
+
+    The socket functions first: ipaddress takes microseconds an address, and
+    a large hosts file or a dual-stack watch has many.
+    """
+    try:
+        socket.inet_pton(socket.AF_INET, text)
+        return text  # accepted only in canonical dotted-decimal form: already normal
+    except OSError:
+        pass
+    try:
+        normal = socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text))
+        if "." not in normal:  # inet_ntop writes an IPv4-mapped tail in dots, ipaddress in hex
+            return normal
+    except OSError:
+        pass  # and what ipaddress accepts beyond (a %zone) it decides
+    try:
+        return ipaddress.ip_address(text).compressed
+    except ValueError:
+        return None
+
+
+def dns_label_problem(value: str) -> str | None:
+    """Why `value` is not a DNS-1123 label (spec.hostname, spec.subdomain, a namespace), or None."""
+    if _DNS_LABEL.fullmatch(value):
+        return None
+    return f"{shown(value)} is not a DNS label ({LABEL_RULE}, 1-{MAX_LABEL} characters)"
+
+
+def dns_subdomain_problem(value: str, max_length: int = MAX_SUBDOMAIN) -> str | None:
+    """Why `value` is not a DNS-1123 subdomain of at most `max_length` characters (metadata.name), or None."""
+    if len(value) <= max_length and _DNS_SUBDOMAIN.fullmatch(value):
+        return None
+    return f"{shown(value)} is not a DNS subdomain (labels joined by '.', {LABEL_RULE}; at most {max_length} characters)"
+
+
+def hostname_override_problem(value: str) -> str | None:
+    """Why `value` cannot be spec.hostnameOverride (a DNS-1123 subdomain of at most 64 characters), or None.
+
+    Each label at most 63 too: one of 64, which Kubernetes takes, cannot be put in DNS.
+    """
+    return dns_subdomain_problem(value, MAX_HOSTNAME_OVERRIDE)
+
+
+def host_name_problem(name: str) -> str | None:
+    """Why `name` is not a host name (RFC 1123: labels of letters, digits and '-'; a final dot allowed), or None.
+
+    No '_': an underscore label names a service (SRV, TXT), never a host with
+    an address, and Kubernetes refuses it in hostAliases too.
+    """
+    if len(name.rstrip(".")) <= MAX_SUBDOMAIN and _HOST_NAME.fullmatch(name):
+        return None
+    return f"{shown(name)} is not a host name (labels joined by '.', {LABEL_RULE}; at most {MAX_SUBDOMAIN} characters)"
 
 
 class PodRecord(NamedTuple):

@@ -65,6 +65,8 @@ RCODE_LABELS = (
 _BADVERS_INDEX = 16
 _BADVERS_SLOT = 256  # in DnsStats.rcodes
 _ALWAYS_SHOWN_RCODES = frozenset(range(6))
+# What a pod file's load may skip (server/sources/problems.py REASONS; a test holds the two together).
+FILE_SKIP_REASONS = ("invalid_name", "invalid_ip", "extra_ips", "duplicate_uid", "not_a_pod")
 KUBE_EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 
 
@@ -325,6 +327,7 @@ class Observer:
         self.dns = DnsStats()
         self.kube: KubeStats | None = None
         self.file_reloads: dict[tuple[str, str], int] = {}
+        self.file_skipped: dict[str, dict[str, int]] = {}  # file -> reason -> items the last load skipped
         self.status: ServerStatus | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)  # collect() below, called per scrape
@@ -343,6 +346,10 @@ class Observer:
     def kube_observer(self):
         self.kube = KubeStats()
         return _kube_metrics_observer(self.kube)
+
+    def file_items(self, kind: str, stats) -> None:
+        """What the last load of a file skipped, by reason (stats: a pod file's LoadStats, read by field)."""
+        self.file_skipped[kind] = dict(stats.by_reason)
 
     def file_reload(self, kind: str, result: str) -> None:
         if not any(k == kind for k, _ in self.file_reloads):
@@ -393,6 +400,16 @@ class Observer:
         for (kind, result), count in sorted(self.file_reloads.items()):
             reloads.add_metric([kind, result], count)
         yield reloads
+        if self.file_skipped:
+            skipped = GaugeMetricFamily(
+                "poddns_file_items_skipped",
+                "Items (or values of items) the last load of a file could not use, by reason.",
+                labels=["file", "reason"],
+            )
+            for kind, by_reason in sorted(self.file_skipped.items()):
+                for reason in FILE_SKIP_REASONS:
+                    skipped.add_metric([kind, reason], by_reason.get(reason, 0))
+            yield skipped
         info = GaugeMetricFamily("poddns_build_info", "Always 1; the labels name the version.", labels=["version", "python"])
         info.add_metric([__version__, platform.python_version()], 1)
         yield info

@@ -13,6 +13,7 @@ import fcntl
 import gc
 import os
 import pickle
+import resource
 import signal
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -27,20 +28,44 @@ class ChildFailed(Exception):
     """The child process died or broke off without finishing."""
 
 
-def stream_from_child(produce: Callable[[], Iterable[Any]]) -> Iterator[Any]:
+class ChildStream(Iterator[Any]):
+    """The items of a producer; `result` is what it returned, once they are all taken."""
+
+    result: Any = None
+
+    def close(self) -> None:
+        """Stop producing (the child, if one is still at work)."""
+
+
+def stream_from_child(produce: Callable[[], Iterable[Any]], memory_limit: int | None = None) -> ChildStream:
     """Each item `produce()` yields, computed in a child forked now, as it arrives.
 
     Iterating raises a SourceError raised in the child, and ChildFailed if the
     child ends in any other way before it is done. Closing the iterator early
-    kills the child. Without os.fork, `produce` runs in this process.
+    kills the child. A generator's return value becomes the stream's `result`.
+    `memory_limit`: bytes the child may allocate beyond what it inherits
+    (RLIMIT_DATA); past it, allocations fail with MemoryError in the child.
+    Without os.fork, `produce` runs in this process, with no limit.
     """
     if not hasattr(os, "fork"):
-        return iter(produce())
-    return _ChildStream(produce)
+        return _LocalStream(produce)
+    return _ChildStream(produce, memory_limit)
 
 
-class _ChildStream:
+class _LocalStream(ChildStream):
     def __init__(self, produce: Callable[[], Iterable[Any]]):
+        self._items = iter(produce())
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._items)
+        except StopIteration as stop:
+            self.result = stop.value
+            raise StopIteration from None
+
+
+class _ChildStream(ChildStream):
+    def __init__(self, produce: Callable[[], Iterable[Any]], memory_limit: int | None = None):
         self._running = False
         self._failure: ChildFailed | None = None
         try:
@@ -60,7 +85,7 @@ class _ChildStream:
             self._failure = ChildFailed(f"cannot start the parser process: {exc}")
             return
         if self._pid == 0:
-            _run_child(produce, read_fd, write_fd)  # never returns
+            _run_child(produce, read_fd, write_fd, memory_limit)  # never returns
         os.close(write_fd)
         self._pipe = os.fdopen(read_fd, "rb")
         self._running = True
@@ -87,6 +112,9 @@ class _ChildStream:
         self._end(kill=False)
         if kind == "error":
             raise SourceError(*payload)
+        if kind == "memory":
+            raise ChildFailed(f"the parser process ran out of memory (its limit is {payload} bytes beyond the server's own)")
+        self.result = payload
         raise StopIteration
 
     def close(self) -> None:
@@ -119,7 +147,7 @@ def _exit_status(pid: int) -> str:
     return f"exit code {os.WEXITSTATUS(status)}"
 
 
-def _run_child(produce: Callable[[], Iterable[Any]], read_fd: int, write_fd: int) -> None:
+def _run_child(produce: Callable[[], Iterable[Any]], read_fd: int, write_fd: int, memory_limit: int | None) -> None:
     code = 1
     try:
         os.close(read_fd)
@@ -130,15 +158,28 @@ def _run_child(produce: Callable[[], Iterable[Any]], read_fd: int, write_fd: int
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
         gc.disable()  # short-lived, and it only allocates
+        if memory_limit is not None:
+            _limit_memory(memory_limit)
         with os.fdopen(write_fd, "wb") as pipe:
+            items = None
+            end: tuple[str, Any]
             try:
-                for item in produce():
+                items = iter(produce())
+                while True:
+                    try:
+                        item = next(items)
+                    except StopIteration as stop:
+                        end = ("done", stop.value)
+                        break
                     pickle.dump(("item", item), pipe, protocol=pickle.HIGHEST_PROTOCOL)
                     pipe.flush()
             except SourceError as exc:
-                pickle.dump(("error", (exc.path, exc.line, exc.reason)), pipe)
-            else:
-                pickle.dump(("done", None), pipe)
+                end = ("error", (exc.path, exc.line, exc.reason))
+            except MemoryError:
+                end = ("memory", memory_limit)
+            # Out of the except blocks, the producer and what its frames held are freed: room to say why.
+            item = items = None
+            pickle.dump(end, pipe, protocol=pickle.HIGHEST_PROTOCOL)
         code = 0
     except BaseException:
         try:
@@ -147,6 +188,24 @@ def _run_child(produce: Callable[[], Iterable[Any]], read_fd: int, write_fd: int
             pass
     finally:
         os._exit(code)
+
+
+def _limit_memory(extra: int) -> None:
+    """Let this process allocate at most `extra` bytes beyond its inherited data size (RLIMIT_DATA).
+
+    Data, not address space (RLIMIT_AS): a file mapped read-only does not
+    count against it, so a large JSON file costs only what is decoded from it.
+    """
+    inherited = 0
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmData:"):
+                inherited = int(line.split()[1]) * 1024
+    if not inherited:
+        return  # no /proc: no base to add the limit to
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    soft = inherited + extra if hard == resource.RLIM_INFINITY else min(inherited + extra, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
 
 
 def _close_fds_except(keep: int) -> None:

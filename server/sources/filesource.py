@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 from ..model import PodSink, StaticEntry
 from .filewatch import WatchedFile
-from .hostsfile import parse_hosts_file
-from .podfile import StartedPodFile, parse_pod_file, pod_file_batches
+from .hostsfile import DEFAULT_MAX_SIZE, parse_hosts_file
+from .podfile import DEFAULT_MEMORY_LIMIT, StartedPodFile, parse_pod_file, pod_file_batches
 
-OnReload = Callable[[str, str], None]  # (kind, result): "pods"|"hosts", "success"|"error"
+# (kind, result[, stats]): "pods"|"hosts", "success"|"error", and what a pod file's load counted
+OnReload = Callable[..., None]
 
 
 class _FileSource:
@@ -36,17 +38,34 @@ class PodFileSource(_FileSource):
 
     name = "pods-file"
 
-    def __init__(self, path: str, sink: PodSink, interval: float, on_reload: OnReload, started: StartedPodFile | None = None):
+    def __init__(
+        self,
+        path: str,
+        sink: PodSink,
+        interval: float,
+        on_reload: OnReload,
+        started: StartedPodFile | None = None,
+        memory_limit: int | None = DEFAULT_MEMORY_LIMIT,
+    ):
         super().__init__(interval)
         self.sink = sink
 
-        def load_in_batches(path: str) -> None:
+        def load_in_batches(path: str):
             # The source is empty: each batch is applied as the child decodes the next.
-            for batch in started.batches if started else pod_file_batches(path):
+            load = started.batches if started else pod_file_batches(path, memory_limit)
+            for batch in load:
                 sink.update(batch, [])
+            return load.stats
 
         self.watched = WatchedFile(
-            "pods", path, parse_pod_file, sink.replace_all, on_reload, load_in_batches, started.signature if started else None
+            "pods",
+            path,
+            functools.partial(parse_pod_file, memory_limit=memory_limit),
+            sink.replace_all,
+            on_reload,
+            load_in_batches,
+            started.signature if started else None,
+            report_of=lambda content: content.stats,
         )
 
     async def start(self) -> None:
@@ -59,6 +78,13 @@ class HostsFileSource(_FileSource):
 
     name = "hosts-file"
 
-    def __init__(self, path: str, replace_static: Callable[[Iterable[StaticEntry]], None], interval: float, on_reload: OnReload):
+    def __init__(
+        self,
+        path: str,
+        replace_static: Callable[[Iterable[StaticEntry]], None],
+        interval: float,
+        on_reload: OnReload,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ):
         super().__init__(interval)
-        self.watched = WatchedFile("hosts", path, parse_hosts_file, replace_static, on_reload)
+        self.watched = WatchedFile("hosts", path, functools.partial(parse_hosts_file, max_size=max_size), replace_static, on_reload)

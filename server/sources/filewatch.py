@@ -10,13 +10,22 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import SourceError
+from .problems import WarnOnce
 
 log = logging.getLogger("pod_identity_dns.files")
 
 T = TypeVar("T")
+
+
+class LoadReport(Protocol):
+    """What a load found beyond its content (a pod file's LoadStats): warnings and a summary line."""
+
+    warnings: list[str]
+
+    def summary(self) -> str: ...
 
 
 def file_signature(path: str) -> tuple:
@@ -29,7 +38,13 @@ def file_signature(path: str) -> tuple:
 
 
 class WatchedFile(Generic[T]):
-    """One file: `parse(path)` builds the content, `apply(content)` hands it to the registry."""
+    """One file: `parse(path)` builds the content, `apply(content)` hands it to the registry.
+
+    With `report_of`, each load's report (of the content; of the first load,
+    what `first_load` returns) is logged, its warnings once each, and handed
+    to `on_reload(kind, result, report)` as a third argument. Without it,
+    `on_reload(kind, result)` as before.
+    """
 
     def __init__(
         self,
@@ -37,13 +52,16 @@ class WatchedFile(Generic[T]):
         path: str,
         parse: Callable[[str], T],
         apply: Callable[[T], None],
-        on_reload: Callable[[str, str], None] = lambda kind, result: None,
-        first_load: Callable[[str], None] | None = None,
+        on_reload: Callable[..., None] = lambda kind, result, report=None: None,
+        first_load: Callable[[str], Any] | None = None,
         first_signature: tuple | None = None,
+        report_of: Callable[[T], LoadReport] | None = None,
     ):
         self.kind, self.path = kind, path
         self._parse, self._apply, self._on_reload = parse, apply, on_reload
-        self._first_load = first_load or (lambda path: apply(parse(path)))
+        self._report_of = report_of
+        self._warn_once = WarnOnce(log)
+        self._first_load = first_load or (lambda path: self._apply_content(parse(path)))
         # The file's signature from before `first_load` began reading it, if that was earlier.
         self._first_signature = first_signature
         self._applied: tuple | None = None  # signature of the last content read (good or bad)
@@ -56,8 +74,8 @@ class WatchedFile(Generic[T]):
         a broken file then stops the server, so nothing half-applied is served.
         """
         self._applied = self._first_signature or file_signature(self.path)
-        self._first_load(self.path)
-        self._on_reload(self.kind, "success")
+        report = self._first_load(self.path)
+        self._loaded(report)
 
     async def reload_if_changed(self) -> bool:
         """Re-read a file whose stat() changed and then held still for one poll. True if applied.
@@ -86,15 +104,29 @@ class WatchedFile(Generic[T]):
             return False  # changed while we read it: try again once it settles
         self._applied = signature
         self._pending = None
-        self._apply(content)
-        self._on_reload(self.kind, "success")
-        log.info("reloaded %s from %s", self.kind, self.path)
+        report = self._apply_content(content)
+        if report is None:
+            log.info("reloaded %s from %s", self.kind, self.path)
+        self._loaded(report)
         return True
 
     async def reload_now(self) -> bool:
         """Re-read the file at once, changed or not, without waiting for it to settle (SIGHUP)."""
         self._applied, self._pending = None, file_signature(self.path)
         return await self.reload_if_changed()
+
+    def _apply_content(self, content: T) -> LoadReport | None:
+        self._apply(content)
+        return self._report_of(content) if self._report_of is not None else None
+
+    def _loaded(self, report: LoadReport | None) -> None:
+        if report is None:
+            self._on_reload(self.kind, "success")
+            return
+        for warning in report.warnings:
+            self._warn_once(warning)
+        log.info("%s", report.summary())
+        self._on_reload(self.kind, "success", report)
 
     async def watch(self, interval: float) -> None:
         while True:

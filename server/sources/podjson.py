@@ -13,7 +13,8 @@ from __future__ import annotations
 import msgspec
 
 from ..model import PodRecord
-from .pods import pod_record, strip_pod
+from .pods import pod_record, strip_pod, warn_once
+from .problems import Report
 
 
 class Meta(msgspec.Struct, gc=False):
@@ -51,6 +52,7 @@ class PodStatus(msgspec.Struct, gc=False):
 class PodObject(msgspec.Struct, gc=False):
     """A Pod, or in an ERROR event the Status (whose `status` is the string "Failure")."""
 
+    kind: str | None = None  # in a pod file's list; the API leaves it out of its lists' items
     metadata: Meta | None = None
     spec: Spec | None = None
     status: PodStatus | str | None = None
@@ -88,8 +90,8 @@ _NO_SPEC = Spec()
 _NO_STATUS = PodStatus()
 
 
-def record(obj: PodObject) -> PodRecord:
-    """The PodRecord of one decoded Pod; ValueError when it is not a usable Pod."""
+def record(obj: PodObject, report: Report = warn_once) -> PodRecord:
+    """The PodRecord of one decoded Pod; ValueError when it is not a usable Pod (values it skips go to `report`)."""
     meta = obj.metadata
     if meta is None:
         raise ValueError("no metadata")
@@ -110,18 +112,44 @@ def record(obj: PodObject) -> PodRecord:
         [entry.ip for entry in status.podIPs or ()],
         status.podIP,
         [(cond.type, cond.status, cond.lastTransitionTime) for cond in status.conditions or ()],
+        report,
     )
 
 
-def item_record(item: msgspec.Raw) -> PodRecord:
+def item_record(item: msgspec.Raw, report: Report = warn_once) -> PodRecord:
     """The PodRecord of one list item; ValueError or TypeError when it is not a usable Pod.
 
     An item the schemas reject (a field of an unexpected type) is decoded again
     untyped and stripped by strip_pod, which tolerates what it can.
     """
     try:
-        return record(POD_DECODER.decode(item))
+        return record(POD_DECODER.decode(item), report)
     except msgspec.ValidationError:
-        return strip_pod(msgspec.json.decode(item))
+        return strip_pod(msgspec.json.decode(item), report)
     except msgspec.DecodeError as exc:
         raise ValueError(f"unreadable JSON: {exc}") from None
+
+
+class OtherKind(ValueError):
+    """A list item that is an object of another kind than Pod."""
+
+    def __init__(self, kind: object, name: object):
+        super().__init__(f"kind {kind!r}, not a Pod")
+        self.kind, self.name = kind, name
+
+
+def file_item_record(item: msgspec.Raw, report: Report = warn_once) -> PodRecord:
+    """item_record of a pod file's list item, which may name its kind: OtherKind when that is not Pod."""
+    try:
+        obj = POD_DECODER.decode(item)
+    except msgspec.ValidationError:
+        untyped = msgspec.json.decode(item)
+        if isinstance(untyped, dict) and untyped.get("kind", "Pod") != "Pod":
+            meta = untyped.get("metadata")
+            raise OtherKind(untyped.get("kind"), meta.get("name") if isinstance(meta, dict) else None) from None
+        return strip_pod(untyped, report)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"unreadable JSON: {exc}") from None
+    if obj.kind is not None and obj.kind != "Pod":
+        raise OtherKind(obj.kind, obj.metadata.name if obj.metadata is not None else None)
+    return record(obj, report)

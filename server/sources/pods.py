@@ -6,16 +6,42 @@ Every source (pod file, Kubernetes watch) turns raw Pod objects into
 
 from __future__ import annotations
 
-import ipaddress
-import socket
+import logging
 import sys
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ..model import PodRecord
+from ..model import PodRecord, dns_label_problem, dns_subdomain_problem, normal_ip, shown
+from .problems import EXTRA_IPS, INVALID_IP, INVALID_NAME, Report, WarnOnce
+
+log = logging.getLogger("pod_identity_dns.pods")
 
 _NEVER = float("inf")  # creationTimestamp unknown: sorts last
+
+# Where a pod's problems go when the caller collects none (the watch): once per pod and problem.
+_warn_once = WarnOnce(log)
+
+
+# Namespaces and subdomains repeat across pods: their checks are remembered (bounded).
+_LABEL_CHECKS: dict[str, str | None] = {}
+_LABEL_CHECKS_LIMIT = 4096
+
+
+def _shared_label_problem(value: str) -> str | None:
+    """dns_label_problem of a value many pods share, remembered."""
+    try:
+        return _LABEL_CHECKS[value]
+    except KeyError:
+        if len(_LABEL_CHECKS) >= _LABEL_CHECKS_LIMIT:
+            _LABEL_CHECKS.clear()
+        problem = _LABEL_CHECKS[value] = dns_label_problem(value)
+        return problem
+
+
+def warn_once(reason: str, pod: str, message: str) -> None:
+    """The default Report: log each pod's problem once."""
+    _warn_once(f"pod {pod}: {message}")
 
 
 def _timestamp(value: Any) -> float | None:
@@ -59,21 +85,14 @@ def _latest(stamps: list[Any], created: Any, created_at: float | None) -> float 
 def _normal_ip(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
-    try:
-        socket.inet_pton(socket.AF_INET, value)
-        return value  # accepted only in canonical dotted-decimal form: already normal
-    except OSError:
-        pass
-    try:
-        return ipaddress.ip_address(value.strip()).compressed
-    except ValueError:
-        return None
+    return normal_ip(value.strip())
 
 
-def strip_pod(obj: Any) -> PodRecord:
+def strip_pod(obj: Any, report: Report = warn_once) -> PodRecord:
     """Reduce a Pod object (parsed JSON/YAML) to a PodRecord.
 
-    Raises ValueError when the object is not a usable Pod.
+    Raises ValueError when the object is not a usable Pod; values it cannot
+    use (see pod_record) go to `report`.
     """
     if not isinstance(obj, dict):
         raise ValueError("not an object")
@@ -110,6 +129,7 @@ def strip_pod(obj: Any) -> PodRecord:
         [entry.get("ip") if isinstance(entry, dict) else None for entry in _list(status.get("podIPs"))],
         status.get("podIP"),
         conditions,
+        report,
     )
 
 
@@ -131,11 +151,19 @@ def pod_record(
     pod_ips: Iterable[Any],
     pod_ip: Any,
     conditions: Iterable[tuple[Any, Any, Any]],
+    report: Report = warn_once,
 ) -> PodRecord:
     """The PodRecord of a pod's raw field values: the one place their meaning is decided.
 
     `conditions` are (type, status, lastTransitionTime). Strings that repeat
     across pods are shared, so 100k records hold one copy of each namespace.
+
+    What Kubernetes would refuse is not served, and told to `report`: a
+    hostname, subdomain or pod name that is not a DNS name loses the identity
+    (the pod stays, its IPs may get a fallback PTR); a namespace that is not
+    one loses the pod's IPs too, since every name of the pod holds it; an IP
+    that is not one is skipped, and so is every IP past the first IPv4 and the
+    first IPv6 (status.podIPs holds at most one of each).
     """
     if not name:
         raise ValueError("no metadata.name")
@@ -147,15 +175,17 @@ def pod_record(
         stamps.append(changed)
         if kind == "Ready":
             ready = value == "True"
-    ips: list[str] = []
-    for entry in pod_ips:
-        ip = _normal_ip(entry)
-        if ip and ip not in ips:
-            ips.append(ip)
-    if not ips:
-        ip = _normal_ip(pod_ip)
-        if ip:
-            ips.append(ip)
+    ips = _pod_ips(pod_ips, pod_ip, namespace, name, report)
+    if hostname and subdomain:
+        problem = _naming_problem(name, hostname, subdomain)
+        if problem:
+            report(INVALID_NAME, _pod(namespace, name), f"{problem}: no identity name (its IPs may still get a fallback PTR)")
+            hostname = subdomain = None
+    problem = _shared_label_problem(namespace)
+    if problem:
+        report(INVALID_NAME, _pod(namespace, name), f"metadata.namespace {problem}: the pod serves nothing")
+        hostname = subdomain = None
+        ips = ()
     created_at = _timestamp(created)
     # tuple.__new__ in C, not the NamedTuple's Python-level __new__: one per watch event.
     return _new_record(
@@ -167,7 +197,7 @@ def pod_record(
             # A StatefulSet pod's hostname is its name: keep one string for both.
             "" if not hostname else name if hostname == name and name.islower() else hostname.lower(),
             _intern(subdomain.lower()) if subdomain else "",
-            tuple(ips),
+            ips,
             _intern(phase) if phase else "",
             ready,
             host_network,
@@ -179,3 +209,68 @@ def pod_record(
 
 
 _new_record = tuple.__new__
+
+
+def _pod(namespace: str, name: str) -> str:
+    """The pod's namespace/name for a log line, quoted when it holds what a name cannot."""
+    key = f"{namespace}/{name}"
+    return key if len(key) <= 120 and key.isprintable() and " " not in key else shown(key, 120)
+
+
+def _naming_problem(name: str, hostname: str, subdomain: str) -> str | None:
+    """Why the pod's naming fields cannot make a name, as Kubernetes validates them; None when they can."""
+    problem = dns_label_problem(hostname)
+    if problem:
+        return f"spec.hostname {problem}"
+    problem = _shared_label_problem(subdomain)
+    if problem:
+        return f"spec.subdomain {problem}"
+    problem = None if name == hostname else dns_subdomain_problem(name)  # a valid label is a valid subdomain
+    if problem:
+        return f"metadata.name {problem}"
+    return None
+
+
+def _pod_ips(pod_ips: Iterable[Any], pod_ip: Any, namespace: str, name: str, report: Report) -> tuple[str, ...]:
+    """The first IPv4 and the first IPv6 of status.podIPs (else status.podIP), in their order."""
+    kept: list[str] = []
+    v4 = v6 = None
+    bad: list[Any] = []
+    extra = total = 0
+    for entry in pod_ips:
+        total += 1
+        if entry is None:
+            continue  # an entry without an "ip"
+        ip = _normal_ip(entry)
+        if ip is None:
+            bad.append(entry)
+        elif ":" in ip:
+            if v6 is None:
+                v6 = ip
+                kept.append(ip)
+            elif ip != v6:
+                extra += 1
+        elif v4 is None:
+            v4 = ip
+            kept.append(ip)
+        elif ip != v4:
+            extra += 1
+    field_name = "status.podIPs"
+    if not kept and pod_ip is not None and pod_ip not in bad:
+        ip = _normal_ip(pod_ip)
+        if ip is None:
+            bad.append(pod_ip)
+            field_name = "status.podIP" if len(bad) == 1 else "status.podIPs and status.podIP"
+        else:
+            kept.append(ip)
+    if bad:
+        values = ", ".join(shown(value) for value in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        left = f"kept {', '.join(kept)}" if kept else "the pod has no IP left"
+        report(INVALID_IP, _pod(namespace, name), f"{field_name}: {values}: not an IP address, skipped; {left}")
+    if extra:
+        report(
+            EXTRA_IPS,
+            _pod(namespace, name),
+            f"status.podIPs has {total} addresses, Kubernetes allows one IPv4 and one IPv6: kept {' and '.join(kept)}, skipped {extra}",
+        )
+    return tuple(kept)

@@ -550,7 +550,7 @@ def test_export_zone_fails_when_the_cluster_does_not_answer(tmp_path: Path) -> N
 def test_a_broken_kubeconfig_stops_the_start_with_one_line_and_exit_2(tmp_path: Path, case: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("KUBERNETES_SERVICE_HOST", "KUBECONFIG")}
     env["HOME"] = str(tmp_path)  # no ~/.kube/config either
-    args = ["serve", "--zone", ZONE, "--listen", "127.0.0.1:0", "--metrics-listen", "off"]
+    args = ["serve", "--zone", ZONE, "--reverse-cidr", "10.244.0.0/16", "--listen", "127.0.0.1:0", "--metrics-listen", "off"]
     path = tmp_path / "kubeconfig"
     if case == "no-kubeconfig":
         env["KUBECONFIG"] = str(path)

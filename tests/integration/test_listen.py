@@ -32,7 +32,19 @@ def _held(kind: int) -> socket.socket:
 def test_a_busy_address_is_one_line_naming_it_and_exit_2(held, flag, protocol):
     with _held(held) as busy:
         port = busy.getsockname()[1]
-        args = ["serve", "--zone", ZONE, "--pods-file", PODS, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"]
+        args = [
+            "serve",
+            "--zone",
+            ZONE,
+            "--reverse-cidr",
+            "10.244.0.0/16",
+            "--pods-file",
+            PODS,
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]
         args[args.index(flag) + 1] = f"127.0.0.1:{port}"
         result = run_cli(*args)
     assert result.returncode == 2
@@ -45,7 +57,19 @@ def test_a_busy_address_is_one_line_naming_it_and_exit_2(held, flag, protocol):
 def test_with_workers_a_busy_metrics_port_stops_every_worker_with_exit_2():
     with _held(socket.SOCK_STREAM) as busy:
         port = busy.getsockname()[1]
-        args = ["serve", "--zone", ZONE, "--pods-file", PODS, "--listen", "127.0.0.1:0", "--metrics-listen", f"127.0.0.1:{port}"]
+        args = [
+            "serve",
+            "--zone",
+            ZONE,
+            "--reverse-cidr",
+            "10.244.0.0/16",
+            "--pods-file",
+            PODS,
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            f"127.0.0.1:{port}",
+        ]
         result = run_cli(*args, "--workers", "2")
     assert result.returncode == 2, result.stderr
     assert f"cannot listen on 127.0.0.1 port {port} (HTTP): Address already in use" in result.stderr

@@ -68,6 +68,7 @@ PANEL_SERIES: dict[str, frozenset[str]] = {
     "Records by replica A": ALL,
     "Conflicts by replica A": ALL,
     "File reloads A": frozenset({"files"}),
+    "Pod file items skipped A": frozenset({"files"}),
     "Zone serials A": ALL,
     "Synced and ready A": KUBE_SERVERS,
     "Synced and ready B": ALL,

@@ -101,3 +101,28 @@ def test_a_fork_that_fails_is_the_streams_error_and_leaks_nothing(monkeypatch):
         with pytest.raises(ChildFailed, match="cannot start the parser process"):
             list(stream_from_child(lambda: _numbers(1)))
     assert len(os.listdir("/proc/self/fd")) == open_before
+
+
+def test_what_the_producer_returns_arrives_after_its_items():
+    def produce():
+        yield from _numbers(3)
+        return {"counted": 3}
+
+    items = stream_from_child(produce)
+    assert list(items) == list(_numbers(3))
+    assert items.result == {"counted": 3}
+
+
+def test_a_child_past_its_memory_limit_says_so():
+    def produce():
+        yield "first"
+        hoard = []
+        while True:
+            hoard.append(bytearray(1 << 20))  # 1 MiB more each time, until the limit stops it
+            if len(hoard) > 4096:
+                yield "the limit did not hold"
+
+    items = stream_from_child(produce, memory_limit=32 << 20)
+    assert next(items) == "first"
+    with pytest.raises(ChildFailed, match=r"ran out of memory \(its limit is 33554432 bytes beyond the server's own\)"):
+        next(items)

@@ -103,3 +103,10 @@ def test_ops_imports_nothing_of_app_registry_sources_or_the_zone_store():
     assert "server.serve.transport" in imported  # the walk does follow imports
     bad = sorted(m for m in imported if m == "server.app" or m.startswith(("server.registry", "server.sources", "server.zone.store")))
     assert not bad
+
+
+def test_the_file_skip_reasons_are_the_sources_own():
+    from server.ops.metrics import FILE_SKIP_REASONS
+    from server.sources.problems import REASONS
+
+    assert FILE_SKIP_REASONS == REASONS
