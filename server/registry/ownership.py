@@ -13,8 +13,6 @@ a name that loses its last address is not served.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -25,9 +23,9 @@ from .claims import Claim, ClaimIndex
 from .conflicts import STATIC, ConflictBook
 from .naming import Naming
 from .sets import SetJoins
+from .sink import RegistrySink, bulk
 from .statics import StaticTable
 
-BULK_CHANGES = 1000
 STEP_CHANGES = 2000  # pods applied between two yields of replace_pods_steps (~25 ms)
 
 
@@ -38,35 +36,6 @@ class RegistrySettings:
     publish_not_ready: bool = True
     fallback_ptr: bool = False
     cluster_domain: str = "cluster.local"
-
-
-class _Sink:
-    """PodSink adapter: one source's view of the registry.
-
-    `version` is the source's resourceVersion after the change (Kubernetes): it
-    becomes the serial of the zones the change touched.
-    """
-
-    def __init__(self, registry: Registry, source: str):
-        self._registry, self._source = registry, source
-
-    def replace_all(self, pods: Iterable[PodRecord], version: str | None = None) -> None:
-        self._registry.replace_pods(self._source, pods, version)
-
-    def replace_all_steps(self, pods: Iterable[PodRecord], version: str | None = None) -> Iterator[None]:
-        return self._registry.replace_pods_steps(self._source, pods, version)
-
-    def upsert(self, pod: PodRecord) -> None:
-        self._registry.update_pods(self._source, [pod], [])
-
-    def delete(self, uid: str) -> None:
-        self._registry.update_pods(self._source, [], [uid])
-
-    def update(self, upserts: Iterable[PodRecord], deletes: Iterable[str], version: str | None = None) -> None:
-        self._registry.update_pods(self._source, upserts, deletes, version)
-
-    def set_synced(self, synced: bool) -> None:
-        self._registry.set_synced(self._source, synced)
 
 
 class _Dirty:
@@ -101,12 +70,12 @@ class Registry:
 
     # -- sources -------------------------------------------------------
 
-    def sink(self, source: str) -> _Sink:
+    def sink(self, source: str) -> RegistrySink:
         """A PodSink for one source; the store is synced once every source is."""
         self._synced.setdefault(source, False)
         self._claims.setdefault(source, {})
         self._refresh_synced()
-        return _Sink(self, source)
+        return RegistrySink(self, source)
 
     def set_synced(self, source: str, synced: bool) -> None:
         self._synced[source] = synced
@@ -176,7 +145,7 @@ class Registry:
         upserts, deletes = list(upserts), list(deletes)
         self._version = self._note_version(source, version)
         held = self._claims.setdefault(source, {})
-        with _bulk(len(upserts) + len(deletes)):
+        with bulk(len(upserts) + len(deletes)):
             dirty = _Dirty()
             for uid in deletes:
                 claim = held.pop(uid, None)
@@ -478,22 +447,3 @@ class Registry:
         from .describe import describe
 
         return describe(self)
-
-
-@contextlib.contextmanager
-def _bulk(changes: int):
-    """Pause the garbage collector for large batches (an initial list, a relist).
-
-    Bulk loads only allocate long-lived objects; collections during them find
-    nothing yet cost most of the time. Afterwards the survivors are frozen so
-    later collections need not scan them again.
-    """
-    if changes < BULK_CHANGES or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
