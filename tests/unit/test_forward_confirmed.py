@@ -103,7 +103,7 @@ def _check(store, static_lines: list[tuple[str, list[str]]]) -> None:
                 assert (ip, name) in on_line and (ip, targets[0]) in on_line, f"{name} holds {ip}, whose PTR names {targets[0]}"
 
 
-@settings(max_examples=250, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(step, min_size=1, max_size=12))
 def test_every_answer_is_forward_confirmed_after_every_change(steps):
     store, registry = build([], fallback_ptr=True)
