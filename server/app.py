@@ -369,7 +369,9 @@ class AppStatus:
         return dict(self._app.tcp.closed)
 
     async def debug_identities(self, params: Mapping[str, str]) -> bytes | dict:
-        return self._app.registry.describe()
+        from .registry.describe import describe_json
+
+        return await describe_json(self._app.registry, params)
 
 
 def logging_handler(handler: Handler) -> Handler:

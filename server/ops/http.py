@@ -24,7 +24,7 @@ INDEX = b"""pod-identity-dns
 /metrics            Prometheus metrics
 /healthz            200 while the process and its event loop run
 /readyz             200 when synced, listening and not shutting down; 503 otherwise
-/debug/identities   served identities, static entries and conflicts (JSON)
+/debug/identities   served identities, static entries, PTRs and conflicts (JSON; ?ip=ADDR or ?name=NAME looks one up)
 """
 # /debug/identities may be costly to build: one at a time, and at most about one a second.
 IDENTITIES_INTERVAL = 1.0
@@ -107,6 +107,8 @@ class HttpServer:
         return web.Response(status=503, text="not ready: " + ", ".join(reasons or ["unknown"]) + "\n")
 
     async def identities(self, request: web.Request) -> web.Response:
+        if "ip" in request.query or "name" in request.query:  # a lookup reads a few index entries: no limit
+            return _json(await self.status.debug_identities(request.query))
         now = asyncio.get_running_loop().time()
         started = self._identities_started
         if self._identities_building or (started is not None and now - started < IDENTITIES_INTERVAL):
@@ -120,6 +122,10 @@ class HttpServer:
             body = await self.status.debug_identities(request.query)
         finally:
             self._identities_building = False
-        if not isinstance(body, bytes):
-            body = orjson.dumps(body, option=orjson.OPT_INDENT_2)
-        return web.Response(body=body, content_type="application/json")
+        return _json(body)
+
+
+def _json(body: bytes | dict) -> web.Response:
+    if not isinstance(body, bytes):
+        body = orjson.dumps(body, option=orjson.OPT_INDENT_2)
+    return web.Response(body=body, content_type="application/json")

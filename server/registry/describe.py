@@ -3,13 +3,18 @@
 The whole listing is built step by step (`describe_steps` yields between
 chunks, so the caller can let queries in between at 100k pods); lookups of
 one IP or one name (`lookup_ip`, `lookup_name`) read a few index entries.
+A listing is a JSON object of lists, each sorted: identities and static
+entries by name, PTRs by address, conflicts by kind and subject.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from ..zone import names
 from .claims import Claim
@@ -19,6 +24,42 @@ if TYPE_CHECKING:
     from .ownership import Registry
 
 CHUNK = 2000  # entries built between two yields
+
+
+async def describe_json(registry: Registry, params: Mapping[str, str]) -> bytes:
+    """The /debug/identities body: `?ip=` or `?name=` looks one up; else the whole listing, built and
+    serialised a chunk at a time with the event loop let in between (100k pods take seconds of CPU in all)."""
+    if "ip" in params:
+        return _dumps(lookup_ip(registry, params["ip"]))
+    if "name" in params:
+        return _dumps(lookup_name(registry, params["name"]))
+    steps = describe_steps(registry)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            listing = done.value
+            break
+        await asyncio.sleep(0)
+    parts = [b"{"]
+    for index, (key, value) in enumerate(listing.items()):
+        parts.append(b"," if index else b"")
+        parts.append(orjson.dumps(key) + b": ")
+        if isinstance(value, list):
+            parts.append(b"[")
+            for start in range(0, len(value), CHUNK):
+                chunk = orjson.dumps(value[start : start + CHUNK])[1:-1]
+                parts.append((b"," if start else b"") + chunk)
+                await asyncio.sleep(0)
+            parts.append(b"]")
+        else:
+            parts.append(orjson.dumps(value))
+    parts.append(b"}\n")
+    return b"".join(parts)
+
+
+def _dumps(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 def describe(registry: Registry) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import socket
@@ -319,3 +320,32 @@ def test_kubernetes_source_metrics(tmp_path):
     # Fresh timestamps: each within a few seconds (1-second resolution, so never exact).
     assert value(samples, "poddns_programming_duration_seconds_bucket", le="5.0") == applied
     assert value(samples, "poddns_kubernetes_synced") == 1
+
+
+def test_debug_identities_lists_every_ptr_with_its_reason_sorted_and_looks_up_one_ip_or_name():
+    with ServerProcess(*DEMO) as server:
+        described = json.loads(get_identities(server.metrics_port)[2])
+        ptrs = {entry["ip"]: entry for entry in described["ptrs"]}
+        assert ptrs["10.244.1.10"] == {"ip": "10.244.1.10", "name": f"{KAFKA0}.", "reason": "identity", "pod": "default/kafka-0"}
+        assert ptrs["10.244.0.4"]["reason"] == "static" and ptrs["10.244.0.4"]["name"] == "legacy-nas.corp.example.com."
+        assert ptrs["10.244.2.50"]["reason"] == "fallback" and ptrs["10.244.2.50"]["name"].endswith(".pod.cluster.local.")
+        assert "10.244.1.99" not in ptrs  # the terminating kdc-1 duplicate lost its name, so its IP has no PTR
+        addresses = [ipaddress.ip_address(entry["ip"]) for entry in described["ptrs"]]
+        assert addresses == sorted(addresses, key=lambda a: (a.version, a))
+        names = [entry["name"] for entry in described["identities"]]
+        assert names == sorted(names)
+
+        # Lookups: who owns this IP, who claims this name (not rate-limited: ask twice at once).
+        for _ in range(2):
+            status, _, body = http_get(server.metrics_port, "/debug/identities?ip=10.244.1.99")
+            assert status == 200
+        owned = json.loads(body)
+        assert owned["ptr"] is None
+        (claimant,) = owned["claimants"]
+        assert claimant["pod"] == "security/kdc-1-7f8a9b6c5-h4j8n" and not claimant["owns_name"] and claimant["terminating"]
+        status, _, body = http_get(server.metrics_port, f"/debug/identities?name=kdc-1.kdc.security.{ZONE}")
+        named = json.loads(body)
+        assert named["owner"]["pod"] == "security/kdc-1-6d9f7c5b8-x2x7q"
+        assert [c["owns_name"] for c in named["claimants"]] == [True, False]
+        assert len(named["conflicts"]) == 1
+        assert json.loads(http_get(server.metrics_port, "/debug/identities?ip=not-an-ip")[2])["error"]
