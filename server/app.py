@@ -118,7 +118,11 @@ class App:
         if config.hosts_file:
             sources.append(
                 HostsFileSource(
-                    config.hosts_file, self.registry.replace_static, config.reload_interval, self._on_reload, config.hosts_file_max_size
+                    config.hosts_file,
+                    self.registry.replace_static_steps,
+                    config.reload_interval,
+                    self._on_reload,
+                    config.hosts_file_max_size,
                 )
             )
         if not config.pods_file:

@@ -203,3 +203,16 @@ class ClaimIndex(Generic[K]):
 
     def keys(self):
         return self._entries.keys()
+
+
+class Dirty:
+    """What one change touched. Crowded names and IPs remember their owner from before it."""
+
+    __slots__ = ("crowd_claims", "ips", "names", "prior_ip_owner", "prior_name_owner")
+
+    def __init__(self) -> None:
+        self.names: set[bytes] = set()
+        self.ips: set[str] = set()
+        self.prior_name_owner: dict[bytes, Claim | None] = {}
+        self.prior_ip_owner: dict[str, Claim | None] = {}
+        self.crowd_claims: dict[bytes, list[Claim]] = {}  # crowded name -> claims added or removed

@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from ..model import PodRecord, StaticEntry, serves_identity
 from ..zone import names
 from ..zone.store import ZoneStore
-from .claims import Claim, ClaimIndex
+from . import steps
+from .claims import Claim, ClaimIndex, Dirty
 from .conflicts import STATIC, ConflictBook
 from .naming import Naming
 from .sets import SetJoins
 from .sink import RegistrySink, bulk
 from .statics import StaticTable
-
-STEP_CHANGES = 2000  # pods applied between two yields of replace_pods_steps (~25 ms)
 
 
 @dataclass(frozen=True)
@@ -36,19 +35,6 @@ class RegistrySettings:
     publish_not_ready: bool = True
     fallback_ptr: bool = False
     cluster_domain: str = "cluster.local"
-
-
-class _Dirty:
-    """What one change touched. Crowded names and IPs remember their owner from before it."""
-
-    __slots__ = ("crowd_claims", "ips", "names", "prior_ip_owner", "prior_name_owner")
-
-    def __init__(self) -> None:
-        self.names: set[bytes] = set()
-        self.ips: set[str] = set()
-        self.prior_name_owner: dict[bytes, Claim | None] = {}
-        self.prior_ip_owner: dict[str, Claim | None] = {}
-        self.crowd_claims: dict[bytes, list[Claim]] = {}  # crowded name -> claims added or removed
 
 
 class Registry:
@@ -96,36 +82,8 @@ class Registry:
 
     def replace_pods(self, source: str, pods: Iterable[PodRecord], version: str | None = None) -> None:
         """The complete state of one source: apply only the difference."""
-        changed, gone = self._difference(source, pods)
+        changed, gone = steps.difference(self, source, pods)
         self.update_pods(source, changed, gone, version)
-
-    def replace_pods_steps(self, source: str, pods: Iterable[PodRecord], version: str | None = None) -> Iterator[None]:
-        """replace_pods in steps of STEP_CHANGES, yielding between them so the caller can let queries in.
-
-        The records are written step by step, but the zones' serials move once,
-        at the end: until then the store says it is busy (transfers wait for it).
-        """
-        changed, gone = self._difference(source, pods)
-        if len(changed) + len(gone) <= STEP_CHANGES:
-            self.update_pods(source, changed, gone, version)
-            return
-        steps = range(0, max(len(changed), len(gone)), STEP_CHANGES)
-        self.store.busy = True
-        try:
-            for start in steps:
-                last = start == steps[-1]
-                self.update_pods(source, changed[start : start + STEP_CHANGES], gone[start : start + STEP_CHANGES], version, commit=last)
-                if not last:
-                    yield
-        finally:
-            self.store.busy = False
-
-    def _difference(self, source: str, pods: Iterable[PodRecord]) -> tuple[list[PodRecord], list[str]]:
-        held = self._claims.setdefault(source, {})
-        fresh = {pod.uid: pod for pod in pods}
-        gone = [uid for uid in held if uid not in fresh]
-        changed = [pod for uid, pod in fresh.items() if (claim := held.get(uid)) is None or claim.pod != pod]
-        return changed, gone
 
     def pod(self, uid: str, source: str | None = None) -> PodRecord | None:
         """The record the registry holds for a pod (for diffs and tests)."""
@@ -146,7 +104,7 @@ class Registry:
         self._version = self._note_version(source, version)
         held = self._claims.setdefault(source, {})
         with bulk(len(upserts) + len(deletes)):
-            dirty = _Dirty()
+            dirty = Dirty()
             for uid in deletes:
                 claim = held.pop(uid, None)
                 if claim is not None:
@@ -163,19 +121,22 @@ class Registry:
                 held[pod.uid] = self._claim(source, pod, dirty)
             self._flush(dirty, commit)
 
+    def replace_pods_steps(self, source: str, pods: Iterable[PodRecord], version: str | None = None) -> Iterator[None]:
+        """replace_pods a slice at a time (see steps.py)."""
+        return steps.replace_pods_steps(self, source, pods, version)
+
+    def replace_static_steps(self, entries: Iterable[StaticEntry]) -> Iterator[None]:
+        """replace_static a slice at a time (see steps.py)."""
+        return steps.replace_static_steps(self, entries)
+
     def replace_static(self, entries: Iterable[StaticEntry]) -> None:
         """The complete set of static host entries (hosts file)."""
-        old = self._static
-        self._static = StaticTable.build(entries, lambda name: self.store.zone_for(name) is not None, self.store.is_reserved)
-        dirty = _Dirty()
-        dirty.names, dirty.ips = self._static.changed_against(old)
-        # Beside a Kubernetes source, serials stay resourceVersions: a hosts change moves them by one.
-        self._version = max(self._versions.values(), default=None)
-        self._flush(dirty)
+        for _ in self.replace_static_steps(entries):
+            pass
 
     # -- claims --------------------------------------------------------
 
-    def _claim(self, source: str, pod: PodRecord, dirty: _Dirty) -> Claim:
+    def _claim(self, source: str, pod: PodRecord, dirty: Dirty) -> Claim:
         """A pod that is new, or whose name changed (an unchanged name is `_reclaim`'s)."""
         found = self.naming.identity_name(pod) if serves_identity(pod, self.settings.publish_not_ready) else None
         if found is None:
@@ -209,7 +170,7 @@ class Registry:
             and pod.phase not in ("Succeeded", "Failed")
         )
 
-    def _reclaim(self, claim: Claim, pod: PodRecord, dirty: _Dirty) -> bool:
+    def _reclaim(self, claim: Claim, pod: PodRecord, dirty: Dirty) -> bool:
         """A pod that keeps its name (an IP or rank change): update its claim in place.
 
         False when the change is more than that, for the full unclaim and claim.
@@ -242,7 +203,7 @@ class Registry:
             dirty.names.add(claim.set_name)
         return True
 
-    def _unclaim(self, claim: Claim, dirty: _Dirty) -> None:
+    def _unclaim(self, claim: Claim, dirty: Dirty) -> None:
         name = claim.name
         if name is not None:
             self._touch_name(name, dirty)
@@ -260,16 +221,16 @@ class Registry:
                 self._fallback.discard(ip, claim)
                 dirty.ips.add(ip)
 
-    def _touch_name(self, name: bytes, dirty: _Dirty) -> None:
+    def _touch_name(self, name: bytes, dirty: Dirty) -> None:
         """Before a crowded name's claims change: remember its owner (only crowds need it; see _flush)."""
         if name not in dirty.prior_name_owner and self._names.is_crowd(name):
             dirty.prior_name_owner[name] = self._names.owner(name)
 
-    def _touch_ip(self, ip: str, dirty: _Dirty) -> None:
+    def _touch_ip(self, ip: str, dirty: Dirty) -> None:
         if ip not in dirty.prior_ip_owner and self._ips.is_crowd(ip):
             dirty.prior_ip_owner[ip] = self._ip_owner(ip)
 
-    def _note_crowd_change(self, name: bytes, claim: Claim, dirty: _Dirty) -> None:
+    def _note_crowd_change(self, name: bytes, claim: Claim, dirty: Dirty) -> None:
         if name in dirty.prior_name_owner:
             dirty.crowd_claims.setdefault(name, []).append(claim)
 
@@ -290,7 +251,7 @@ class Registry:
 
     # -- recomputing what changed ----------------------------------------
 
-    def _flush(self, dirty: _Dirty, commit: bool = True) -> None:
+    def _flush(self, dirty: Dirty, commit: bool = True) -> None:
         """Settle names, then IPs (who owns a name decides whose IPs count), then write records."""
         for name in list(dirty.names):
             self._settle_name(name, dirty)
@@ -313,7 +274,7 @@ class Registry:
             self._version = None
         self.book.end_change()
 
-    def _settle_name(self, name: bytes, dirty: _Dirty) -> None:
+    def _settle_name(self, name: bytes, dirty: Dirty) -> None:
         """Record the conflicts of a name; when its owner changes, the IPs of both owners are dirty."""
         index = self._names
         count = index.count(name)
@@ -346,7 +307,7 @@ class Registry:
             losers.append(STATIC)
         self.book.settle("name", name, owner, losers)
 
-    def _settle_ip(self, ip: str, dirty: _Dirty, names_to_write: set[bytes]) -> None:
+    def _settle_ip(self, ip: str, dirty: Dirty, names_to_write: set[bytes]) -> None:
         """Record the conflicts of an IP; mark every name whose addresses may change with it."""
         index = self._ips
         owner = self._ip_owner(ip)
@@ -360,8 +321,8 @@ class Registry:
         else:
             for claim in index.claimants(ip):
                 names_to_write.add(claim.name)  # type: ignore[arg-type]
-        if index.count(ip) <= 1 and not static_names and not self.book.has("ip", ip):
-            return
+        if (owner is None or (index.count(ip) <= 1 and not static_names)) and not self.book.has("ip", ip):
+            return  # nobody loses it: no pod owns it, or one pod does and no hosts line names it
         losers: list = [c for c in index.claimants(ip) if c is not owner and self._owns_name(c)] if owner is not None else []
         if owner is not None and ip in self._static.ptr_names:
             losers.append(STATIC)

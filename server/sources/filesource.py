@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from ..model import PodSink, StaticEntry
 from .filewatch import WatchedFile
@@ -61,7 +61,7 @@ class PodFileSource(_FileSource):
             "pods",
             path,
             functools.partial(parse_pod_file, memory_limit=memory_limit),
-            sink.replace_all,
+            sink.replace_all_steps,
             on_reload,
             load_in_batches,
             started.signature if started else None,
@@ -81,7 +81,7 @@ class HostsFileSource(_FileSource):
     def __init__(
         self,
         path: str,
-        replace_static: Callable[[Iterable[StaticEntry]], None],
+        replace_static: Callable[[Iterable[StaticEntry]], Iterator[None] | None],
         interval: float,
         on_reload: OnReload,
         max_size: int = DEFAULT_MAX_SIZE,

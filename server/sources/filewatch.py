@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import SourceError
@@ -51,7 +51,7 @@ class WatchedFile(Generic[T]):
         kind: str,
         path: str,
         parse: Callable[[str], T],
-        apply: Callable[[T], None],
+        apply: Callable[[T], Iterator[None] | None],  # may return steps to iterate (a big change)
         on_reload: Callable[..., None] = lambda kind, result, report=None: None,
         first_load: Callable[[str], Any] | None = None,
         first_signature: tuple | None = None,
@@ -104,7 +104,11 @@ class WatchedFile(Generic[T]):
             return False  # changed while we read it: try again once it settles
         self._applied = signature
         self._pending = None
-        report = self._apply_content(content)
+        steps = self._apply(content)
+        if isinstance(steps, Iterator):  # a big change, applied a step at a time with queries let in between
+            for _ in steps:
+                await asyncio.sleep(0)
+        report = self._report_of(content) if self._report_of is not None else None
         if report is None:
             log.info("reloaded %s from %s", self.kind, self.path)
         self._loaded(report)
@@ -116,7 +120,10 @@ class WatchedFile(Generic[T]):
         return await self.reload_if_changed()
 
     def _apply_content(self, content: T) -> LoadReport | None:
-        self._apply(content)
+        steps = self._apply(content)
+        if isinstance(steps, Iterator):
+            for _ in steps:
+                pass
         return self._report_of(content) if self._report_of is not None else None
 
     def _loaded(self, report: LoadReport | None) -> None:

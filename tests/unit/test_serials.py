@@ -89,3 +89,22 @@ def test_a_big_replace_in_steps_moves_the_serial_once_at_the_end():
         assert store.zones[APEX].serial == 10
     assert not store.busy and store.zones[APEX].serial == 20
     assert registry.stats()["forward_names"] == 4500
+
+
+def test_a_big_hosts_file_is_applied_in_steps_to_the_same_result():
+    entries = [StaticEntry(f"10.244.{i // 250}.{i % 250 + 1}", (f"h{i}.{ZONE}",), i + 1) for i in range(12_000)]
+    store, registry = _registry()
+    registry.sink("pods-file").set_synced(True)
+    fresh_store, fresh = _registry()
+    fresh.sink("pods-file").set_synced(True)
+    fresh.replace_static(entries)
+    serial = store.zones[APEX].serial
+    steps = registry.replace_static_steps(entries)
+    busy_steps = 0
+    for _ in steps:
+        busy_steps += store.busy  # busy while the writing is under way (not while the file is read)
+        assert store.zones[APEX].serial == serial  # written step by step, one serial move at the end
+    assert busy_steps >= 2 and not store.busy and serial_after(store.zones[APEX].serial, serial)
+    records = {name: node.items() for name, node in store.nodes.items() if name not in store.zones}
+    assert records == {name: node.items() for name, node in fresh_store.nodes.items() if name not in fresh_store.zones}
+    assert registry.stats() == fresh.stats()

@@ -170,7 +170,7 @@ async def test_wrong_algorithm_for_a_known_name_is_badkey():
     assert tsig_error(reply)[0] == dns.rcode.BADKEY
 
 
-@pytest.mark.parametrize("skew", [-301, 301, 5000])
+@pytest.mark.parametrize("skew", [-310, 310, 5000])  # clear of the 300 s fudge even on a slow machine
 async def test_a_time_outside_the_fudge_is_badtime_signed_with_the_server_time(skew):
     server_now = time.time() + skew
     service, _, recorder = make_service(clock=lambda: server_now)
