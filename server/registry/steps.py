@@ -78,7 +78,7 @@ def replace_static_steps(registry: Registry, entries: Iterable[StaticEntry]) -> 
     changed_ips: set[str] = set()
     yield from table.changed_steps(old, changed_names, changed_ips, STEP_ENTRIES)
     slices = _related_slices(changed_names, changed_ips, old, table)
-    dirty = next(slices)
+    dirty: Dirty | None = next(slices)
     registry.store.busy = True
     try:
         while dirty is not None:
