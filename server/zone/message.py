@@ -21,12 +21,14 @@ TYPE_OPT, TYPE_TSIG, CLASS_ANY = 41, 250, 255
 MAX_NAME = 255  # bytes of a decompressed name, root included (RFC 1035 §3.1)
 MAX_POINTERS = 127  # a name has at most 127 labels: it needs no more pointers than that
 # The work budget of one message after its question: a record costs
-# RECORD_STEPS, each label, compression pointer and EDNS option one step. An
-# EDNS query with a cookie takes 3, a TSIG-signed IXFR request with a cookie
-# about 13. A query that needs more is FORMERR: the budget, not the size of
-# the message, bounds the work (a few microseconds at most).
+# RECORD_STEPS (reading one takes about as long as walking four labels), each
+# label, compression pointer and EDNS option one step; a pointer to a name
+# already read costs one step, not a walk. An EDNS query with a cookie takes
+# 5, a TSIG-signed IXFR request with a cookie about 19. A query that needs
+# more is FORMERR: the budget, not the size of the message, bounds the work
+# (a few microseconds at most).
 MAX_STEPS = 32
-RECORD_STEPS = 2
+RECORD_STEPS = 4
 # A name walk gets at most MAX_STEPS - RECORD_STEPS + 1 steps, so the budget
 # alone keeps it under MAX_POINTERS pointers.
 assert MAX_STEPS - RECORD_STEPS < MAX_POINTERS
@@ -75,16 +77,22 @@ class Malformed(ValueError):
         return self.args[2]
 
 
-def scan_sections(query: bytes, question_end: int, spent: int = 0) -> Sections:
-    """Walk the answer, authority and additional records, which start at `question_end`.
+def scan_sections(query: bytes, question_end: int) -> Sections:
+    """Walk the answer, authority and additional records, which start at `question_end`,
+    just past the one question (its name uncompressed at offset 12, as names.labels_end checks).
 
-    `spent` is work already done on this message (see find_opt). Malformed for
-    a record cut short, a name longer than 255 bytes, a pointer that does not
-    point backwards, an extended label type (RFC 6891 §5), an OPT outside the
-    additional section, not owned by the root, with broken options, or twice,
-    a TSIG that is not the last record or not of class ANY, bytes after the
-    last record, or more work than MAX_STEPS.
+    Malformed for a record cut short, a name longer than 255 bytes, a pointer
+    that does not point backwards, an extended label type (RFC 6891 §5), an OPT
+    outside the additional section, not owned by the root, with broken options,
+    or twice, a TSIG that is not the last record or not of class ANY, bytes
+    after the last record, or more work than MAX_STEPS.
     """
+    return _scan(query, question_end, 0, question_end - 16)
+
+
+def _scan(query: bytes, question_end: int, spent: int, qname_size: int) -> Sections:
+    """scan_sections after `spent` steps; `qname_size` is the size of the valid name at offset 12
+    (0: none known), so that pointers into it cost a step, not a walk."""
     size = len(query)
     if size < 12:
         raise Malformed("shorter than a header", None, 0)
@@ -98,6 +106,10 @@ def scan_sections(query: bytes, question_end: int, spent: int = 0) -> Sections:
     last = -1
     steps = spent
     p = question_end
+    # Names known valid, by offset -> decompressed size: the question's, and each owner once
+    # walked, which is where compressors point. A pointer to one costs a step, not a walk.
+    known = {12: qname_size} if qname_size > 0 else {}
+    qname_end = 12 + qname_size if qname_size > 0 else 0
     unpack = _FIXED.unpack_from
     for index in range(records):
         steps += RECORD_STEPS
@@ -107,7 +119,7 @@ def scan_sections(query: bytes, question_end: int, spent: int = 0) -> Sections:
         if p < size and not query[p]:  # the root: OPT's owner, the common case
             p += 1
         else:
-            p, steps = _name_end(query, p, steps, opt)
+            p, steps = _name_end(query, p, steps, opt, known, qname_end)
         if p + 10 > size:
             raise Malformed("record cut short", opt, steps)
         rtype, rclass, ttl, rdlength = unpack(query, p)
@@ -147,9 +159,9 @@ def find_opt(query: bytes) -> Opt | None:
             return None
         for _ in range(questions):
             steps += RECORD_STEPS
-            p, steps = _name_end(query, p, steps, None)
+            p, steps = _name_end(query, p, steps, None, {}, 0)
             p += 4
-        return scan_sections(query, p, steps).opt
+        return _scan(query, p, steps, 0).opt
     except Malformed as exc:
         return exc.opt
     except IndexError:  # shorter than a header
@@ -162,7 +174,7 @@ def name_at(query: bytes, offset: int) -> tuple[bytes, int]:
     Malformed as scan_sections would be. For reading names the scan has
     passed over, such as a TSIG's key name at `Sections.last_additional`.
     """
-    end, _ = _name_end(query, offset, 0, None)
+    end, _ = _name_end(query, offset, 0, None, {}, 0)
     labels = []
     at = offset
     while query[at]:
@@ -175,8 +187,9 @@ def name_at(query: bytes, offset: int) -> tuple[bytes, int]:
     return b"".join(labels) + b"\x00", end
 
 
-def _name_end(query: bytes, p: int, steps: int, opt: Opt | None) -> tuple[int, int]:
-    """Offset just past the name at `p` in place, and the steps spent so far; pointers are followed."""
+def _name_end(query: bytes, p: int, steps: int, opt: Opt | None, known: dict[int, int], qname_end: int) -> tuple[int, int]:
+    """Offset just past the name at `p` in place, and the steps spent so far; pointers are followed,
+    but not into a name in `known` (offset -> size), which the name at `p` then joins."""
     length = 1  # the root byte
     at = p
     left = MAX_STEPS - steps
@@ -184,6 +197,7 @@ def _name_end(query: bytes, p: int, steps: int, opt: Opt | None) -> tuple[int, i
         for step in range(left + 1):  # the labels in place, up to the root or the first pointer
             n = query[at]
             if not n:
+                known[p] = length
                 return at + 1, steps + step
             if n >= 0x40:
                 break
@@ -198,6 +212,7 @@ def _name_end(query: bytes, p: int, steps: int, opt: Opt | None) -> tuple[int, i
             n = query[at]
             if n < 0x40:
                 if not n:
+                    known[p] = length
                     return end, steps + step
                 length += n + 1
                 if length > MAX_NAME:
@@ -207,12 +222,30 @@ def _name_end(query: bytes, p: int, steps: int, opt: Opt | None) -> tuple[int, i
                 target = ((n << 8) | query[at + 1]) & 0x3FFF
                 if target >= at:
                     raise Malformed("compression pointer does not point backwards", opt, steps + step)
+                size = known.get(target)
+                if size is None and 12 < target < qname_end and qname_end - 1 not in known:
+                    _learn_question(query, known, qname_end)
+                    size = known.get(target)
+                if size is not None and step < left:
+                    length += size - 1
+                    if length > MAX_NAME:
+                        raise Malformed("name longer than 255 bytes", opt, steps + step)
+                    known[p] = length
+                    return end, steps + step + 1
                 at = target
             else:
                 raise Malformed("extended label type", opt, steps + step)
     except IndexError:
         raise Malformed("name runs past the end", opt, steps) from None
     raise Malformed("too much work in names", opt, MAX_STEPS + 1)
+
+
+def _learn_question(query: bytes, known: dict[int, int], qname_end: int) -> None:
+    """Every suffix of the (valid, uncompressed) question name, for pointers to a part of it."""
+    at = 12
+    while at < qname_end:
+        known[at] = qname_end - at
+        at += query[at] + 1
 
 
 def _check_options(query: bytes, p: int, end: int, steps: int, opt: Opt) -> int:
