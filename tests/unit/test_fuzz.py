@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from server.sources.pods import strip_pod
 from server.zone import message
-from server.zone.answer import answer
+from server.zone.answer import answer, zone_of_missing
 from server.zone.fastpath import fast_answer, respond
-from server.zone.names import labels_end, to_wire
+from server.zone.names import label_starts, labels_end, to_wire
 from tests import hostile
 from tests.helpers import ZONE, build, pod
 
@@ -364,3 +364,35 @@ def test_nonexistent_name_cache_is_bounded():
         assert fast_answer(query, view) is not None
     assert len(view.zone_cache) <= ZONE_CACHE_LIMIT
     assert struct.unpack_from("!H", fast_answer(dns.message.make_query(f"random-1.{ZONE}", "A").to_wire(), view), 2)[0] & 0xF == 3
+
+
+# -- the zone of a missing deep name, found from the apexes ---------------------------
+
+NESTED, _ = build([pod("a", "10.244.0.1", "a", "s")], zones=(ZONE, f"deep.{ZONE}", "example.internal"))
+
+
+@st.composite
+def deep_names(draw) -> bytes:
+    """Names of up to 127 labels of any bytes, mostly under one of the nested zones."""
+    suffix = draw(st.sampled_from([ZONE, f"deep.{ZONE}", "example.internal", f"s.default.{ZONE}", "internal", "1.244.10.in-addr.arpa", ""]))
+    tail = to_wire(suffix) if suffix else b"\x00"
+    if draw(st.booleans()):  # a label whose bytes end like an apex: only the label boundaries tell
+        apex = to_wire(draw(st.sampled_from([ZONE, f"deep.{ZONE}"])))
+        fake = b"x" + apex[: -len(b"\x08internal\x00")]
+        tail = bytes([len(fake)]) + fake + b"\x08internal\x00"
+    prefix = b""
+    for label in draw(st.lists(st.binary(min_size=1, max_size=4), max_size=127)):
+        if len(prefix) + 1 + len(label) + len(tail) > 255:
+            break
+        prefix += bytes([len(label)]) + label
+    return (prefix + tail).lower()
+
+
+@FUZZ
+@given(deep_names())
+def test_zone_of_a_missing_name_is_the_stores(name):
+    if name in NESTED.nodes:
+        return
+    starts = label_starts(name, 0)
+    assert starts is not None
+    assert zone_of_missing(NESTED, name, starts) is NESTED.zone_for(name)
