@@ -9,7 +9,7 @@ byte-for-byte the same reply for everything this path does answer.
 from __future__ import annotations
 
 from . import names, wire
-from .answer import TCP_LIMIT, answer
+from .answer import TCP_LIMIT, answer, zone_of_missing
 from .store import ANY_KEY as _ANY_IN
 from .store import Leaf, ZoneStore
 
@@ -30,7 +30,7 @@ def fast_answer(query: bytes, store: ZoneStore, tcp: bool = False) -> bytes | No
     """The reply for a plain query, or None to take the full path."""
     if len(query) < 17 or query[2] & 0xF8 or query[4:10] != _ONE_QUESTION or not store.synced:
         return None
-    end = query.find(0, 12)
+    end = query.find(0, 12, 12 + names.MAX_NAME)  # a name ends within 255 bytes
     if end < 0:
         return None
     qend = end + 5
@@ -68,9 +68,10 @@ def fast_answer(query: bytes, store: ZoneStore, tcp: bool = False) -> bytes | No
         if typeclass[2:] != _CLASS_IN or typeclass[:2] in _SPECIAL:
             return None
         # A miss: only now check that the bytes up to `end` really are one name.
-        if names.labels_end(query, 12) != end + 1:
+        starts = names.label_starts(query, 12)
+        if starts is None or starts[-1] != end - 12:
             return None
-        zone = store.cached_zone_for(key)
+        zone = zone_of_missing(store, key, starts)
         if zone is None:
             headers, body = _REFUSED, b""
         else:

@@ -61,16 +61,28 @@ def _escape(label: bytes) -> str:
 
 def labels_end(packet: bytes, start: int) -> int:
     """Offset just past an uncompressed name at `start`; -1 if malformed (pointers included)."""
-    i = start
-    end = len(packet)
-    while i < end:
-        n = packet[i]
-        if n == 0:
-            return i + 1 if i + 1 - start <= MAX_NAME else -1
-        if n > MAX_LABEL:
-            return -1
-        i += 1 + n
-    return -1
+    starts = label_starts(packet, start)
+    return -1 if starts is None else start + starts[-1] + 1
+
+
+def label_starts(packet: bytes, start: int) -> list[int] | None:
+    """Where each label of an uncompressed name at `start` begins, counted from `start`,
+    the root's last; None if malformed (pointers included)."""
+    name = packet[start : start + MAX_NAME]  # a name ends within 255 bytes: walk no further
+    i = 0
+    starts: list[int] = []
+    add = starts.append
+    try:
+        while True:
+            n = name[i]
+            add(i)
+            if not n:
+                return starts
+            if n > MAX_LABEL:
+                return None
+            i += n + 1
+    except IndexError:
+        return None
 
 
 def parent(wire: bytes) -> bytes:

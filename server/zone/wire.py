@@ -56,9 +56,9 @@ def reply_headers(rcode: int, aa: bool, ancount: int, nscount: int, tc: bool = F
     return tuple(variants)
 
 
-def bare_header(query_id: bytes, opcode: int, rd: int, rcode: int) -> bytes:
-    """A reply with no sections at all (FORMERR, NOTIMP)."""
-    return query_id + struct.pack("!BBHHHH", FLAG_QR | (opcode << 3) | rd, rcode, 0, 0, 0, 0)
+def bare_header(query_id: bytes, opcode: int, rd: int, rcode: int, arcount: int = 0) -> bytes:
+    """A reply header without a question (FORMERR, NOTIMP); `arcount` 1 when our OPT follows."""
+    return query_id + struct.pack("!BBHHHH", FLAG_QR | (opcode << 3) | rd, rcode, 0, 0, 0, arcount)
 
 
 @cache

@@ -9,13 +9,17 @@ import struct
 
 import dns.edns
 import dns.message
-from hypothesis import HealthCheck, given, settings
+import dns.rrset
+import dns.tsigkeyring
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from server.sources.pods import strip_pod
-from server.zone.answer import answer
+from server.zone import message
+from server.zone.answer import answer, zone_of_missing
 from server.zone.fastpath import fast_answer, respond
-from server.zone.names import to_wire
+from server.zone.names import label_starts, labels_end, to_wire
+from tests import hostile
 from tests.helpers import ZONE, build, pod
 
 FUZZ = settings(
@@ -96,7 +100,60 @@ def mutated(draw) -> bytes:
     return bytes(data)
 
 
-packets = st.one_of(st.binary(max_size=700), mutated(), queries)
+@st.composite
+def _owner(draw, offsets: list[int]) -> bytes:
+    """An owner name: labels of any bytes, then the root or a pointer (mostly backwards, to a name seen)."""
+    labels = b"".join(bytes([len(label)]) + label for label in draw(st.lists(st.binary(min_size=1, max_size=8), max_size=4)))
+    end = draw(st.sampled_from(["root", "pointer", "pointer", "anywhere"]))
+    if end == "root" or (end == "pointer" and not offsets):
+        return labels + b"\x00"
+    target = draw(st.sampled_from(offsets)) if end == "pointer" else draw(st.integers(0, 0x3FFF))
+    return labels + bytes([0xC0 | (target >> 8), target & 0xFF])
+
+
+@st.composite
+def with_records(draw) -> bytes:
+    """A query followed by records built to stress the scanner: pointer chains through earlier owners,
+    binary labels, OPT and TSIG anywhere, record counts that may lie, data that may run past the end."""
+    base = bytearray(draw(queries))
+    offsets = [12]
+    body = bytearray()
+    for _ in range(draw(st.integers(0, 24))):
+        start = len(base) + len(body)
+        owner = draw(_owner(offsets))
+        offsets.append(start)
+        rtype = draw(st.sampled_from([1, 41, 41, 250, 6, 65280]))
+        rclass = draw(st.sampled_from([1, 255, 1232, 3]))
+        ttl = draw(st.sampled_from([0, 0x8000, 0x10000, 30]))
+        if rtype == 41 and draw(st.booleans()):
+            rdata = b"".join(
+                struct.pack("!HH", code, len(data)) + data
+                for code, data in draw(st.lists(st.tuples(st.integers(0, 65535), st.binary(max_size=6)), max_size=5))
+            )
+        else:
+            rdata = draw(st.binary(max_size=12))
+        rdlength = len(rdata) + draw(st.sampled_from([0, 0, 0, 0, 1, -1])) if rdata else len(rdata)
+        body += owner + struct.pack("!HHIH", rtype, rclass, ttl, max(0, rdlength)) + rdata
+    count = len(offsets) - 1
+    an = draw(st.integers(0, count))
+    ns = draw(st.integers(0, count - an))
+    ar = count - an - ns + draw(st.sampled_from([0, 0, 0, 1, -1]))
+    base[6:12] = struct.pack("!HHH", an, ns, max(0, ar))
+    return bytes(base + body)
+
+
+@st.composite
+def pointer_chains(draw) -> bytes:
+    """One of the hostile shapes, at any size, then perhaps mutated."""
+    name = draw(st.sampled_from(sorted(hostile.SHAPES)))
+    packet = bytearray(hostile.SHAPES[name](draw(st.integers(40, 5000))))
+    if draw(st.booleans()) and len(packet) > 12:
+        i = draw(st.integers(12, len(packet) - 1))
+        packet[i] = draw(st.integers(0, 255))
+    return bytes(packet)
+
+
+packets = st.one_of(st.binary(max_size=700), mutated(), queries, with_records(), pointer_chains())
 
 
 def _check_reply(packet: bytes, reply: bytes | None, tcp: bool) -> None:
@@ -122,6 +179,58 @@ def test_fast_path_agrees_with_full_path_on_any_packet(packet, tcp):
     fast = fast_answer(packet, VIEW, tcp)
     if fast is not None:
         assert fast == answer(packet, VIEW, tcp)
+
+
+@FUZZ
+@given(st.one_of(with_records(), pointer_chains()))
+def test_scanner_work_is_bounded_on_any_sections(packet):
+    end = labels_end(packet, 12)
+    if end < 0 or packet[4:6] != b"\x00\x01":
+        return
+    try:
+        assert message.scan_sections(packet, end + 4).steps <= message.MAX_STEPS
+    except message.Malformed as exc:
+        assert exc.steps <= message.MAX_STEPS + 1
+
+
+@st.composite
+def dnspython_messages(draw) -> dns.message.Message:
+    """Valid queries as dnspython writes them, with what real queries carry after the question: a
+    record or so (an IXFR's SOA, say) under compressed names, EDNS options, a TSIG."""
+    qname = draw(st.sampled_from(QNAMES))
+    query = dns.message.make_query(
+        qname,
+        draw(st.sampled_from(["A", "AAAA", "PTR", "SOA"])),
+        use_edns=draw(st.sampled_from([-1, 0])),
+        payload=draw(st.integers(512, 65535)),
+        want_dnssec=draw(st.booleans()),
+        options=[
+            dns.edns.GenericOption(code, b"v" * size)
+            for code, size in draw(st.lists(st.tuples(st.integers(20, 65000), st.integers(0, 9)), max_size=3))
+        ],
+    )
+    names = [qname.rstrip(".") + ".", f"{ZONE}.", f"x.y.{ZONE}."]
+    for section in draw(st.lists(st.sampled_from([query.answer, query.authority, query.additional]), max_size=2)):
+        section.append(dns.rrset.from_text(draw(st.sampled_from(names)), 30, "IN", "A", "10.0.0.1"))
+    if draw(st.booleans()):
+        query.use_tsig(dns.tsigkeyring.from_text({"key.": "c2VjcmV0c2VjcmV0"}), keyname="key.")
+    return query
+
+
+@FUZZ
+@given(dnspython_messages())
+def test_scanner_reads_what_dnspython_writes(query):
+    wire = query.to_wire()
+    note(f"{query.to_text()}\n{wire.hex()}")
+    sections = message.scan_sections(wire, labels_end(wire, 12) + 4)
+    assert sections.tsig == (query.tsig is not None)
+    if query.edns >= 0:
+        assert sections.opt is not None
+        assert (sections.opt.payload, sections.opt.version) == (query.payload, query.edns)
+        assert sections.opt.do == bool(query.ednsflags & 0x8000)
+    else:
+        assert sections.opt is None
+    assert (sections.last_additional >= 0) == (wire[10:12] != b"\x00\x00")
 
 
 @FUZZ
@@ -255,3 +364,35 @@ def test_nonexistent_name_cache_is_bounded():
         assert fast_answer(query, view) is not None
     assert len(view.zone_cache) <= ZONE_CACHE_LIMIT
     assert struct.unpack_from("!H", fast_answer(dns.message.make_query(f"random-1.{ZONE}", "A").to_wire(), view), 2)[0] & 0xF == 3
+
+
+# -- the zone of a missing deep name, found from the apexes ---------------------------
+
+NESTED, _ = build([pod("a", "10.244.0.1", "a", "s")], zones=(ZONE, f"deep.{ZONE}", "example.internal"))
+
+
+@st.composite
+def deep_names(draw) -> bytes:
+    """Names of up to 127 labels of any bytes, mostly under one of the nested zones."""
+    suffix = draw(st.sampled_from([ZONE, f"deep.{ZONE}", "example.internal", f"s.default.{ZONE}", "internal", "1.244.10.in-addr.arpa", ""]))
+    tail = to_wire(suffix) if suffix else b"\x00"
+    if draw(st.booleans()):  # a label whose bytes end like an apex: only the label boundaries tell
+        apex = to_wire(draw(st.sampled_from([ZONE, f"deep.{ZONE}"])))
+        fake = b"x" + apex[: -len(b"\x08internal\x00")]
+        tail = bytes([len(fake)]) + fake + b"\x08internal\x00"
+    prefix = b""
+    for label in draw(st.lists(st.binary(min_size=1, max_size=4), max_size=127)):
+        if len(prefix) + 1 + len(label) + len(tail) > 255:
+            break
+        prefix += bytes([len(label)]) + label
+    return (prefix + tail).lower()
+
+
+@FUZZ
+@given(deep_names())
+def test_zone_of_a_missing_name_is_the_stores(name):
+    if name in NESTED.nodes:
+        return
+    starts = label_starts(name, 0)
+    assert starts is not None
+    assert zone_of_missing(NESTED, name, starts) is NESTED.zone_for(name)

@@ -91,30 +91,77 @@ def test_no_reply_to_responses_or_runts(view, packet):
     assert respond(packet, view) is None
 
 
-@pytest.mark.parametrize(
-    "packet",
-    [
-        header(qd=0),
-        header(qd=2) + question() + question(),
-        header() + question()[:-3],  # truncated type/class
-        header() + b"\x07kafka-0\x05kaf",  # truncated name
-        header() + b"\xc0\x0c" + struct.pack("!HH", 1, 1),  # a pointer in the question
-        header() + b"\x50" + b"a" * 80 + b"\x00\x00\x01\x00\x01",  # label longer than 63
-        header() + (b"\x3f" + b"a" * 63) * 5 + b"\x00\x00\x01\x00\x01",  # name longer than 255
-        header(ar=1) + question() + b"\x00\x00\x29",  # OPT cut short
-        header(ar=2) + question() + opt() + opt(),  # two OPT records
-        header(ar=1) + question() + b"\x01a" + opt()[1:],  # OPT not owned by the root
-        header() + question(qtype=41),  # OPT as a question type
-    ],
-    ids=["qd0", "qd2", "short-type", "short-name", "pointer", "long-label", "long-name", "short-opt", "two-opt", "opt-owner", "qtype-opt"],
-)
-def test_formerr_for_malformed_queries(view, packet):
+def tsig(owner: bytes = b"\x03key\x00", rclass: int = 255) -> bytes:
+    rdata = b"\x0bhmac-sha256\x00" + b"\x00" * 16  # algorithm, time, fudge, MAC size 0, id, error, other
+    return owner + struct.pack("!HHIH", 250, rclass, 0, len(rdata)) + rdata
+
+
+# (packet, question echoed, OPT in the reply): a FORMERR keeps the question whenever it could
+# be read (QDCOUNT 1 and the question parsed) and carries our OPT whenever the query's OPT
+# was found (RFC 6891 §7), so that clients do not conclude the server lacks EDNS.
+FORMERR_CASES = {
+    "qd0": (header(qd=0), False, False),
+    "qd0-with-opt": (header(qd=0, ar=1) + opt(), False, True),  # dig +header-only
+    "qd2": (header(qd=2) + question() + question(), False, False),
+    "qd2-with-opt": (header(qd=2, ar=1) + question() + question() + opt(), False, True),
+    "short-type": (header() + question()[:-3], False, False),
+    "short-name": (header() + b"\x07kafka-0\x05kaf", False, False),
+    "pointer": (header() + b"\xc0\x0c" + struct.pack("!HH", 1, 1), False, False),
+    "long-label": (header() + b"\x50" + b"a" * 80 + b"\x00\x00\x01\x00\x01", False, False),
+    "long-name": (header() + (b"\x3f" + b"a" * 63) * 5 + b"\x00\x00\x01\x00\x01", False, False),
+    "trailing-byte": (header() + question() + b"\x00", True, False),
+    "trailing-byte-after-opt": (header(ar=1) + question() + opt() + b"\x00", True, True),
+    "short-opt": (header(ar=1) + question() + b"\x00\x00\x29", True, False),
+    "opt-data-cut": (header(ar=1) + question() + opt()[:-2] + b"\x00\x04", True, True),
+    "two-opt": (header(ar=2) + question() + opt() + opt(), True, True),
+    "opt-owner": (header(ar=1) + question() + b"\x01a\x00" + opt()[1:], True, True),
+    "opt-in-answer": (header(an=1) + question() + opt(), True, False),
+    "opt-bad-option": (header(ar=1) + question() + opt(options=b"\x00\x0a\x00\x09abc"), True, True),
+    "opt-option-tail": (header(ar=1) + question() + opt(options=b"\x00\x0a\x00"), True, True),
+    "qtype-opt": (header() + question(qtype=41), True, False),
+    "qtype-opt-with-opt": (header(ar=1) + question(qtype=41) + opt(), True, True),
+    "forward-pointer": (header(ar=2) + question() + b"\xc0\x50" + struct.pack("!HHIH", 1, 1, 0, 0) + opt(), True, False),
+    "pointer-to-itself": (header(ar=1) + question() + b"\xc0\x3d" + struct.pack("!HHIH", 1, 1, 0, 0), True, False),
+    "extended-label": (header(ar=2) + question() + b"\x41abc\x00" + struct.pack("!HHIH", 1, 1, 0, 0) + opt(), True, False),
+    "record-cut": (header(an=1, ar=1) + question() + b"\xc0\x0c\x00\x01", True, False),
+    "tsig-not-last": (header(ar=2) + question() + tsig() + opt(), True, False),
+    "tsig-not-class-any": (header(ar=2) + question() + opt() + tsig(rclass=1), True, True),
+    "tsig-in-answer": (header(an=1) + question() + tsig(), True, False),
+}
+
+
+@pytest.mark.parametrize("case", list(FORMERR_CASES))
+def test_formerr_keeps_the_question_and_edns_when_they_could_be_read(view, case):
+    packet, with_question, with_opt = FORMERR_CASES[case]
     reply = respond(packet, view)
     assert reply is not None
     assert reply[:2] == packet[:2]
-    assert flags_of(reply) & 0x000F == 1  # FORMERR
-    assert flags_of(reply) & 0x8000
-    assert reply[4:12] == b"\x00" * 8  # no sections echoed from a broken packet
+    assert flags_of(reply) & 0x800F == 0x8001  # QR, FORMERR
+    assert flags_of(reply) & 0x0100  # RD copied
+    qdcount, ancount, nscount, arcount = struct.unpack_from("!HHHH", reply, 4)
+    assert (ancount, nscount) == (0, 0)
+    assert qdcount == with_question
+    assert arcount == with_opt
+    if with_question:
+        raw = question(qtype=struct.unpack_from("!H", packet, 12 + len(to_wire(NAME)))[0])
+        assert reply[12 : 12 + len(raw)] == raw
+    message = dns.message.from_wire(reply)  # well-formed, whatever the query was
+    assert message.edns == (0 if with_opt else -1)
+    if with_opt:
+        assert message.payload == 1232
+
+
+def test_formerr_echoes_the_do_bit(view):
+    reply = dns.message.from_wire(respond(header(ar=1) + question() + opt(do=True) + b"\x00", view))
+    assert reply.rcode() == dns.rcode.FORMERR
+    assert reply.ednsflags & dns.flags.DO
+
+
+def test_formerr_for_a_header_only_query_with_a_cookie_has_edns(view):
+    # What `dig +header-only +cookie` sends: no question, an OPT with a client cookie.
+    cookie = struct.pack("!HH", 10, 8) + b"\x01\x02\x03\x04\x05\x06\x07\x08"
+    reply = respond(header(qd=0, ar=1) + opt(options=cookie), view)
+    assert reply == header(flags=0x8101, qd=0, ar=1) + opt()
 
 
 @pytest.mark.parametrize("opcode", [1, 2, 4, 5, 6, 15])
@@ -200,3 +247,65 @@ def test_other_classes_refused(view):
 def test_case_insensitive_match_of_reverse_and_forward(view):
     assert rcode(ask(view, NAME.upper())) == "NOERROR"
     assert rcode(ask(view, "10.1.244.10.IN-ADDR.ARPA", "PTR")) == "NOERROR"
+
+
+# -- QCLASS ANY (RFC 1034 §3.7.1): it matches the IN data ------------------------------
+
+
+def test_class_any_is_answered_from_the_in_data(view):
+    packet = header() + question(qclass=255)
+    reply = respond(packet, view)
+    assert reply[12 : 12 + len(question())] == question(qclass=255)  # echoed as sent
+    message = dns.message.from_wire(reply)
+    assert rcode(message) == "NOERROR"
+    assert message.flags & dns.flags.AA
+    assert message.answer[0].rdclass == 1 and message.answer[0][0].address == "10.244.1.10"
+    # The same records as the IN query, byte for byte.
+    assert reply[len(packet) :] == respond(header() + question(), view)[len(packet) :]
+
+
+def test_class_any_with_edns_and_type_any(view):
+    message = dns.message.from_wire(respond(header(ar=1) + question(qtype=255, qclass=255) + opt(), view))
+    assert rcode(message) == "NOERROR" and message.edns == 0
+    assert message.answer[0][0].address == "10.244.1.10"
+
+
+@pytest.mark.parametrize(
+    "name,qtype,expected",
+    [
+        (f"nope.{ZONE}", 1, "NXDOMAIN"),
+        (f"kafka.default.{ZONE}", 16, "NOERROR"),  # NODATA
+        ("example.com", 1, "REFUSED"),
+        ("version.bind", 16, "REFUSED"),  # CHAOS data answers only class CH
+        (ZONE, 252, "REFUSED"),  # AXFR
+    ],
+)
+def test_class_any_follows_the_in_rules(view, name, qtype, expected):
+    message = dns.message.from_wire(respond(header() + question(name, qtype, 255), view))
+    assert rcode(message) == expected
+    assert message.question[0].rdclass == 255
+    if expected in ("NXDOMAIN", "NOERROR") and qtype != 1:
+        assert message.authority[0].rdtype == 6  # the SOA
+
+
+def test_class_any_through_dnspython(view):
+    reply = ask(view, NAME, "A", rdclass="ANY", use_edns=0)
+    assert rcode(reply) == "NOERROR"
+    assert reply.answer[0][0].address == "10.244.1.10"
+
+
+# -- binary labels (RFC 2181 §11): any byte is valid inside a label -----------------------
+
+
+def test_binary_label_in_the_additional_section_is_valid(view):
+    record = b"\x03\xff\xfe\x80\x00" + struct.pack("!HHIH", 1, 1, 0, 4) + b"\x7f\x00\x00\x01"
+    message = dns.message.from_wire(respond(header(ar=2) + question() + record + opt(), view))
+    assert rcode(message) == "NOERROR" and message.edns == 0
+    assert message.answer[0][0].address == "10.244.1.10"
+
+
+def test_binary_label_in_the_question_is_nxdomain_in_the_zone(view):
+    raw = b"\x03\xff\x00\xfe" + to_wire(ZONE) + struct.pack("!HH", 1, 1)
+    reply = respond(header() + raw, view)
+    assert reply[12 : 12 + len(raw)] == raw
+    assert rcode(dns.message.from_wire(reply)) == "NXDOMAIN"
