@@ -20,16 +20,18 @@ from .registry import Registry, RegistrySettings
 from .serve import signals
 from .serve.listeners import BindError, BoundSockets, bind_all, shown
 from .serve.tcppool import TcpConnections, TcpLimits
-from .serve.transport import Handler, UdpProtocol, is_stream, on_first
+from .serve.transport import Handler, Reply, UdpProtocol, is_stream, on_first
 from .sources.filesource import HostsFileSource, PodFileSource
 from .sources.filewatch import WatchedFile
 from .sources.podfile import StartedPodFile
 from .zone import names
-from .zone.fastpath import respond
+from .zone.answer import answer
+from .zone.fastpath import fast_answer, respond
 from .zone.store import ZoneSettings, ZoneStore
 
 if TYPE_CHECKING:
     from .ops.http import HttpServer
+    from .transferwiring import TransferService
 
 log = logging.getLogger("pod_identity_dns")
 query_log = logging.getLogger("pod_identity_dns.queries")
@@ -47,9 +49,11 @@ class App:
         first_pods: StartedPodFile | None = None,
         sockets: BoundSockets | None = None,
         early_signals: signals.EarlySignals | None = None,
+        transfers: bool = True,
     ):
         """`first_pods`: the pod file, if its decoding started already (start_pod_file); `sockets`: the
-        listeners, if bound already (bind_all); `early_signals`: what arrived before the loop ran."""
+        listeners, if bound already (bind_all); `early_signals`: what arrived before the loop ran;
+        `transfers`: serve zone transfers and send NOTIFY as configured (export-zone does not)."""
         self.config = config
         self._first_pods = first_pods
         self.store = ZoneStore(
@@ -71,6 +75,12 @@ class App:
             ),
         )
         self.observer = observer
+        self.transfer: TransferService | None = None  # zone transfers, TSIG and NOTIFY, when configured
+        if transfers and config.transfers_configured:
+            from .transferwiring import make_transfer_service
+
+            store = self.store
+            self.transfer = make_transfer_service(config, store, lambda query, tcp: respond(query, store, tcp), observer)
         self.sources: list[Source] = []
         self.listening = False
         self.stopping = False
@@ -183,7 +193,7 @@ class App:
         def answer_query(query: bytes, tcp: bool, peer) -> bytes | None:
             return respond(query, store, tcp)
 
-        handler: Handler = answer_query
+        handler: Handler = answer_query if self.transfer is None else transfer_handler(store, self.transfer)
         if self.config.log_queries:
             handler = logging_handler(handler)
         if self.observer is not None:
@@ -232,6 +242,8 @@ class App:
             log.info("answering DNS on %s port %d (UDP and TCP)", host, port)
         if http_address is not None:
             log.info("metrics and probes on http://%s:%d/", shown(http_address[0]), http_address[1])
+        if self.transfer is not None:
+            await self.transfer.start()  # NOTIFY only once the secondaries can reach us
 
     # -- signals -------------------------------------------------------
 
@@ -314,6 +326,8 @@ class App:
         cut = await self.tcp.drain(TCP_DRAIN_SECONDS)
         if cut:
             log.warning("cut %d TCP connections that had not finished after %.1f s", cut, TCP_DRAIN_SECONDS)
+        if self.transfer is not None:
+            await self.transfer.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -361,6 +375,24 @@ class AppStatus:
 
     async def debug_identities(self, params: Mapping[str, str]) -> bytes | dict:
         return self._app.registry.describe()
+
+
+def transfer_handler(store: ZoneStore, transfer: TransferService) -> Handler:
+    """The answer with zone transfers: the fast path first (it never answers a transfer or a signed
+    query), then the transfer engine for what may concern it, else the full answer path."""
+    concerns, handle = transfer.may_concern, transfer.handle
+
+    def answer_query(query: bytes, tcp: bool, peer) -> Reply:
+        reply = fast_answer(query, store, tcp)
+        if reply is not None:
+            return reply
+        if concerns(query):
+            transferred = handle(query, peer, tcp)
+            if transferred is not None:
+                return transferred
+        return answer(query, store, tcp)
+
+    return answer_query
 
 
 def logging_handler(handler: Handler) -> Handler:

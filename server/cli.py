@@ -94,7 +94,7 @@ async def _export(config: Config, output_dir: str | None, sync_timeout: float) -
     from .app import App
     from .zone.zonefile import zone_file_name, zone_text
 
-    app = App(config)
+    app = App(config, transfers=False)
     try:
         await app.start_sources()
     except SourceError as exc:
@@ -127,6 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pod-identity-dns: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "serve" and config.transfers_configured:
+        from .transfer import TransferSetupError
+        from .transferwiring import check_transfer_config
+
+        try:
+            check_transfer_config(config)  # before anything is bound: a bad key file costs no listener
+        except TransferSetupError as exc:
+            print(f"pod-identity-dns: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     setup_logging(config.log_format, config.log_level)
     if args.command == "serve":
         if config.workers > 1:

@@ -159,6 +159,27 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)"),
     Option(
+        "tsig_key_files",
+        "--tsig-key-file",
+        [],
+        "TSIG keys in the format tsig-keygen prints (repeatable; readable by its owner only)",
+        repeat=True,
+    ),
+    Option("transfer_keys", "--transfer-key", [], "TSIG key name allowed to transfer every zone (repeatable)", repeat=True),
+    Option(
+        "transfer_allow_unsigned",
+        "--transfer-allow-unsigned",
+        [],
+        "CIDR whose clients may transfer without TSIG (repeatable; default: none)",
+        repeat=True,
+    ),
+    Option("ixfr_journal", "--ixfr-journal", 100, "changes kept per zone for IXFR (0: every IXFR is answered in full)", _positive_int),
+    Option(
+        "ixfr_journal_bytes", "--ixfr-journal-bytes", 16 << 20, "bytes of records the IXFR journals keep, all zones together", _positive_int
+    ),
+    Option("notify", "--notify", [], "send NOTIFY of every zone change to this secondary, IP:PORT (repeatable)", repeat=True),
+    Option("notify_key", "--notify-key", None, "TSIG key that signs NOTIFY messages (default: the first --transfer-key)"),
+    Option(
         "workers",
         "--workers",
         1,
@@ -201,8 +222,20 @@ class Config:
     tcp_max_per_client: int
     tcp_max_lifetime: float
     server_id: str
+    tsig_key_files: tuple[str, ...]
+    transfer_keys: tuple[str, ...]
+    transfer_allow_unsigned: tuple[str, ...]
+    ixfr_journal: int
+    ixfr_journal_bytes: int
+    notify: tuple[tuple[str, int], ...]
+    notify_key: str | None
     workers: int
     extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def transfers_configured(self) -> bool:
+        """Whether a zone transfer, TSIG or NOTIFY option is set (without one, AXFR and IXFR are REFUSED)."""
+        return bool(self.tsig_key_files or self.transfer_keys or self.transfer_allow_unsigned or self.notify)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -325,8 +358,13 @@ def _validate(raw: dict[str, Any]) -> Config:
     for key in ("workers", "tcp_max_per_client", "metrics_max_connections"):
         if values[key] < 1:
             raise ConfigError(f"{key} ({BY_KEY[key].flag}): {values[key]!r}: must be at least 1")
+    for key, most in (("ixfr_journal", 100_000), ("ixfr_journal_bytes", 1 << 32)):
+        if values[key] > most:
+            raise ConfigError(f"{key} ({BY_KEY[key].flag}): {values[key]!r}: must be at most {most}")
     if values["metrics_idle_timeout"] <= 0:
         raise ConfigError(f"metrics_idle_timeout (--metrics-idle-timeout): {values['metrics_idle_timeout']!r}: must be more than 0")
+
+    _check_transfer_values(values)
 
     values["listen"] = tuple(parse_hostport(v, "listen (--listen)") for v in values["listen"])
     if not values["listen"]:
@@ -338,6 +376,27 @@ def _validate(raw: dict[str, Any]) -> Config:
     values["ns_addresses"] = tuple(ns_addresses) or _listen_addresses(values)
     values["server_id"] = values["server_id"] or socket.gethostname()
     return Config(**values)
+
+
+def _check_transfer_values(values: dict[str, Any]) -> None:
+    """The zone transfer options as values (the engine checks the key files and names when it starts)."""
+    for cidr in values["transfer_allow_unsigned"]:
+        try:
+            ipaddress.ip_network(str(cidr).strip(), strict=False)
+        except ValueError:
+            raise ConfigError(f"transfer_allow_unsigned (--transfer-allow-unsigned): {cidr!r} is not a CIDR") from None
+    targets = []
+    for target in values["notify"]:
+        host, port = parse_hostport(target, "notify (--notify)")
+        if port == 0:
+            raise ConfigError(f"notify (--notify): {target!r}: port 0 is not a port a secondary listens on")
+        targets.append((ipaddress.ip_address(host).compressed, port))
+    values["notify"] = tuple(targets)
+    for key in ("tsig_key_files", "transfer_keys"):
+        if any(not str(v).strip() for v in values[key]):
+            raise ConfigError(f"{key} ({BY_KEY[key].flag}): an empty value")
+    if values["notify_key"] is not None and not values["notify"]:
+        raise ConfigError("notify_key (--notify-key): set, but no --notify target to send NOTIFY to")
 
 
 def _listen_addresses(values: dict[str, Any]) -> tuple[str, ...]:

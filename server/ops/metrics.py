@@ -25,6 +25,7 @@ from .. import __version__
 from ..serve.tcppool import CLOSE_REASONS
 from ..serve.transport import on_first
 from ..zone import wire
+from .transfermetrics import TransferStats
 
 if TYPE_CHECKING:
     from ..model import PodRecord
@@ -324,6 +325,7 @@ class Observer:
     def __init__(self) -> None:
         self.dns = DnsStats()
         self.kube: KubeStats | None = None
+        self.transfers: TransferStats | None = None  # once the server does zone transfers or NOTIFY
         self.file_reloads: dict[tuple[str, str], int] = {}
         self.status: ServerStatus | None = None
         self.registry = CollectorRegistry(auto_describe=False)
@@ -343,6 +345,11 @@ class Observer:
     def kube_observer(self):
         self.kube = KubeStats()
         return _kube_metrics_observer(self.kube)
+
+    def transfer_stats(self) -> TransferStats:
+        """The counters the zone transfer engine's observer feeds (server/transferwiring.py)."""
+        self.transfers = TransferStats()
+        return self.transfers
 
     def file_reload(self, kind: str, result: str) -> None:
         if not any(k == kind for k, _ in self.file_reloads):
@@ -389,6 +396,8 @@ class Observer:
         yield from self.state_families()
         if self.kube is not None:
             yield from self.kube.families()
+        if self.transfers is not None:
+            yield from self.transfers.families()
         reloads = CounterMetricFamily("poddns_file_reloads", "Loads of the pods and hosts files, by result.", labels=["file", "result"])
         for (kind, result), count in sorted(self.file_reloads.items()):
             reloads.add_metric([kind, result], count)
