@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
@@ -88,6 +89,22 @@ def axfr_lines(port: int, zone: str, key: TsigKey | None = None, timeout: float 
             for rdata in rrset:
                 lines.add(f"{rrset.name.to_text()} {rrset.ttl} IN {dns.rdatatype.to_text(rrset.rdtype)} {rdata.to_text()}")
     return sorted(lines)
+
+
+def ask(port: int, name: str, rdtype: str) -> dns.message.Message:
+    return dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", timeout=3, port=port)
+
+
+def answer_of(message: dns.message.Message) -> tuple:
+    """What must be equal between primary and secondary: rcode, AA, the answer; for negatives the SOA."""
+    answer = sorted((r.name.to_text(), r.rdtype, r.ttl, sorted(d.to_text() for d in r)) for r in message.answer)
+    negative = sorted((r.name.to_text(), r.rdtype, sorted(d.to_text() for d in r)) for r in message.authority if not message.answer)
+    return message.rcode(), bool(message.flags & dns.flags.AA), answer, negative
+
+
+def converged(secondary: Secondary, port: int) -> bool:
+    """Whether the secondary serves every one of its zones at the serial the server at `port` serves."""
+    return all(secondary.serial(zone) == ask(port, zone, "SOA").answer[0][0].serial for zone in secondary.zones)
 
 
 def _die_with_parent() -> None:

@@ -23,7 +23,7 @@ import pytest
 from server.transfer.keys import make_key
 from tests.conftest import REVERSE_ZONE, ZONE
 from tests.helpers import sts_pod
-from tests.secondaries import Bind, Knot, axfr_lines, generate_keys, keys_of, write_pod_list
+from tests.secondaries import Bind, Knot, answer_of, ask, axfr_lines, converged, generate_keys, keys_of, write_pod_list
 from tests.serverproc import ServerProcess, read_tcp_frame
 
 ZONES = [ZONE, REVERSE_ZONE]
@@ -50,19 +50,8 @@ def reverse(ip: str) -> str:
     return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
 
 
-def ask(port: int, name: str, rdtype: str) -> dns.message.Message:
-    return dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", timeout=3, port=port)
-
-
 def addresses(port: int, name: str) -> list[str]:
     return sorted(d.to_text() for r in ask(port, name, "A").answer for d in r)
-
-
-def answer_of(message: dns.message.Message) -> tuple:
-    """What must be equal between primary and secondary: rcode, AA, the answer; for negatives the SOA."""
-    answer = sorted((r.name.to_text(), r.rdtype, r.ttl, sorted(d.to_text() for d in r)) for r in message.answer)
-    negative = sorted((r.name.to_text(), r.rdtype, sorted(d.to_text() for d in r)) for r in message.authority if not message.answer)
-    return message.rcode(), bool(message.flags & dns.flags.AA), answer, negative
 
 
 def sample_questions() -> list[tuple[str, str]]:
@@ -76,10 +65,6 @@ def sample_questions() -> list[tuple[str, str]]:
 
 def serial(port: int, zone: str) -> int:
     return ask(port, zone, "SOA").answer[0][0].serial
-
-
-def converged(secondary, port: int) -> bool:
-    return all(secondary.serial(zone) == serial(port, zone) for zone in ZONES)
 
 
 def transfers_logged(server: ServerProcess, kind: str, result: str, key: str, zone: str, serials: str) -> list[str]:
