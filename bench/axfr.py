@@ -1,11 +1,13 @@
 """AXFR and IXFR of a 100k-pod-sized zone: the transfer engine vs Knot, side by side, same clients.
 
-    .venv/bin/python bench/axfr.py [--pods 100000] [--runs 5] [--fake-store]
+    .venv/bin/python bench/axfr.py [--pods 100000] [--runs 5] [--only server|engine] [--fake-store]
 
-Our side is a small uvloop primary (bench/axfr_primary.py: the engine over the
-real zone store once it has snapshot() and add_listener(), else over the tests'
-fake store) in a process of its own; Knot's knotd serves the same two zones
-from zone files. Both sign with the same TSIG key. Per server:
+Our side, in turn: the real server (`pod-identity-dns serve` from a pod file of
+the pods, with --tsig-key-file and --transfer-key; Knot loads the zone files its
+export-zone writes), then the engine alone (bench/axfr_primary.py: a small uvloop
+primary over the real zone store, or the tests' fake one), each in a process of
+its own against a knotd serving the same two zones. Both sign with the same TSIG
+key. Per server:
   - AXFR time of the forward (~140k records) and the reverse (~100k PTR) zone,
     seen by a raw client that only reads framed messages and counts records,
     and by `dig axfr` (the same client for both);
@@ -45,6 +47,8 @@ from bench.axfr_primary import (  # noqa: E402
     pod,
     real_store_available,
     serial_of,
+    server_argv,
+    write_pod_file,
     zone_file,
 )
 from server.transfer import TransferService, TransferSettings  # noqa: E402
@@ -300,56 +304,104 @@ def encoding_costs(store, sample: int = 20000) -> dict[str, float]:
 # -- main ----------------------------------------------------------------------------------
 
 
+def compare(
+    procs: bl.Processes,
+    work: Path,
+    label: str,
+    ours: subprocess.Popen,
+    port: int,
+    files: dict[str, Path],
+    runs: int,
+    pods: int,
+    serial: int,
+) -> None:
+    """Our primary (started, answering on `port`) against knotd serving `files`, side by side; both stopped after."""
+    work.mkdir(exist_ok=True)
+    expected = {zone: count_records(path) + 1 for zone, path in files.items()}  # the SOA comes twice
+    knot_port = bl.free_port()
+    knot = procs.start("knotd", ["knotd", "-c", str(knot_conf(work, knot_port, files))], work / "knot.log")
+    bl.wait_answering(knot_port, knot, time.monotonic(), 120, work / "knot.log", "knotd", serial=serial)
+    probe_name = pod(12345 % pods)[0]
+    print(f"{label}: forward {expected[FORWARD] - 2} records + SOA, reverse {expected[REVERSE] - 2} + SOA; {runs} runs each, interleaved")
+    results = measure({label: (port, ours.pid), "knotd": (knot_port, knot.pid)}, expected, runs, probe_name)
+    print("ratios (ours / Knot):")
+    for zone in files:
+        a, b = results[label][zone], results["knotd"][zone]
+        print(
+            f"  {zone:22s} time x{a['time'] / b['time']:.2f} (best x{a['best'] / b['best']:.2f}; target <= 2)  dig x{a['dig'] / b['dig']:.2f}"
+            f"  peak +{a['peak']:.1f} MiB vs +{b['peak']:.1f} (target +50 at most)"
+            f"  max gap {a['gap']:.1f} ms vs {b['gap']:.1f} (target <= 100)"
+        )
+    print(f"resting memory: ours {bl.memory(ours.pid)['VmRSS']:.0f} MiB, knotd {bl.memory(knot.pid)['VmRSS']:.0f} MiB", flush=True)
+    procs.stop(knot)
+    procs.stop(ours)
+
+
+def count_records(path: Path) -> int:
+    """Records in a zone file (one per line; $ORIGIN, comments and blank lines aside)."""
+    with path.open() as handle:
+        return sum(1 for line in handle if line.strip() and not line.startswith((";", "$")))
+
+
+def real_server(procs: bl.Processes, work: Path, pods: int, key_file: Path, runs: int) -> None:
+    """The real server from a pod file of the same pods; Knot loads what its export-zone writes."""
+    work.mkdir(exist_ok=True)
+    pod_file = work / "pods.json"
+    write_pod_file(pods, pod_file)
+    export = work / "export"
+    subprocess.run(server_argv(pod_file, "export-zone") + ["--output-dir", str(export)], cwd=REPO, check=True, timeout=300)
+    files = {zone: export / f"{zone}.zone" for zone in (FORWARD, REVERSE)}
+    port = bl.free_port()
+    started = time.monotonic()
+    ours = procs.start("pod-identity-dns", server_argv(pod_file, "serve", port, key_file), work / "server.log")
+    took, _ = bl.wait_answering(port, ours, started, 300, work / "server.log", "pod-identity-dns")
+    print(
+        f"the real server answers after {took:.1f} s ({pods} pods in a pod file, VmHWM {bl.memory(ours.pid)['VmHWM']:.0f} MiB)", flush=True
+    )
+    compare(procs, work, "pod-identity-dns", ours, port, files, runs, pods, bl.zone_file_serial(files[FORWARD]))
+
+
+def engine_primary(procs: bl.Processes, work: Path, store, pods: int, key_file: Path, runs: int, real: bool) -> None:
+    """The engine alone (bench/axfr_primary.py) over the same store as the in-process measures."""
+    work.mkdir(exist_ok=True)
+    files = {FORWARD: work / "forward.zone", REVERSE: work / "reverse.zone"}
+    for zone, path in files.items():
+        zone_file(store, zone, path)
+    port = bl.free_port()
+    argv = [sys.executable, str(REPO / "bench" / "axfr_primary.py"), str(pods), str(port), str(key_file)]
+    ours = procs.start("engine", argv + ([] if real else ["--fake-store"]), work / "ours.log")
+    deadline = time.monotonic() + 300
+    while "ready" not in (work / "ours.log").read_text():
+        if ours.poll() is not None or time.monotonic() > deadline:
+            raise bl.BenchError("our primary did not start:\n" + bl.tail(work / "ours.log"))
+        time.sleep(0.1)
+    compare(procs, work, "engine alone", ours, port, files, runs, pods, serial_of(store))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--fake-store", action="store_true", help="use the tests' fake store even when the real one can transfer")
+    parser.add_argument("--only", choices=("server", "engine"), help="measure only the real server, or only the engine alone")
+    parser.add_argument("--fake-store", action="store_true", help="the engine alone over the tests' fake store instead of the real one")
     args = parser.parse_args()
     real = real_store_available() and not args.fake_store
 
-    bl.install_deadline(900)
+    bl.install_deadline(1500)
     procs = bl.Processes()
+    print(f"building {args.pods} pods in the {'real zone store' if real else 'fake store of the tests'} ...", flush=True)
+    store = build_store(args.pods, real)
     try:
         with tempfile.TemporaryDirectory(prefix="axfr-bench-") as tmp:
             work = Path(tmp)
-            print(f"building {args.pods} pods in the {'real zone store' if real else 'fake store of the tests'} ...", flush=True)
-            store = build_store(args.pods, real)
-            files = {FORWARD: work / "forward.zone", REVERSE: work / "reverse.zone"}
-            expected = {zone: zone_file(store, zone, path) + 1 for zone, path in files.items()}  # the SOA comes twice
             key_file = work / "bench.keys"
             key_file.write_text(KEY_TEXT)
             key_file.chmod(0o600)
             assert parse_keys(KEY_TEXT)
-
-            ours_port, knot_port = bl.free_port(), bl.free_port()
-            ours = procs.start(
-                "ours",
-                [sys.executable, str(REPO / "bench" / "axfr_primary.py"), str(args.pods), str(ours_port), str(key_file)]
-                + ([] if real else ["--fake-store"]),
-                work / "ours.log",
-            )
-            knot = procs.start("knotd", ["knotd", "-c", str(knot_conf(work, knot_port, files))], work / "knot.log")
-            deadline = time.monotonic() + 300
-            while "ready" not in (work / "ours.log").read_text():
-                if ours.poll() is not None or time.monotonic() > deadline:
-                    raise bl.BenchError("our primary did not start:\n" + bl.tail(work / "ours.log"))
-                time.sleep(0.1)
-            bl.wait_answering(knot_port, knot, time.monotonic(), 120, work / "knot.log", "knotd", serial=serial_of(store))
-            probe_name, _, _ = pod(12345 % args.pods or 1)
-            print(
-                f"records: forward {expected[FORWARD] - 2} + SOA, reverse {expected[REVERSE] - 2} + SOA; {args.runs} runs each, interleaved"
-            )
-            results = measure({"pod-identity-dns": (ours_port, ours.pid), "knotd": (knot_port, knot.pid)}, expected, args.runs, probe_name)
-            print("ratios (ours / Knot):")
-            for zone in files:
-                a, b = results["pod-identity-dns"][zone], results["knotd"][zone]
-                print(
-                    f"  {zone:22s} time x{a['time'] / b['time']:.2f} (best x{a['best'] / b['best']:.2f}; target <= 2)  dig x{a['dig'] / b['dig']:.2f}"
-                    f"  peak +{a['peak']:.1f} MiB vs +{b['peak']:.1f} (target +50 at most)"
-                    f"  max gap {a['gap']:.1f} ms vs {b['gap']:.1f} (target <= 100)"
-                )
-            print(f"resting memory: ours {bl.memory(ours.pid)['VmRSS']:.0f} MiB, knotd {bl.memory(knot.pid)['VmRSS']:.0f} MiB")
+            if args.only != "engine":
+                real_server(procs, work / "server", args.pods, key_file, args.runs)
+            if args.only != "server":
+                engine_primary(procs, work / "engine", store, args.pods, key_file, args.runs, real)
     finally:
         procs.stop_all()
 

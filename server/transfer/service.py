@@ -25,7 +25,7 @@ from .journal import Change, Journal
 from .keys import KeyFileError, KeyRing, TsigKey, load_key_files
 from .notify import NotifySender
 from .observer import TransferEvent, TransferLog, TransferObserver, peer_text
-from .outgoing import Done, WireRecord, axfr_records, first_and_rest, ixfr_records, messages, sign_one, stream
+from .outgoing import Done, WireRecord, axfr_pieces, first_and_rest, ixfr_records, messages, piece_messages, sign_one, stream
 from .policy import TransferPolicy
 from .serial import newer, replace_soa_serial, soa_serial
 from .shape import CLASS_IN, QUERY, TYPE_AXFR, TYPE_IXFR, TYPE_SOA, Request, may_concern_transfers, scan
@@ -272,7 +272,7 @@ class TransferService:
         snapshot = self.store.snapshot(apex)
         self._soa[apex] = snapshot.soa
         serial = snapshot.serial
-        encoded = messages(axfr_records(snapshot.soa, snapshot.records()), request.id, request.flags, request.question, limit, opt)
+        encoded = piece_messages(axfr_pieces(snapshot), request.id, request.flags, request.question, limit, opt)
         return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
 
     def _single_soa(self, request: Request, apex: bytes, signer: Signer | None, opt: bytes, report, result: str) -> bytes:

@@ -35,6 +35,9 @@ class Snapshot(Protocol):
         """Every record but the apex SOA."""
         ...
 
+    # The zone store's snapshot also has rrsets(): (owner, type key, encoded RRset) of the same records,
+    # which the engine splices into messages without decoding them (outgoing.axfr_pieces).
+
 
 class ZoneSource(Protocol):
     """`synced`: False until every source has synced (nothing is served: transfers get SERVFAIL).
