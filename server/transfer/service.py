@@ -21,11 +21,12 @@ import dns.rdatatype
 
 from ..zone import wire
 from .encoder import Record
+from .fullcache import FullTransferCache, Variant, replayed
 from .journal import Change, Journal
 from .keys import KeyFileError, KeyRing, TsigKey, load_key_files
 from .notify import NotifySender
 from .observer import TransferEvent, TransferLog, TransferObserver, peer_text
-from .outgoing import Done, WireRecord, axfr_pieces, first_and_rest, ixfr_records, messages, piece_messages, sign_one, stream
+from .outgoing import Done, WireRecord, axfr_pieces, first_and_rest, ixfr_records, messages, piece_messages, reply_flags, sign_one, stream
 from .policy import TransferPolicy
 from .serial import newer, replace_soa_serial, soa_serial
 from .shape import CLASS_IN, QUERY, TYPE_AXFR, TYPE_IXFR, TYPE_SOA, Request, may_concern_transfers, scan
@@ -114,6 +115,7 @@ class TransferService:
             else None
         )
         self._soa: dict[bytes, Record] = {}
+        self.full = FullTransferCache()
         store.add_listener(self._committed)
 
     # -- lifecycle ------------------------------------------------------
@@ -130,6 +132,8 @@ class TransferService:
 
     def _committed(self, changes: Sequence[Change]) -> None:
         self.journal.record(changes)
+        for change in changes:
+            self.full.forget(change.apex)
         if self.notifier is not None:
             for change in changes:
                 self.notifier.changed(change.apex)
@@ -265,6 +269,12 @@ class TransferService:
             if not tcp:
                 return self._single_soa(request, apex, signer, opt, report, "truncated")
 
+        qname = request.question[:-4]
+        variant = Variant(serial, limit, opt, len(request.question), qname == qname.lower())
+        kept = self.full.get(apex, variant)  # the same serial is the same zone, busy or not
+        if kept is not None:
+            encoded = replayed(kept, request.id, reply_flags(request.flags), request.question)
+            return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
         if self.store.busy:  # a change is half written: a snapshot now would mix two states
             if waited:
                 return refuse(RCODE_SERVFAIL, "servfail")
@@ -273,6 +283,7 @@ class TransferService:
         self._soa[apex] = snapshot.soa
         serial = snapshot.serial
         encoded = piece_messages(axfr_pieces(snapshot), request.id, request.flags, request.question, limit, opt)
+        encoded = self.full.filling(apex, variant._replace(serial=serial), encoded)
         return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
 
     def _single_soa(self, request: Request, apex: bytes, signer: Signer | None, opt: bytes, report, result: str) -> bytes:

@@ -146,8 +146,16 @@ async def test_a_full_transfer_waits_for_a_change_written_in_steps(monkeypatch):
     assert any(f"half.{ZONE}." in line for line in text) and any(f"other-half.{ZONE}." in line for line in text)
     assert f"SOA ns.{ZONE}. hostmaster.{ZONE}. {store.zones[names.to_wire(ZONE)].serial} " in text[0]
 
+    # While the next change is written, the serial transferred already is sent again as it was, at once.
+    store.busy = True
+    store.set_addresses(names.to_wire(f"third.{ZONE}"), *store.encode_addresses(["10.244.9.11"]))
+    again = await collect(axfr(service))
+    assert [m[2:] for m in again] == [m[2:] for m in messages]  # all but the ID
+    assert not any(f"third.{ZONE}." in str(rrset) for m in again for rrset in dns.message.from_wire(m).answer)
+
     monkeypatch.setattr(transfer_service, "BUSY_WAIT", 0.05)
-    store.busy = True  # and one that stays busy too long gets SERVFAIL, never a mixed zone
+    store.commit()
+    store.busy = True  # a serial not transferred yet, and a store that stays busy too long: SERVFAIL, never a mixed zone
     (late,) = await collect(axfr(service))
     assert dns.message.from_wire(late).rcode() == dns.rcode.SERVFAIL
 
@@ -172,6 +180,34 @@ async def test_a_closed_stream_lets_go_of_its_snapshot():
     del stream
     gc.collect()
     assert taken[0]() is None
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: dns.message.make_query(ZONE, "AXFR"),
+        lambda: dns.message.make_query("PoDs.ExAmPlE.iNtErNaL", "AXFR"),  # 0x20: its case kept, not used to compress
+        lambda: dns.message.make_query(ZONE, "AXFR", use_edns=0, want_dnssec=True),
+        lambda: dns.message.make_query(ZONE, "AXFR", flags=0),  # RD clear
+    ],
+)
+async def test_a_full_transfer_sent_again_is_what_encoding_it_afresh_gives(make):
+    store, _ = served_store(400)
+    settings = transfer_service.TransferSettings(allow_unsigned=("127.0.0.0/8",), message_size=1024)
+    warm = transfer_service.TransferService(settings, store, lambda query, tcp: None)
+    await collect(warm.handle(dns.message.make_query(ZONE, "AXFR").to_wire(), ("127.0.0.1", 1), True))  # fills the cache
+    taken = []
+    snapshot = store.snapshot
+    store.snapshot = lambda apex: taken.append(apex) or snapshot(apex)  # type: ignore[method-assign]
+    for query in (make(), make()):  # the first may fill the cache for its variant, the second finds it
+        wire = query.to_wire()
+        before = len(taken)
+        replayed = await collect(warm.handle(wire, ("127.0.0.1", 1), True))
+        from_cache = len(taken) == before
+        fresh = transfer_service.TransferService(settings, store, lambda query, tcp: None)
+        assert replayed == await collect(fresh.handle(wire, ("127.0.0.1", 1), True))
+        assert len(replayed) > 10
+    assert from_cache
 
 
 # -- metrics through the server's own handler -------------------------------------------------
