@@ -31,7 +31,7 @@ from .zone.store import ZoneSettings, ZoneStore
 
 if TYPE_CHECKING:
     from .ops.http import HttpServer
-    from .transferwiring import TransferService
+    from .transfer import TransferService, TransferSettings
 
 log = logging.getLogger("pod_identity_dns")
 query_log = logging.getLogger("pod_identity_dns.queries")
@@ -77,10 +77,7 @@ class App:
         self.observer = observer
         self.transfer: TransferService | None = None  # zone transfers, TSIG and NOTIFY, when configured
         if transfers and config.transfers_configured:
-            from .transferwiring import make_transfer_service
-
-            store = self.store
-            self.transfer = make_transfer_service(config, store, lambda query, tcp: respond(query, store, tcp), observer)
+            self.transfer = self._transfer_service()
         self.sources: list[Source] = []
         self.listening = False
         self.stopping = False
@@ -100,6 +97,19 @@ class App:
         self._reload: asyncio.Task | None = None
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
+
+    def _transfer_service(self) -> TransferService:
+        """The transfer engine over the store, reporting to the metrics' plain counters (when there are metrics)."""
+        from .transfer import TransferService
+        from .transfer.counting import CountingObserver
+
+        store, counting = self.store, None
+        if self.observer is not None:
+            counters = self.observer.transfer_stats()
+            for zone in store.zones.values():
+                counters.journal(zone.name, 0, 0)
+            counting = CountingObserver(counters)
+        return TransferService(transfer_settings(self.config), store, lambda query, tcp: respond(query, store, tcp), counting)
 
     @property
     def ready(self) -> bool:
@@ -375,6 +385,21 @@ class AppStatus:
 
     async def debug_identities(self, params: Mapping[str, str]) -> bytes | dict:
         return self._app.registry.describe()
+
+
+def transfer_settings(config: Config) -> TransferSettings:
+    """The transfer engine's settings from the flags (cli checks them before binding: check_settings)."""
+    from .transfer import TransferSettings
+
+    return TransferSettings(
+        key_files=config.tsig_key_files,
+        transfer_keys=config.transfer_keys,
+        allow_unsigned=config.transfer_allow_unsigned,
+        ixfr_journal=config.ixfr_journal,
+        ixfr_journal_bytes=config.ixfr_journal_bytes,
+        notify=config.notify,
+        notify_key=config.notify_key,
+    )
 
 
 def transfer_handler(store: ZoneStore, transfer: TransferService) -> Handler:

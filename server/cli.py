@@ -128,11 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pod-identity-dns: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "serve" and config.transfers_configured:
-        from .transfer import TransferSetupError
-        from .transferwiring import check_transfer_config
+        from .app import transfer_settings
+        from .transfer import TransferSetupError, check_settings
 
         try:
-            check_transfer_config(config)  # before anything is bound: a bad key file costs no listener
+            check_settings(transfer_settings(config))  # before anything is bound: a bad key file costs no listener
         except TransferSetupError as exc:
             print(f"pod-identity-dns: {exc}", file=sys.stderr)
             return EXIT_CONFIG

@@ -347,7 +347,7 @@ class Observer:
         return _kube_metrics_observer(self.kube)
 
     def transfer_stats(self) -> TransferStats:
-        """The counters the zone transfer engine's observer feeds (server/transferwiring.py)."""
+        """The counters the zone transfer engine's CountingObserver feeds (App wires them)."""
         self.transfers = TransferStats()
         return self.transfers
 

@@ -1,7 +1,7 @@
 """Zone transfer, TSIG and NOTIFY metrics as plain counters, turned into samples when /metrics is scraped.
 
-The transfer engine reports through its own observer hooks; server/transferwiring.py passes them on
-to TransferStats, so ops imports nothing of server.transfer. Every label takes a small fixed set of
+The transfer engine reports through its own observer hooks; its CountingObserver (server/transfer/
+counting.py) passes them on to TransferStats as plain values, so ops imports nothing of server.transfer. Every label takes a small fixed set of
 values: a result outside the known ones is counted as "other", and zones are the served zones.
 """
 
