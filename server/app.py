@@ -247,13 +247,16 @@ class App:
             except OSError as exc:
                 host, port = sockets.http.getsockname()[:2]
                 raise BindError(f"cannot listen on {shown(host)} port {port} (HTTP): {exc.strerror or exc}") from exc
+        if self.transfer is not None:  # NOTIFY once the secondaries can reach us, before we say we listen
+            try:
+                await self.transfer.start()
+            except OSError as exc:
+                raise BindError(f"cannot open the NOTIFY socket: {exc.strerror or exc}") from exc
         self.listening = True
         for host, port in self.bound:
             log.info("answering DNS on %s port %d (UDP and TCP)", host, port)
         if http_address is not None:
             log.info("metrics and probes on http://%s:%d/", shown(http_address[0]), http_address[1])
-        if self.transfer is not None:
-            await self.transfer.start()  # NOTIFY only once the secondaries can reach us
 
     # -- signals -------------------------------------------------------
 
