@@ -1,11 +1,13 @@
 """AXFR and IXFR of a 100k-pod-sized zone: the transfer engine vs Knot, side by side, same clients.
 
-    .venv/bin/python bench/axfr.py [--pods 100000] [--runs 5] [--fake-store]
+    .venv/bin/python bench/axfr.py [--pods 100000] [--runs 5] [--only server|engine] [--fake-store]
 
-Our side is a small uvloop primary (bench/axfr_primary.py: the engine over the
-real zone store once it has snapshot() and add_listener(), else over the tests'
-fake store) in a process of its own; Knot's knotd serves the same two zones
-from zone files. Both sign with the same TSIG key. Per server:
+Our side, in turn: the real server (`pod-identity-dns serve` from a pod file of
+the pods, with --tsig-key-file and --transfer-key; Knot loads the zone files its
+export-zone writes), then the engine alone (bench/axfr_primary.py: a small uvloop
+primary over the real zone store, or the tests' fake one), each in a process of
+its own against a knotd serving the same two zones. Both sign with the same TSIG
+key. Per server:
   - AXFR time of the forward (~140k records) and the reverse (~100k PTR) zone,
     seen by a raw client that only reads framed messages and counts records,
     and by `dig axfr` (the same client for both);
@@ -45,6 +47,8 @@ from bench.axfr_primary import (  # noqa: E402
     pod,
     real_store_available,
     serial_of,
+    server_argv,
+    write_pod_file,
     zone_file,
 )
 from server.transfer import TransferService, TransferSettings  # noqa: E402
@@ -184,43 +188,43 @@ def clear_peak(pid: int) -> None:
 
 
 def measure(servers: dict[str, tuple[int, int]], expected: dict[str, int], runs: int, probe_name: str) -> dict:
-    """Per server and zone: AXFR times (runs interleaved between the servers, so both see the same
-    machine), then one transfer with the UDP prober running and the peak memory reset, then dig."""
+    """Per server and zone: the first AXFR since the server started (ours encodes the zone then; later
+    ones of the same serial are copied from its cache), with the UDP prober running and the peak memory
+    reset; then AXFR times (runs interleaved between the servers, so both see the same machine); then dig."""
     out: dict = {label: {} for label in servers}
     for zone, count in expected.items():
-        times: dict[str, list[float]] = {label: [] for label in servers}
-        for port, _ in servers.values():
-            raw_axfr(port, zone, count)  # warm-up
-        for _ in range(runs):
-            for label, (port, _) in servers.items():
-                times[label].append(raw_axfr(port, zone, count)[0])
         for label, (port, pid) in servers.items():
             resting = bl.memory(pid)["VmRSS"]
             clear_peak(pid)
             prober = Prober(port, probe_name)
             prober.start()
             time.sleep(0.2)
-            _, size, messages = raw_axfr(port, zone, count)
+            first, size, messages = raw_axfr(port, zone, count)
             time.sleep(0.05)
             prober.stop()
-            peak = bl.memory(pid)["VmHWM"] - resting
-            dig_time, dig_records = dig_axfr(port, zone)
-            if dig_records != count:
-                raise bl.BenchError(f"{label} {zone}: dig counted {dig_records} records, expected {count}")
-            result = out[label][zone] = {
-                "time": statistics.median(times[label]),
-                "best": min(times[label]),
-                "peak": peak,
+            out[label][zone] = {
+                "first": first,
+                "peak": bl.memory(pid)["VmHWM"] - resting,
                 "gap": max(prober.gaps) * 1000,
                 "answers": len(prober.gaps),
                 "bytes": size,
                 "messages": messages,
-                "dig": dig_time,
             }
+        times: dict[str, list[float]] = {label: [] for label in servers}
+        for _ in range(runs):
+            for label, (port, _) in servers.items():
+                times[label].append(raw_axfr(port, zone, count)[0])
+        for label, (port, _) in servers.items():
+            dig_time, dig_records = dig_axfr(port, zone)
+            if dig_records != count:
+                raise bl.BenchError(f"{label} {zone}: dig counted {dig_records} records, expected {count}")
+            result = out[label][zone]
+            result.update(time=statistics.median(times[label]), best=min(times[label]), dig=dig_time)
             print(
-                f"  {label:17s} {zone:22s} {count:7d} records  median {result['time'] * 1000:5.0f} ms (best {result['best'] * 1000:4.0f})"
-                f"  dig {dig_time * 1000:5.0f} ms  {size / 2**20:4.1f} MiB in {messages:3d} msgs  peak +{peak:5.1f} MiB"
-                f"  while it ran: {result['answers']} answers, max gap {result['gap']:5.1f} ms",
+                f"  {label:17s} {zone:22s} {count:7d} records  first {result['first'] * 1000:5.0f} ms, then median"
+                f" {result['time'] * 1000:5.0f} ms (best {result['best'] * 1000:4.0f})  dig {dig_time * 1000:5.0f} ms"
+                f"  {result['bytes'] / 2**20:4.1f} MiB in {result['messages']:3d} msgs  first: peak +{result['peak']:5.1f} MiB,"
+                f" {result['answers']} answers meanwhile, max gap {result['gap']:5.1f} ms",
                 flush=True,
             )
     return out
@@ -250,6 +254,44 @@ def ixfr_server_time(store, rounds: int = 200) -> list[float]:
         if not isinstance(reply, bytes) or int.from_bytes(reply[6:8], "big") < 5:
             raise bl.BenchError("the IXFR of one change was not one incremental message")
     return times
+
+
+def axfr_in_process(store, rounds: int = 3) -> dict[str, float]:
+    """Milliseconds to encode the forward zone's AXFR in process, best of `rounds`: the engine's way (the
+    store's RRsets spliced in, cache cleared first), record by record, and copied from the cache."""
+    import asyncio
+    from operator import itemgetter
+
+    from server.transfer.encoder import pack_messages, pack_pieces
+
+    apex = names.to_wire(FORWARD)
+    service = TransferService(TransferSettings(allow_unsigned=("127.0.0.0/8",)), store, ordinary_answers(store))
+    query = bl.query_bytes(FORWARD + ".", wire.AXFR, False)
+
+    async def transfer() -> None:
+        async for _ in service.handle(query, ("127.0.0.1", 1), True):
+            pass
+
+    def best(run) -> float:
+        times = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            run()
+            times.append((time.perf_counter() - started) * 1000)
+        return min(times)
+
+    def fresh() -> None:
+        service.full.forget(apex)
+        asyncio.run(transfer())
+
+    question = apex + b"\x00\xfc\x00\x01"
+    snapshot = store.snapshot(apex)
+    spliced = best(lambda: sum(1 for _ in pack_pieces(map(itemgetter(0, 2), snapshot.rrsets()), b"\x00\x01", 0x8400, question, 16384)))
+    one_by_one = best(lambda: sum(1 for _ in pack_messages(snapshot.records(), b"\x00\x01", 0x8400, question, 16384)))
+    engine = best(fresh)
+    asyncio.run(transfer())
+    cached = best(lambda: asyncio.run(transfer()))
+    return {"engine": engine, "spliced": spliced, "one_by_one": one_by_one, "cached": cached}
 
 
 def encoding_costs(store, sample: int = 20000) -> dict[str, float]:
@@ -300,56 +342,104 @@ def encoding_costs(store, sample: int = 20000) -> dict[str, float]:
 # -- main ----------------------------------------------------------------------------------
 
 
+def compare(
+    procs: bl.Processes,
+    work: Path,
+    label: str,
+    ours: subprocess.Popen,
+    port: int,
+    files: dict[str, Path],
+    runs: int,
+    pods: int,
+    serial: int,
+) -> None:
+    """Our primary (started, answering on `port`) against knotd serving `files`, side by side; both stopped after."""
+    work.mkdir(exist_ok=True)
+    expected = {zone: count_records(path) + 1 for zone, path in files.items()}  # the SOA comes twice
+    knot_port = bl.free_port()
+    knot = procs.start("knotd", ["knotd", "-c", str(knot_conf(work, knot_port, files))], work / "knot.log")
+    bl.wait_answering(knot_port, knot, time.monotonic(), 120, work / "knot.log", "knotd", serial=serial)
+    probe_name = pod(12345 % pods)[0]
+    print(f"{label}: forward {expected[FORWARD] - 2} records + SOA, reverse {expected[REVERSE] - 2} + SOA; {runs} runs each, interleaved")
+    results = measure({label: (port, ours.pid), "knotd": (knot_port, knot.pid)}, expected, runs, probe_name)
+    print("ratios (ours / Knot):")
+    for zone in files:
+        a, b = results[label][zone], results["knotd"][zone]
+        print(
+            f"  {zone:22s} first x{a['first'] / b['first']:.2f}, then x{a['time'] / b['time']:.2f} (best x{a['best'] / b['best']:.2f};"
+            f" target <= 2)  dig x{a['dig'] / b['dig']:.2f}  peak +{a['peak']:.1f} MiB vs +{b['peak']:.1f} (target +50 at most)"
+            f"  max gap {a['gap']:.1f} ms vs {b['gap']:.1f} (target <= 100)"
+        )
+    print(f"resting memory: ours {bl.memory(ours.pid)['VmRSS']:.0f} MiB, knotd {bl.memory(knot.pid)['VmRSS']:.0f} MiB", flush=True)
+    procs.stop(knot)
+    procs.stop(ours)
+
+
+def count_records(path: Path) -> int:
+    """Records in a zone file (one per line; $ORIGIN, comments and blank lines aside)."""
+    with path.open() as handle:
+        return sum(1 for line in handle if line.strip() and not line.startswith((";", "$")))
+
+
+def real_server(procs: bl.Processes, work: Path, pods: int, key_file: Path, runs: int) -> None:
+    """The real server from a pod file of the same pods; Knot loads what its export-zone writes."""
+    work.mkdir(exist_ok=True)
+    pod_file = work / "pods.json"
+    write_pod_file(pods, pod_file)
+    export = work / "export"
+    subprocess.run(server_argv(pod_file, "export-zone") + ["--output-dir", str(export)], cwd=REPO, check=True, timeout=300)
+    files = {zone: export / f"{zone}.zone" for zone in (FORWARD, REVERSE)}
+    port = bl.free_port()
+    started = time.monotonic()
+    ours = procs.start("pod-identity-dns", server_argv(pod_file, "serve", port, key_file), work / "server.log")
+    took, _ = bl.wait_answering(port, ours, started, 300, work / "server.log", "pod-identity-dns")
+    print(
+        f"the real server answers after {took:.1f} s ({pods} pods in a pod file, VmHWM {bl.memory(ours.pid)['VmHWM']:.0f} MiB)", flush=True
+    )
+    compare(procs, work, "pod-identity-dns", ours, port, files, runs, pods, bl.zone_file_serial(files[FORWARD]))
+
+
+def engine_primary(procs: bl.Processes, work: Path, store, pods: int, key_file: Path, runs: int, real: bool) -> None:
+    """The engine alone (bench/axfr_primary.py) over the same store as the in-process measures."""
+    work.mkdir(exist_ok=True)
+    files = {FORWARD: work / "forward.zone", REVERSE: work / "reverse.zone"}
+    for zone, path in files.items():
+        zone_file(store, zone, path)
+    port = bl.free_port()
+    argv = [sys.executable, str(REPO / "bench" / "axfr_primary.py"), str(pods), str(port), str(key_file)]
+    ours = procs.start("engine", argv + ([] if real else ["--fake-store"]), work / "ours.log")
+    deadline = time.monotonic() + 300
+    while "ready" not in (work / "ours.log").read_text():
+        if ours.poll() is not None or time.monotonic() > deadline:
+            raise bl.BenchError("our primary did not start:\n" + bl.tail(work / "ours.log"))
+        time.sleep(0.1)
+    compare(procs, work, "engine alone", ours, port, files, runs, pods, serial_of(store))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--fake-store", action="store_true", help="use the tests' fake store even when the real one can transfer")
+    parser.add_argument("--only", choices=("server", "engine"), help="measure only the real server, or only the engine alone")
+    parser.add_argument("--fake-store", action="store_true", help="the engine alone over the tests' fake store instead of the real one")
     args = parser.parse_args()
     real = real_store_available() and not args.fake_store
 
-    bl.install_deadline(900)
+    bl.install_deadline(1500)
     procs = bl.Processes()
+    print(f"building {args.pods} pods in the {'real zone store' if real else 'fake store of the tests'} ...", flush=True)
+    store = build_store(args.pods, real)
     try:
         with tempfile.TemporaryDirectory(prefix="axfr-bench-") as tmp:
             work = Path(tmp)
-            print(f"building {args.pods} pods in the {'real zone store' if real else 'fake store of the tests'} ...", flush=True)
-            store = build_store(args.pods, real)
-            files = {FORWARD: work / "forward.zone", REVERSE: work / "reverse.zone"}
-            expected = {zone: zone_file(store, zone, path) + 1 for zone, path in files.items()}  # the SOA comes twice
             key_file = work / "bench.keys"
             key_file.write_text(KEY_TEXT)
             key_file.chmod(0o600)
             assert parse_keys(KEY_TEXT)
-
-            ours_port, knot_port = bl.free_port(), bl.free_port()
-            ours = procs.start(
-                "ours",
-                [sys.executable, str(REPO / "bench" / "axfr_primary.py"), str(args.pods), str(ours_port), str(key_file)]
-                + ([] if real else ["--fake-store"]),
-                work / "ours.log",
-            )
-            knot = procs.start("knotd", ["knotd", "-c", str(knot_conf(work, knot_port, files))], work / "knot.log")
-            deadline = time.monotonic() + 300
-            while "ready" not in (work / "ours.log").read_text():
-                if ours.poll() is not None or time.monotonic() > deadline:
-                    raise bl.BenchError("our primary did not start:\n" + bl.tail(work / "ours.log"))
-                time.sleep(0.1)
-            bl.wait_answering(knot_port, knot, time.monotonic(), 120, work / "knot.log", "knotd", serial=serial_of(store))
-            probe_name, _, _ = pod(12345 % args.pods or 1)
-            print(
-                f"records: forward {expected[FORWARD] - 2} + SOA, reverse {expected[REVERSE] - 2} + SOA; {args.runs} runs each, interleaved"
-            )
-            results = measure({"pod-identity-dns": (ours_port, ours.pid), "knotd": (knot_port, knot.pid)}, expected, args.runs, probe_name)
-            print("ratios (ours / Knot):")
-            for zone in files:
-                a, b = results["pod-identity-dns"][zone], results["knotd"][zone]
-                print(
-                    f"  {zone:22s} time x{a['time'] / b['time']:.2f} (best x{a['best'] / b['best']:.2f}; target <= 2)  dig x{a['dig'] / b['dig']:.2f}"
-                    f"  peak +{a['peak']:.1f} MiB vs +{b['peak']:.1f} (target +50 at most)"
-                    f"  max gap {a['gap']:.1f} ms vs {b['gap']:.1f} (target <= 100)"
-                )
-            print(f"resting memory: ours {bl.memory(ours.pid)['VmRSS']:.0f} MiB, knotd {bl.memory(knot.pid)['VmRSS']:.0f} MiB")
+            if args.only != "engine":
+                real_server(procs, work / "server", args.pods, key_file, args.runs)
+            if args.only != "server":
+                engine_primary(procs, work / "engine", store, args.pods, key_file, args.runs, real)
     finally:
         procs.stop_all()
 
@@ -358,6 +448,12 @@ def main() -> int:
     print(
         f"  IXFR of one change at {args.pods} pods: median {statistics.median(ixfr):.3f} ms, max {max(ixfr):.3f} ms of server time"
         " (target < 5 ms)"
+    )
+    axfr = axfr_in_process(store)
+    print(
+        f"  AXFR of the forward zone encoded in process: {axfr['engine']:.0f} ms (the encoder alone: RRsets spliced"
+        f" {axfr['spliced']:.0f} ms, record by record {axfr['one_by_one']:.0f} ms); the same serial again, from the cache:"
+        f" {axfr['cached']:.0f} ms"
     )
     costs = encoding_costs(store)
     print(

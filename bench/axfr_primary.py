@@ -1,5 +1,6 @@
 """The zones of bench/axfr.py and our primary for it: N pods in the real zone store (once it can be
-transferred) or the tests' fake one, and the transfer engine behind UDP and TCP in a process of its own.
+transferred) or the tests' fake one, and the transfer engine behind UDP and TCP in a process of its own;
+and the same pods as a pod file for the real server (`server_argv`).
 
     python bench/axfr_primary.py PODS PORT KEY_FILE [--fake-store]
 """
@@ -7,6 +8,7 @@ transferred) or the tests' fake one, and the transfer engine behind UDP and TCP 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -29,6 +31,34 @@ def pod(i: int) -> tuple[str, str, str | None]:
     v4 = f"10.{i // 65024 % 256}.{i // 254 % 256}.{i % 254 + 1}"
     v6 = f"fd00:10::{i >> 16:x}:{i & 0xFFFF:x}" if i % 5 < 2 else None
     return f"app-{i % 3}.set-{i // 3}.ns-{i // 3 % 40}.{FORWARD}", v4, v6
+
+
+def write_pod_file(pods: int, path: Path) -> None:
+    """The same pods as `kubectl get pods -A -o json` prints them (the fields the server reads), for the real server."""
+    items = []
+    for i in range(pods):
+        name, v4, v6 = pod(i)
+        hostname, subdomain, namespace = name.split(".")[:3]
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": f"{subdomain}-{hostname}", "namespace": namespace, "uid": f"bench-{i}"},
+                "spec": {"hostname": hostname, "subdomain": subdomain, "containers": [{"name": "main", "image": "app:1"}]},
+                "status": {"phase": "Running", "podIP": v4, "podIPs": [{"ip": ip} for ip in (v4, v6) if ip]},
+            }
+        )
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+
+def server_argv(pod_file: Path, command: str = "serve", port: int = 0, key_file: Path | None = None) -> list[str]:
+    """The real server (or its export-zone) serving the bench's zones from the pod file."""
+    argv = [sys.executable, "-m", "server", command, "--pods-file", str(pod_file), "--zone", FORWARD, "--reverse-cidr", "10.0.0.0/8"]
+    argv += ["--ns-name", NS_NAME, "--ns-address", "192.0.2.53"]
+    if command == "serve":
+        argv += ["--listen", f"127.0.0.1:{port}", "--metrics-listen", "off", "--lameduck", "0"]
+        argv += ["--tsig-key-file", str(key_file), "--transfer-key", "bench-xfr"]
+    return argv
 
 
 def real_store_available() -> bool:

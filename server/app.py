@@ -11,8 +11,6 @@ import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import dnslib
-
 from . import __version__
 from .config import Config
 from .model import Source
@@ -20,19 +18,20 @@ from .registry import Registry, RegistrySettings
 from .serve import signals
 from .serve.listeners import BindError, BoundSockets, bind_all, shown
 from .serve.tcppool import TcpConnections, TcpLimits
-from .serve.transport import Handler, UdpProtocol, is_stream, on_first
+from .serve.transport import Handler, Reply, UdpProtocol
 from .sources.filesource import HostsFileSource, PodFileSource
 from .sources.filewatch import WatchedFile
 from .sources.podfile import StartedPodFile
 from .zone import names
-from .zone.fastpath import respond
+from .zone.answer import answer
+from .zone.fastpath import fast_answer, respond
 from .zone.store import ZoneSettings, ZoneStore
 
 if TYPE_CHECKING:
     from .ops.http import HttpServer
+    from .transfer import TransferService, TransferSettings
 
 log = logging.getLogger("pod_identity_dns")
-query_log = logging.getLogger("pod_identity_dns.queries")
 
 FINAL_READ_SECONDS = 0.05
 TCP_DRAIN_SECONDS = 2.0  # after the listeners close, a TCP query half received (or a reply stream) may still complete
@@ -47,9 +46,11 @@ class App:
         first_pods: StartedPodFile | None = None,
         sockets: BoundSockets | None = None,
         early_signals: signals.EarlySignals | None = None,
+        transfers: bool = True,
     ):
         """`first_pods`: the pod file, if its decoding started already (start_pod_file); `sockets`: the
-        listeners, if bound already (bind_all); `early_signals`: what arrived before the loop ran."""
+        listeners, if bound already (bind_all); `early_signals`: what arrived before the loop ran;
+        `transfers`: serve zone transfers and send NOTIFY as configured (export-zone does not)."""
         self.config = config
         self._first_pods = first_pods
         self.store = ZoneStore(
@@ -71,6 +72,9 @@ class App:
             ),
         )
         self.observer = observer
+        self.transfer: TransferService | None = None  # zone transfers, TSIG and NOTIFY, when configured
+        if transfers and config.transfers_configured:
+            self.transfer = self._transfer_service()
         self.sources: list[Source] = []
         self.listening = False
         self.stopping = False
@@ -90,6 +94,19 @@ class App:
         self._reload: asyncio.Task | None = None
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
+
+    def _transfer_service(self) -> TransferService:
+        """The transfer engine over the store, reporting to the metrics' plain counters (when there are metrics)."""
+        from .transfer import TransferService
+        from .transfer.counting import CountingObserver
+
+        store, counting = self.store, None
+        if self.observer is not None:
+            counters = self.observer.transfer_stats()
+            for zone in store.zones.values():
+                counters.journal(zone.name, 0, 0)
+            counting = CountingObserver(counters)
+        return TransferService(transfer_settings(self.config), store, lambda query, tcp: respond(query, store, tcp), counting)
 
     @property
     def ready(self) -> bool:
@@ -196,8 +213,10 @@ class App:
         def answer_query(query: bytes, tcp: bool, peer) -> bytes | None:
             return respond(query, store, tcp)
 
-        handler: Handler = answer_query
+        handler: Handler = answer_query if self.transfer is None else transfer_handler(store, self.transfer)
         if self.config.log_queries:
+            from .ops.querylog import logging_handler
+
             handler = logging_handler(handler)
         if self.observer is not None:
             handler = self.observer.wrap_handler(handler, family, tcp)
@@ -240,6 +259,11 @@ class App:
             except OSError as exc:
                 host, port = sockets.http.getsockname()[:2]
                 raise BindError(f"cannot listen on {shown(host)} port {port} (HTTP): {exc.strerror or exc}") from exc
+        if self.transfer is not None:  # NOTIFY once the secondaries can reach us, before we say we listen
+            try:
+                await self.transfer.start()
+            except OSError as exc:
+                raise BindError(f"cannot open the NOTIFY socket: {exc.strerror or exc}") from exc
         self.listening = True
         for host, port in self.bound:
             log.info("answering DNS on %s port %d (UDP and TCP)", host, port)
@@ -327,6 +351,8 @@ class App:
         cut = await self.tcp.drain(TCP_DRAIN_SECONDS)
         if cut:
             log.warning("cut %d TCP connections that had not finished after %.1f s", cut, TCP_DRAIN_SECONDS)
+        if self.transfer is not None:
+            await self.transfer.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -378,33 +404,34 @@ class AppStatus:
         return await describe_json(self._app.registry, params)
 
 
-def logging_handler(handler: Handler) -> Handler:
-    """`handler` that also logs each query: name, type, rcode, transport, peer (--log-queries)."""
+def transfer_settings(config: Config) -> TransferSettings:
+    """The transfer engine's settings from the flags (cli checks them before binding: check_settings)."""
+    from .transfer import TransferSettings
 
-    def logged(query: bytes, tcp: bool, peer):
-        reply = handler(query, tcp, peer)
-        if is_stream(reply):  # one line when its first message is ready
-            return on_first(reply, lambda first: log_query(query, tcp, peer, first, " (first of a stream)"))  # type: ignore[arg-type]
-        log_query(query, tcp, peer, reply, "")  # type: ignore[arg-type]
-        return reply
-
-    def log_query(query: bytes, tcp: bool, peer, reply: bytes | None, note: str) -> None:
-        qname, qtype = _question(query)
-        if reply is None:
-            outcome = "no reply"
-        else:
-            rcode = reply[3] & 0xF
-            outcome = f"{dnslib.RCODE.get(rcode, rcode)} {len(reply)} bytes{note}"
-        address = f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
-        query_log.info("%s %s from %s over %s: %s", qname, qtype, address, "tcp" if tcp else "udp", outcome)
-
-    return logged
+    return TransferSettings(
+        key_files=config.tsig_key_files,
+        transfer_keys=config.transfer_keys,
+        allow_unsigned=config.transfer_allow_unsigned,
+        ixfr_journal=config.ixfr_journal,
+        ixfr_journal_bytes=config.ixfr_journal_bytes,
+        notify=config.notify,
+        notify_key=config.notify_key,
+    )
 
 
-def _question(query: bytes) -> tuple[str, str]:
-    """The first question's name and type as text, for the query log ("?" when unreadable)."""
-    end = names.labels_end(query, 12) if len(query) > 12 else -1
-    if end < 0 or end + 2 > len(query):
-        return "?", "?"
-    qtype = int.from_bytes(query[end : end + 2], "big")
-    return names.to_text(query[12:end]), dnslib.QTYPE.get(qtype, f"TYPE{qtype}")
+def transfer_handler(store: ZoneStore, transfer: TransferService) -> Handler:
+    """The answer with zone transfers: the fast path first (it never answers a transfer or a signed
+    query), then the transfer engine for what may concern it, else the full answer path."""
+    concerns, handle = transfer.may_concern, transfer.handle
+
+    def answer_query(query: bytes, tcp: bool, peer) -> Reply:
+        reply = fast_answer(query, store, tcp)
+        if reply is not None:
+            return reply
+        if concerns(query):
+            transferred = handle(query, peer, tcp)
+            if transferred is not None:
+                return transferred
+        return answer(query, store, tcp)
+
+    return answer_query

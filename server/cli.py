@@ -98,7 +98,7 @@ async def _export(config: Config, output_dir: str | None, sync_timeout: float) -
     from .app import App
     from .zone.zonefile import zone_file_name, zone_text
 
-    app = App(config)
+    app = App(config, transfers=False)
     try:
         await app.start_sources()
     except SourceError as exc:
@@ -133,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"pod-identity-dns: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "serve" and config.transfers_configured:
+        from .app import transfer_settings
+        from .transfer import TransferSetupError, check_settings
+
+        try:
+            check_settings(transfer_settings(config))  # before anything is bound: a bad key file costs no listener
+        except TransferSetupError as exc:
+            print(f"pod-identity-dns: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     setup_logging(config.log_format, config.log_level)
     if args.command == "serve":
         for warning in config_warnings(config):

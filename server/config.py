@@ -16,207 +16,10 @@ from typing import Any
 import yaml
 
 from .model import TEMPLATE_FIELDS, check_hostname, template_fields
-from .options import MAX_TTL, ConfigError, Option, add_options, boolean, check_value, seconds, size, whole_number
+from .options import BY_KEY, OPTIONS, ConfigError, Option, add_options, check_value
 from .zone import names
 
 __all__ = ["OPTIONS", "Config", "ConfigError", "Option", "add_arguments", "build_config", "check_value", "config_warnings"]
-
-OPTIONS: tuple[Option, ...] = (
-    Option(
-        "listen",
-        "--listen",
-        ["127.0.0.1:1053"],
-        "DNS address HOST:PORT for UDP and TCP ([::1]:1053 for IPv6; repeatable)",
-        repeat=True,
-        serve_only=True,
-    ),
-    Option("zones", "--zone", [], "forward zone served (repeatable); identities go under the first", repeat=True),
-    Option("reverse_cidrs", "--reverse-cidr", [], "serve the reverse zones covering this CIDR (repeatable)", repeat=True),
-    Option(
-        "name_template",
-        "--name-template",
-        "{hostname}.{subdomain}.{namespace}",
-        "identity name under the zone; fields: {hostname} {subdomain} {namespace} {pod}",
-    ),
-    Option(
-        "ns_name",
-        "--ns-name",
-        [],
-        "NS name of every zone (repeatable; the first is the SOA MNAME; default ns.<zone>, reverse zones ns.<first zone>)",
-        repeat=True,
-    ),
-    Option(
-        "ns_addresses",
-        "--ns-address",
-        [],
-        "address of the NS names inside a served zone (repeatable; default: the listen addresses that name one specific IP)",
-        repeat=True,
-    ),
-    Option("ttl", "--ttl", 30, "TTL of answers, seconds", whole_number, low=0, high=MAX_TTL),
-    Option(
-        "negative_ttl",
-        "--negative-ttl",
-        5,
-        "TTL and MINIMUM of the SOA: how long NXDOMAIN/NODATA is cached",
-        whole_number,
-        low=0,
-        high=MAX_TTL,
-    ),
-    Option(
-        "pods_file",
-        "--pods-file",
-        None,
-        "serve pods from this file (kubectl get pods -A -o json|yaml) instead of the cluster",
-        path=True,
-    ),
-    Option(
-        "pods_file_memory_limit",
-        "--pods-file-memory-limit",
-        "512Mi",
-        "memory the decoding of the pod file may take (in its child process); YAML needs 17 to 40 times the file's size",
-        size,
-        low=16 << 20,
-        high=1 << 40,
-    ),
-    Option("hosts_file", "--hosts-file", None, "static entries in /etc/hosts syntax, served cluster-wide", path=True),
-    Option(
-        "hosts_file_max_size",
-        "--hosts-file-max-size",
-        "16Mi",
-        "largest hosts file read; a larger one is an error",
-        size,
-        low=1 << 10,
-        high=1 << 32,
-    ),
-    Option(
-        "reload_interval",
-        "--reload-interval",
-        2.0,
-        "how often files are checked for changes, seconds",
-        seconds,
-        low=0.1,
-        high=86400,
-        serve_only=True,
-    ),
-    Option(
-        "kubeconfig",
-        "--kubeconfig",
-        None,
-        "kubeconfig file (default: in-cluster, else $KUBECONFIG or ~/.kube/config)",
-        path=True,
-    ),
-    Option("context", "--context", None, "kubeconfig context"),
-    Option("namespaces", "--namespace", [], "watch only this namespace (repeatable; default all)", repeat=True),
-    Option("label_selector", "--label-selector", None, "watch only pods matching this label selector"),
-    Option(
-        "publish",
-        "--publish",
-        "not-ready",
-        "publish a pod's name once it has an IP (not-ready) or once Ready (ready)",
-        choices=("not-ready", "ready"),
-    ),
-    Option(
-        "fallback_ptr",
-        "--fallback-ptr",
-        True,
-        "PTR a-b-c-d.<namespace>.pod.<cluster-domain> for pods without hostname+subdomain",
-        boolean,
-        switch=True,
-    ),
-    Option("cluster_domain", "--cluster-domain", "cluster.local", "cluster domain used by --fallback-ptr names"),
-    Option(
-        "metrics_listen",
-        "--metrics-listen",
-        "127.0.0.1:9153",
-        "HTTP address for /metrics, /healthz, /readyz, /debug/identities ('off' disables; 0.0.0.0:9153 for every interface)",
-        serve_only=True,
-    ),
-    Option(
-        "metrics_max_connections",
-        "--metrics-max-connections",
-        100,
-        "open HTTP connections at once; when full, the least recently active is closed to make room",
-        whole_number,
-        low=1,
-        high=1_000_000,
-        serve_only=True,
-    ),
-    Option(
-        "metrics_idle_timeout",
-        "--metrics-idle-timeout",
-        30.0,
-        "close HTTP connections idle this many seconds (before a first request too)",
-        seconds,
-        low=0.1,
-        high=3600,
-        serve_only=True,
-    ),
-    Option(
-        "lameduck",
-        "--lameduck",
-        5.0,
-        "seconds to keep answering after SIGTERM while readiness fails",
-        seconds,
-        low=0,
-        high=3600,
-        serve_only=True,
-    ),
-    Option("log_format", "--log-format", "text", "log format on stderr", choices=("text", "json")),
-    Option("log_level", "--log-level", "info", "log level", choices=("debug", "info", "warning", "error")),
-    Option("log_queries", "--log-queries", False, "log every query (costly)", boolean, switch=True, serve_only=True),
-    Option(
-        "tcp_idle_timeout",
-        "--tcp-idle-timeout",
-        10.0,
-        "close idle TCP connections after this many seconds",
-        seconds,
-        low=0.1,
-        high=3600,
-        serve_only=True,
-    ),
-    Option(
-        "tcp_max_connections",
-        "--tcp-max-connections",
-        1000,
-        "open DNS TCP connections at once, all listeners together; when full, the longest idle is closed to make room",
-        whole_number,
-        low=1,
-        high=1_000_000,
-        serve_only=True,
-    ),
-    Option(
-        "tcp_max_per_client",
-        "--tcp-max-per-client",
-        64,
-        "open DNS TCP connections from one client address; beyond that its own longest idle one is closed",
-        whole_number,
-        low=1,
-        high=1_000_000,
-        serve_only=True,
-    ),
-    Option(
-        "tcp_max_lifetime",
-        "--tcp-max-lifetime",
-        120.0,
-        "close a DNS TCP connection this many seconds after it opened, once no query is pending (0: no limit)",
-        seconds,
-        low=0,
-        high=86400,
-        serve_only=True,
-    ),
-    Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)", serve_only=True),
-    Option(
-        "workers",
-        "--workers",
-        1,
-        "server processes sharing the DNS port with SO_REUSEPORT, each with its own sources; worker i serves metrics on the metrics port + i",
-        whole_number,
-        low=1,
-        high=64,
-        serve_only=True,
-    ),
-)
-BY_KEY = {o.key: o for o in OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -253,7 +56,19 @@ class Config:
     tcp_max_per_client: int
     tcp_max_lifetime: float
     server_id: str
+    tsig_key_files: tuple[str, ...]
+    transfer_keys: tuple[str, ...]
+    transfer_allow_unsigned: tuple[str, ...]
+    ixfr_journal: int
+    ixfr_journal_bytes: int
+    notify: tuple[tuple[str, int], ...]
+    notify_key: str | None
     workers: int
+
+    @property
+    def transfers_configured(self) -> bool:
+        """Whether a zone transfer, TSIG or NOTIFY option is set (without one, AXFR and IXFR are REFUSED)."""
+        return bool(self.tsig_key_files or self.transfer_keys or self.transfer_allow_unsigned or self.notify)
 
 
 def add_arguments(parser: argparse.ArgumentParser, serve: bool = True) -> None:
@@ -355,8 +170,11 @@ def _validate(raw: dict[str, Any]) -> Config:
     _check_template(values["name_template"])
     for o in OPTIONS:
         path = values[o.key]
-        if o.path and path is not None and not os.path.isfile(path):
+        # Key files (repeatable) are read, and their absence told, by the transfer setup.
+        if o.path and not o.repeat and path is not None and not os.path.isfile(path):
             raise ConfigError(f"{o.key} ({o.flag}): {path!r}: no such file")
+
+    _check_transfer_values(values)
 
     values["listen"] = tuple(parse_hostport(v, "listen (--listen)") for v in values["listen"])
     if not values["listen"]:
@@ -368,6 +186,27 @@ def _validate(raw: dict[str, Any]) -> Config:
     values["ns_addresses"] = tuple(ns_addresses) or _listen_addresses(values)
     values["server_id"] = values["server_id"] or socket.gethostname()
     return Config(**values)
+
+
+def _check_transfer_values(values: dict[str, Any]) -> None:
+    """The zone transfer options as values (the engine checks the key files and names when it starts)."""
+    for cidr in values["transfer_allow_unsigned"]:
+        try:
+            ipaddress.ip_network(str(cidr).strip(), strict=False)
+        except ValueError:
+            raise ConfigError(f"transfer_allow_unsigned (--transfer-allow-unsigned): {cidr!r} is not a CIDR") from None
+    targets = []
+    for target in values["notify"]:
+        host, port = parse_hostport(target, "notify (--notify)")
+        if port == 0:
+            raise ConfigError(f"notify (--notify): {target!r}: port 0 is not a port a secondary listens on")
+        targets.append((ipaddress.ip_address(host).compressed, port))
+    values["notify"] = tuple(targets)
+    for key in ("tsig_key_files", "transfer_keys"):
+        if any(not str(v).strip() for v in values[key]):
+            raise ConfigError(f"{key} ({BY_KEY[key].flag}): an empty value")
+    if values["notify_key"] is not None and not values["notify"]:
+        raise ConfigError("notify_key (--notify-key): set, but no --notify target to send NOTIFY to")
 
 
 def _listen_addresses(values: dict[str, Any]) -> tuple[str, ...]:

@@ -78,6 +78,8 @@ class FakeStore:
         self.zones: dict[bytes, FakeZone] = {}
         self.listeners: list[Callable[[list[ZoneChange]], None]] = []
         self.snapshots: list[FakeSnapshot] = []
+        self.synced = True  # as the real store's: False until every source synced, busy while a change is written in steps
+        self.busy = False
 
     def add_zone(self, name: str, serial: int = 1000, ns_name: str = "ns.pods.example.internal", records: Iterable[RR] = ()) -> FakeZone:
         zone = self.zones[names.to_wire(name)] = FakeZone(name, serial, ns_name)

@@ -1,5 +1,5 @@
 """Real secondaries for the transfer engine: a small asyncio primary serving TransferService over the
-fake store, and Debian's knotd and named transferring from it with TSIG.
+fake store, and Debian's knotd and named transferring from it (or from the real server) with TSIG.
 
 Everything listens on 127.0.0.1 on free ports, runs in its own directory, and
 dies with the test process (PR_SET_PDEATHSIG) if a fixture's finally is never reached.
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import re
 import shutil
@@ -22,13 +23,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.tsig
 
 from server.transfer import TransferObserver, TransferService, TransferSettings
-from server.transfer.keys import read_key_file
+from server.transfer.keys import TsigKey, read_key_file
 from tests.fakestore import FakeStore
 
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -63,6 +66,45 @@ def generate_keys(directory: Path, *names: str, algorithm: str = "hmac-sha256") 
     path.write_text(text)
     path.chmod(0o600)
     return path
+
+
+def keys_of(key_file: Path) -> dict[str, TsigKey]:
+    """The keys of a key file by name without the final dot."""
+    return {k.name.rstrip("."): k for k in read_key_file(str(key_file))}
+
+
+def write_pod_list(path: Path, pods: list[dict]) -> Path:
+    """A pod file as `kubectl get pods -A -o json` writes it."""
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": pods}))
+    return path
+
+
+def axfr_lines(port: int, zone: str, key: TsigKey | None = None, timeout: float = 10.0) -> list[str]:
+    """The zone as transferred by dnspython's AXFR (TSIG-checked when a key is given): sorted zone-file lines,
+    the SOA once."""
+    kwargs = {"keyring": key.key, "keyname": key.key.name, "keyalgorithm": key.key.algorithm} if key else {}
+    lines = set()
+    for message in dns.query.xfr("127.0.0.1", zone, port=port, timeout=timeout, lifetime=timeout * 3, relativize=False, **kwargs):
+        for rrset in message.answer:
+            for rdata in rrset:
+                lines.add(f"{rrset.name.to_text()} {rrset.ttl} IN {dns.rdatatype.to_text(rrset.rdtype)} {rdata.to_text()}")
+    return sorted(lines)
+
+
+def ask(port: int, name: str, rdtype: str) -> dns.message.Message:
+    return dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", timeout=3, port=port)
+
+
+def answer_of(message: dns.message.Message) -> tuple:
+    """What must be equal between primary and secondary: rcode, AA, the answer; for negatives the SOA."""
+    answer = sorted((r.name.to_text(), r.rdtype, r.ttl, sorted(d.to_text() for d in r)) for r in message.answer)
+    negative = sorted((r.name.to_text(), r.rdtype, sorted(d.to_text() for d in r)) for r in message.authority if not message.answer)
+    return message.rcode(), bool(message.flags & dns.flags.AA), answer, negative
+
+
+def converged(secondary: Secondary, port: int) -> bool:
+    """Whether the secondary serves every one of its zones at the serial the server at `port` serves."""
+    return all(secondary.serial(zone) == ask(port, zone, "SOA").answer[0][0].serial for zone in secondary.zones)
 
 
 def _die_with_parent() -> None:
@@ -231,12 +273,22 @@ class Secondary:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.proc.send_signal(signal.SIGCONT)  # a paused one must hear the SIGTERM
         self.proc.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+    def pause(self) -> None:
+        """SIGSTOP: the process hears nothing (NOTIFYs wait in its socket buffer) until resume()."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -25,6 +25,7 @@ from .. import __version__
 from ..serve.tcppool import CLOSE_REASONS
 from ..serve.transport import on_first
 from ..zone import wire
+from .transfermetrics import TransferStats
 
 if TYPE_CHECKING:
     from ..model import PodRecord
@@ -326,6 +327,7 @@ class Observer:
     def __init__(self) -> None:
         self.dns = DnsStats()
         self.kube: KubeStats | None = None
+        self.transfers: TransferStats | None = None  # once the server does zone transfers or NOTIFY
         self.file_reloads: dict[tuple[str, str], int] = {}
         self.file_skipped: dict[str, dict[str, int]] = {}  # file -> reason -> items the last load skipped
         self.status: ServerStatus | None = None
@@ -350,6 +352,11 @@ class Observer:
     def file_items(self, kind: str, stats) -> None:
         """What the last load of a file skipped, by reason (stats: a pod file's LoadStats, read by field)."""
         self.file_skipped[kind] = dict(stats.by_reason)
+
+    def transfer_stats(self) -> TransferStats:
+        """The counters the zone transfer engine's CountingObserver feeds (App wires them)."""
+        self.transfers = TransferStats()
+        return self.transfers
 
     def file_reload(self, kind: str, result: str) -> None:
         if not any(k == kind for k, _ in self.file_reloads):
@@ -396,6 +403,8 @@ class Observer:
         yield from self.state_families()
         if self.kube is not None:
             yield from self.kube.families()
+        if self.transfers is not None:
+            yield from self.transfers.families()
         reloads = CounterMetricFamily("poddns_file_reloads", "Loads of the pods and hosts files, by result.", labels=["file", "result"])
         for (kind, result), count in sorted(self.file_reloads.items()):
             reloads.add_metric([kind, result], count)

@@ -2,7 +2,7 @@
 
 from .keys import KeyFileError, KeyRing, TsigKey, load_key_files
 from .observer import TransferEvent, TransferObserver
-from .service import TransferService, TransferSettings, TransferSetupError, may_concern_transfers
+from .service import TransferService, TransferSettings, TransferSetupError, check_settings, may_concern_transfers
 
 __all__ = [
     "KeyFileError",
@@ -13,6 +13,7 @@ __all__ = [
     "TransferSettings",
     "TransferSetupError",
     "TsigKey",
+    "check_settings",
     "load_key_files",
     "may_concern_transfers",
 ]

@@ -21,13 +21,18 @@ from .serial import MASK
 
 
 class Change(Protocol):
-    """The store's ZoneChange."""
+    """The store's ZoneChange (read-only: a NamedTuple matches it)."""
 
-    apex: bytes
-    old_serial: int
-    new_serial: int
-    removed: tuple[Record, ...] | None
-    added: tuple[Record, ...] | None
+    @property
+    def apex(self) -> bytes: ...
+    @property
+    def old_serial(self) -> int: ...
+    @property
+    def new_serial(self) -> int: ...
+    @property
+    def removed(self) -> tuple[Record, ...] | None: ...
+    @property
+    def added(self) -> tuple[Record, ...] | None: ...
 
 
 @dataclass(frozen=True, slots=True)

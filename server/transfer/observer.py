@@ -1,8 +1,8 @@
 """What the transfer engine reports: hooks that do nothing by default, and one log line per transfer.
 
 Proposed metrics for the lead's metrics module (labels bounded):
-  poddns_transfers_total{type="axfr|ixfr", result="full|incremental|current|refused|notauth|
-      formerr|badkey|badsig|badtime|aborted"}
+  poddns_transfers_total{type="axfr|ixfr", result="full|incremental|current|truncated|refused|notauth|
+      servfail|formerr|badkey|badsig|badtime|aborted"}
   poddns_transfer_records_total{type}, poddns_transfer_bytes_total{type},
   poddns_transfer_duration_seconds{type} (histogram)
   poddns_tsig_queries_total{result="ok|badkey|badsig|badtime|formerr"} (signed ordinary queries)

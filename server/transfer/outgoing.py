@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from itertools import chain
-from typing import NamedTuple
+from operator import itemgetter
+from typing import Any, NamedTuple
 
-from .encoder import Record, pack_messages
+from .encoder import Record, pack_messages, pack_pieces, record_piece
 from .journal import Difference
 from .tsig import Signer
 
@@ -28,6 +29,18 @@ class WireRecord(NamedTuple):
 def axfr_records(soa: Record, records: Iterable[Record]) -> Iterator[Record]:
     """SOA, every other record once, SOA again."""
     return chain((soa,), records, (soa,))
+
+
+_OWNER_AND_BODY = itemgetter(0, 2)
+
+
+def axfr_pieces(snapshot: Any) -> Iterator[tuple[bytes, bytes]]:
+    """SOA, every other record once, SOA again, as encoder pieces: the snapshot's stored RRsets
+    spliced in when it hands them out (the zone store's `rrsets()`), else its records one by one."""
+    soa = record_piece(snapshot.soa)
+    rrsets = getattr(snapshot, "rrsets", None)
+    body = map(_OWNER_AND_BODY, rrsets()) if rrsets is not None else map(record_piece, snapshot.records())
+    return chain((soa,), body, (soa,))
 
 
 def ixfr_records(current_soa: Record, old_soa: Record, difference: Difference) -> Iterator[Record]:
@@ -53,6 +66,13 @@ def messages(
 ) -> Iterator[tuple[bytes, int]]:
     """The reply's messages, unsigned: the question and `opt` (our OPT, when asked with EDNS) in the first."""
     return pack_messages(records, query_id.to_bytes(2, "big"), reply_flags(request_flags), question, limit, opt)
+
+
+def piece_messages(
+    pieces: Iterable[tuple[bytes, bytes]], query_id: int, request_flags: int, question: bytes, limit: int, opt: bytes = b""
+) -> Iterator[tuple[bytes, int]]:
+    """messages() for encoder pieces."""
+    return pack_pieces(pieces, query_id.to_bytes(2, "big"), reply_flags(request_flags), question, limit, opt)
 
 
 def first_and_rest(encoded: Iterator[tuple[bytes, int]]) -> tuple[list[tuple[bytes, int]], Iterator[tuple[bytes, int]]]:

@@ -9,8 +9,10 @@ which the TCP transport writes one by one, waiting for its buffer to drain.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import dns.exception
@@ -19,21 +21,25 @@ import dns.rdatatype
 
 from ..zone import wire
 from .encoder import Record
+from .fullcache import FullTransferCache, Variant, replayed
 from .journal import Change, Journal
 from .keys import KeyFileError, KeyRing, TsigKey, load_key_files
 from .notify import NotifySender
 from .observer import TransferEvent, TransferLog, TransferObserver, peer_text
-from .outgoing import Done, WireRecord, axfr_records, first_and_rest, ixfr_records, messages, sign_one, stream
+from .outgoing import Done, WireRecord, axfr_pieces, first_and_rest, ixfr_records, messages, piece_messages, reply_flags, sign_one, stream
 from .policy import TransferPolicy
 from .serial import newer, replace_soa_serial, soa_serial
 from .shape import CLASS_IN, QUERY, TYPE_AXFR, TYPE_IXFR, TYPE_SOA, Request, may_concern_transfers, scan
 from .source import ZoneSource
 from .tsig import FLAG_TC, FUDGE, RCODE_FORMERR, RCODE_NOTAUTH, RCODE_REFUSED, Rejected, Signer, Verified, refusal, verify
 
-__all__ = ["TransferService", "TransferSettings", "TransferSetupError", "may_concern_transfers"]
+__all__ = ["TransferService", "TransferSettings", "TransferSetupError", "check_settings", "may_concern_transfers"]
 
 UDP_LIMIT = wire.EDNS_PAYLOAD
 TCP_LIMIT = 65535
+RCODE_SERVFAIL = 2
+BUSY_WAIT = 3.0  # seconds a full transfer waits for a change written in steps to be committed
+BUSY_POLL = 0.01
 
 Reply = bytes | AsyncIterator[bytes] | None
 Answer = Callable[[bytes, bool], "bytes | None"]  # (query, over TCP?) -> the ordinary reply
@@ -57,6 +63,34 @@ class TransferSettings:
     notify_interval: float = 1.0
 
 
+def check_settings(settings: TransferSettings, keys: KeyRing | None = None) -> tuple[KeyRing, TransferPolicy, TsigKey | None]:
+    """The key ring, the policy and the NOTIFY key the settings name; TransferSetupError (one line) for
+    the first problem. The server calls it before it binds anything, so a bad setting costs no listener."""
+    try:
+        ring = keys if keys is not None else load_key_files(settings.key_files)
+    except KeyFileError as exc:
+        raise TransferSetupError(str(exc)) from None
+    for name in settings.transfer_keys:
+        if name not in ring:
+            raise TransferSetupError(f"--transfer-key {name}: no such key in the --tsig-key-file files")
+    notify_key_name = settings.notify_key or (settings.transfer_keys[0] if settings.transfer_keys else None)
+    notify_key: TsigKey | None = None
+    if notify_key_name is not None:
+        notify_key = ring.get(notify_key_name)
+        if notify_key is None:
+            raise TransferSetupError(f"--notify-key {notify_key_name}: no such key in the --tsig-key-file files")
+    try:
+        policy = TransferPolicy(settings.transfer_keys, settings.allow_unsigned)
+    except ValueError as exc:
+        raise TransferSetupError(f"--transfer-allow-unsigned: {exc}") from None
+    for host, _ in settings.notify:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError as exc:
+            raise TransferSetupError(f"--notify: {exc} (HOST must be an IP address)") from None
+    return ring, policy, notify_key
+
+
 class TransferService:
     def __init__(
         self,
@@ -73,48 +107,33 @@ class TransferService:
         self.observer = observer or TransferObserver()
         self.clock = clock
         self.log = TransferLog()
-        try:
-            self.keys = keys if keys is not None else load_key_files(settings.key_files)
-        except KeyFileError as exc:
-            raise TransferSetupError(str(exc)) from None
-        for name in settings.transfer_keys:
-            if name not in self.keys:
-                raise TransferSetupError(f"--transfer-key {name}: no such key in the --tsig-key-file files")
-        notify_key_name = settings.notify_key or (settings.transfer_keys[0] if settings.transfer_keys else None)
-        notify_key: TsigKey | None = None
-        if notify_key_name is not None:
-            notify_key = self.keys.get(notify_key_name)
-            if notify_key is None:
-                raise TransferSetupError(f"--notify-key {notify_key_name}: no such key in the --tsig-key-file files")
-        try:
-            self.policy = TransferPolicy(settings.transfer_keys, settings.allow_unsigned)
-        except ValueError as exc:
-            raise TransferSetupError(f"--transfer-allow-unsigned: {exc}") from None
+        self.keys, self.policy, notify_key = check_settings(settings, keys)
         self.journal = Journal(settings.ixfr_journal, settings.ixfr_journal_bytes, self._journal_size)
-        try:
-            self.notifier = (
-                NotifySender(settings.notify, notify_key, self.current_soa, self.observer, settings.notify_interval)
-                if settings.notify
-                else None
-            )
-        except ValueError as exc:
-            raise TransferSetupError(f"--notify: {exc} (HOST must be an IP address)") from None
+        self.notifier = (
+            NotifySender(settings.notify, notify_key, self.current_soa, self.observer, settings.notify_interval)
+            if settings.notify
+            else None
+        )
         self._soa: dict[bytes, Record] = {}
+        self.full = FullTransferCache()
         store.add_listener(self._committed)
 
     # -- lifecycle ------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the NOTIFY socket and announce every zone (the secondaries may be behind)."""
+        """Open the NOTIFY socket and announce every zone (the secondaries may be behind). Before the
+        store has synced nothing is announced: its first commit moves every serial, and that announces them."""
         if self.notifier is not None:
-            await self.notifier.start(list(self.store.zones))
+            await self.notifier.start(list(self.store.zones) if self.store.synced else [])
 
     async def stop(self) -> None:
         if self.notifier is not None:
             await self.notifier.stop()
 
-    def _committed(self, changes: list[Change]) -> None:
+    def _committed(self, changes: Sequence[Change]) -> None:
         self.journal.record(changes)
+        for change in changes:
+            self.full.forget(change.apex)
         if self.notifier is not None:
             for change in changes:
                 self.notifier.changed(change.apex)
@@ -201,7 +220,7 @@ class TransferService:
         body = reply[:2] + flags.to_bytes(2, "big") + b"\x00\x01\x00\x00\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00")
         return self._signer(verified).sign(body + request.question + opt)
 
-    def _transfer(self, query: bytes, request: Request, verified: Verified | None, peer: tuple, tcp: bool) -> Reply:
+    def _transfer(self, query: bytes, request: Request, verified: Verified | None, peer: tuple, tcp: bool, waited: bool = False) -> Reply:
         started = time.perf_counter()
         signer = self._signer(verified) if verified is not None else None
         key = verified.key.name if verified is not None else None
@@ -215,6 +234,8 @@ class TransferService:
         zone = self.store.zones.get(request.qname) if request.qclass == CLASS_IN else None
         if zone is None:
             return refuse(RCODE_NOTAUTH, "notauth")
+        if not self.store.synced:
+            return refuse(RCODE_SERVFAIL, "servfail")  # nothing is served before the first complete state, as for queries
         if request.qtype == TYPE_AXFR and not tcp:
             return refuse(RCODE_FORMERR, "formerr")  # AXFR is defined over TCP only (RFC 5936 §4.2)
         if request.qtype == TYPE_IXFR and request.soa_serial is None:
@@ -248,10 +269,21 @@ class TransferService:
             if not tcp:
                 return self._single_soa(request, apex, signer, opt, report, "truncated")
 
+        qname = request.question[:-4]
+        variant = Variant(serial, limit, opt, len(request.question), qname == qname.lower())
+        kept = self.full.get(apex, variant)  # the same serial is the same zone, busy or not
+        if kept is not None:
+            encoded = replayed(kept, request.id, reply_flags(request.flags), request.question)
+            return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
+        if self.store.busy:  # a change is half written: a snapshot now would mix two states
+            if waited:
+                return refuse(RCODE_SERVFAIL, "servfail")
+            return _when_settled(self.store, lambda: self._transfer(query, request, verified, peer, tcp, waited=True))
         snapshot = self.store.snapshot(apex)
         self._soa[apex] = snapshot.soa
         serial = snapshot.serial
-        encoded = messages(axfr_records(snapshot.soa, snapshot.records()), request.id, request.flags, request.question, limit, opt)
+        encoded = piece_messages(axfr_pieces(snapshot), request.id, request.flags, request.question, limit, opt)
+        encoded = self.full.filling(apex, variant._replace(serial=serial), encoded)
         return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
 
     def _single_soa(self, request: Request, apex: bytes, signer: Signer | None, opt: bytes, report, result: str) -> bytes:
@@ -296,6 +328,26 @@ def _udp_limit(request: Request) -> int:
     if request.edns_payload is None:
         return 512
     return min(max(512, request.edns_payload), UDP_LIMIT)
+
+
+async def _when_settled(store: ZoneSource, retry: Callable[[], Reply]) -> AsyncIterator[bytes]:
+    """The reply `retry()` gives once the store is no longer busy (or after BUSY_WAIT: then SERVFAIL)."""
+    deadline = time.monotonic() + BUSY_WAIT
+    while store.busy and time.monotonic() < deadline:
+        await asyncio.sleep(BUSY_POLL)
+    reply = retry()
+    if reply is None:
+        return
+    if isinstance(reply, bytes):
+        yield reply
+        return
+    try:
+        async for message in reply:
+            yield message
+    finally:
+        close = getattr(reply, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _chain(head, rest):

@@ -7,7 +7,7 @@ listener after each commit. SOA records are never among a change's records.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from .encoder import Record
@@ -15,26 +15,40 @@ from .journal import Change
 
 
 class ServedZone(Protocol):
-    apex: bytes
-    serial: int
-    name: str
+    @property
+    def apex(self) -> bytes: ...
+    @property
+    def serial(self) -> int: ...
+    @property
+    def name(self) -> str: ...
 
 
 class Snapshot(Protocol):
     """One consistent state of one zone, read in pieces while the store keeps changing."""
 
-    serial: int
-    soa: Record
+    @property
+    def serial(self) -> int: ...
+    @property
+    def soa(self) -> Record: ...
 
     def records(self) -> Iterator[Record]:
         """Every record but the apex SOA."""
         ...
 
+    # The zone store's snapshot also has rrsets(): (owner, type key, encoded RRset) of the same records,
+    # which the engine splices into messages without decoding them (outgoing.axfr_pieces).
+
 
 class ZoneSource(Protocol):
+    """`synced`: False until every source has synced (nothing is served: transfers get SERVFAIL).
+    `busy`: True while a change is written in steps, before its serials move (a snapshot waits)."""
+
+    synced: bool
+    busy: bool
+
     @property
     def zones(self) -> Mapping[bytes, ServedZone]: ...
 
     def snapshot(self, apex: bytes) -> Snapshot: ...
 
-    def add_listener(self, callback: Callable[[list[Change]], None]) -> None: ...
+    def add_listener(self, listener: Callable[[Sequence[Change]], None]) -> None: ...

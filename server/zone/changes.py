@@ -128,6 +128,21 @@ class ZoneSnapshot:
         self.soa = RR(zone.apex, wire.SOA, zone.negative_ttl, zone.soa_rdata)
         self._nodes = nodes
 
+    def rrsets(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """The records of records() as the store keeps them: (owner, type key, encoded RRset) per RRset,
+        the RRset's records each owned by the 2-byte question pointer (as in answers), ready to be spliced
+        into a transfer message without decoding (server/transfer/encoder.py)."""
+        zone, apex = self.zone, self.apex
+        for name, node in self._nodes.items():
+            if node.zone is not zone:
+                continue
+            if type(node) is Leaf:
+                yield name, node[0], node[2]
+                continue
+            for key, (_, body) in node.items():  # Node.rrsets() inline: a generator per name costs
+                if key != ANY_KEY and (key != _SOA_KEY or name != apex):
+                    yield name, key, body
+
     def records(self) -> Iterator[RR]:
         """Every record of the zone except the apex SOA, from the state at snapshot time (apex records first:
         apexes are the store's oldest names)."""

@@ -146,7 +146,7 @@ def test_component_adds_only_the_servicemonitor(base, with_component):
 
 def test_every_component_composes_with_the_base(tmp_path):
     components = sorted(path for path in COMPONENTS.iterdir() if path.is_dir())
-    assert {path.name for path in components} == {"servicemonitor", "hosts-file"}
+    assert {path.name for path in components} == {"servicemonitor", "hosts-file", "zone-transfers"}
     everything = overlay(tmp_path, *components)
     assert one(everything, "ServiceMonitor") and len([doc for doc in everything if doc["kind"] == "ConfigMap"]) == 2
 

@@ -52,6 +52,8 @@ EXPECTED_ALERTS = {
     "PodIdentityDNSKubernetesAPIErrors",
     "PodIdentityDNSWatchSilent",
     "PodIdentityDNSFileReloadFailed",
+    "PodIdentityDNSTransfersRefused",
+    "PodIdentityDNSNotifyFailing",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
@@ -233,8 +235,19 @@ def test_dashboard_covers_what_the_issue_asks_for():
     } <= titles
 
 
-def test_dashboard_keeps_a_place_for_transfers_and_events_without_panels_yet():
+def test_dashboard_keeps_a_place_for_events_without_panels_yet():
     rows = {panel["title"]: panel for panel in dashboard()["panels"] if panel["type"] == "row"}
-    for title in ("Zone transfers and NOTIFY", "Kubernetes Events"):
-        assert rows[title]["collapsed"] is True
-        assert [panel["type"] for panel in rows[title]["panels"]] == ["text"]
+    assert rows["Kubernetes Events"]["collapsed"] is True
+    assert [panel["type"] for panel in rows["Kubernetes Events"]["panels"]] == ["text"]
+
+
+def test_dashboard_shows_zone_transfers_and_notify():
+    panels = dashboard()["panels"]
+    start = next(i for i, panel in enumerate(panels) if panel["title"] == "Zone transfers and NOTIFY")
+    assert panels[start]["type"] == "row" and panels[start]["collapsed"] is False
+    titles = []
+    for panel in panels[start + 1 :]:
+        if panel["type"] == "row":
+            break
+        titles.append(panel["title"])
+    assert titles == ["Transfers by result", "Transfer duration", "Transfer volume", "NOTIFY", "IXFR journal", "Signed queries"]

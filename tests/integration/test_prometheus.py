@@ -8,7 +8,9 @@ scrape interval, the alert rules loaded) scrapes three servers, one job each:
 - broken: its API answers 500 to everything, so it never syncs (not ready,
   SERVFAIL to in-zone queries, API errors);
 - files: the demo's pod and hosts files (a conflict, static entries); its
-  hosts file then breaks, and most queries it gets are for other zones.
+  hosts file then breaks, and most queries it gets are for other zones. It
+  does zone transfers: one AXFR signed, one refused, a signed SOA query,
+  and its NOTIFY of a pod file change is answered REFUSED by a secondary.
 
 Each panel query (Grafana's variables substituted, the job set to one of
 the three) must parse, and return series for exactly the jobs the tables
@@ -23,6 +25,7 @@ import json
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -35,12 +38,15 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rcode
+import dns.tsig
+import dns.xfr
 import pytest
 import yaml
 
 from tests.conftest import REPO, ZONE
 from tests.fakekube import FakeKubeThread, make_pod
 from tests.manifests import alert_rules, dashboard, dashboard_queries, grafana_expr, tool, write_rules_file
+from tests.secondaries import axfr_lines, generate_keys, keys_of
 from tests.serverproc import ServerProcess
 
 JOBS = ("kube", "broken", "files")
@@ -81,6 +87,16 @@ PANEL_SERIES: dict[str, frozenset[str]] = {
     "Programming latency B": KUBE_SERVERS,
     "Memory A": ALL,
     "CPU A": ALL,
+    # Only the files server does zone transfers.
+    "Transfers by result A": frozenset({"files"}),
+    "Transfer duration A": frozenset({"files"}),
+    "Transfer duration B": frozenset({"files"}),
+    "Transfer volume A": frozenset({"files"}),
+    "Transfer volume B": frozenset({"files"}),
+    "NOTIFY A": frozenset({"files"}),
+    "IXFR journal A": frozenset({"files"}),
+    "IXFR journal B": frozenset({"files"}),
+    "Signed queries A": frozenset({"files"}),
 }
 
 # Which jobs each alert's expression selects (its `for` aside).
@@ -94,6 +110,8 @@ ALERT_SERIES: dict[str, frozenset[str]] = {
     "PodIdentityDNSKubernetesAPIErrors": frozenset({"broken"}),
     "PodIdentityDNSWatchSilent": frozenset(),  # needs 15 silent minutes: promtool's unit tests cover it firing
     "PodIdentityDNSFileReloadFailed": frozenset({"files"}),
+    "PodIdentityDNSTransfersRefused": frozenset({"files"}),  # an unsigned AXFR
+    "PodIdentityDNSNotifyFailing": frozenset({"files"}),  # a secondary that answers NOTIFY with REFUSED
 }
 
 
@@ -234,6 +252,51 @@ def relist(fake: FakeKubeThread, port: int, number: int) -> None:
     eventually(lambda: answers(port, f"after-relist-{number}.set.relists.{ZONE}"), "the pod added after the relist")
 
 
+class RefusingSecondary:
+    """A UDP socket that answers every NOTIFY with REFUSED (signed with the key the NOTIFY is signed
+    with, or the server would not take it as the answer), as a secondary that does not trust us."""
+
+    def __init__(self, key: dns.tsig.Key) -> None:
+        self.keyring = {key.name: key}
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.running = True
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while self.running:
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            response = dns.message.make_response(dns.message.from_wire(data, keyring=self.keyring))
+            response.set_rcode(dns.rcode.REFUSED)
+            self.sock.sendto(response.to_wire(), peer)
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+
+def transfers(port: int, key_file: Path, pods_file: Path) -> None:
+    """A pod file change (its NOTIFY is refused), a signed AXFR, an unsigned one (refused), a signed SOA query."""
+    pods = yaml.safe_load(pods_file.read_text())
+    pods["items"].append(identity("xfr-0", "transfers", "10.244.12.1"))
+    pods_file.write_text(yaml.safe_dump(pods))
+    eventually(lambda: answers(port, f"xfr-0.set.transfers.{ZONE}"), "the pod file change")
+    key = keys_of(key_file)["xfr"]
+    assert axfr_lines(port, ZONE, key)
+    with pytest.raises(dns.xfr.TransferError):
+        axfr_lines(port, ZONE)
+    signed = dns.message.make_query(ZONE, "SOA")
+    signed.use_tsig(key.key)
+    assert dns.query.udp(signed, "127.0.0.1", port=port, timeout=2).had_tsig
+
+
 @pytest.fixture(scope="module")
 def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     tmp = tmp_path_factory.mktemp("prometheus")
@@ -241,14 +304,17 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
     shutil.copy(REPO / "configs" / "demo-hosts", tmp / "hosts")
     metrics = ["--metrics-listen", "127.0.0.1:0"]
     cluster = ["--zone", ZONE, "--reverse-cidr", "10.244.0.0/16", *metrics]
-    with FakeKubeThread() as fake, FakeKubeThread() as down:
+    key_file = generate_keys(tmp, "xfr")
+    refusing = RefusingSecondary(keys_of(key_file)["xfr"].key)
+    transfer_args = ["--tsig-key-file", str(key_file), "--transfer-key", "xfr", "--notify", f"127.0.0.1:{refusing.port}"]
+    with FakeKubeThread() as fake, FakeKubeThread() as down, contextlib.closing(refusing):
         down.call(down.kube.fail_requests, 500)
         fake.call(fake.kube.add_pod, identity("seed-0", "seed", "10.244.9.1"))
         files_args = ["--config", "configs/demo.yaml", "--pods-file", str(tmp / "pods.yaml"), "--hosts-file", str(tmp / "hosts")]
         with (
             ServerProcess(*cluster, "--kubeconfig", str(fake.kube.write_kubeconfig(tmp / "kubeconfig"))) as kube,
             ServerProcess(*cluster, "--kubeconfig", str(down.kube.write_kubeconfig(tmp / "down-kubeconfig"))) as broken,
-            ServerProcess(*files_args, *metrics, "--reload-interval", "0.2") as files,
+            ServerProcess(*files_args, *metrics, *transfer_args, "--reload-interval", "0.2") as files,
         ):
             eventually(lambda: answers(kube.port, f"seed-0.set.seed.{ZONE}"), "the kube server synced")
             servers = {"kube": kube, "broken": broken, "files": files}
@@ -266,6 +332,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
                 fake.call(fake.kube.add_pod, identity("late-0", "late", "10.244.11.1", changed=a_minute_ago))
                 eventually(lambda: answers(kube.port, f"late-0.set.late.{ZONE}"), "the late pod")
 
+                transfers(files.port, key_file, tmp / "pods.yaml")
                 (tmp / "hosts").write_text("10.244.0.9\n")  # an address without a name: the reload fails
                 eventually(
                     lambda: metric_value(files.metrics_port, 'poddns_file_reloads_total{file="hosts",result="error"}') == 1,

@@ -191,7 +191,7 @@ async def test_serials_near_the_wrap():
 
 
 def test_the_store_interface_is_all_it_needs():
-    """The engine touches only zones, snapshot() and add_listener(): a store with nothing else will do."""
+    """The engine touches only zones, snapshot(), add_listener(), synced and busy: a store with nothing else will do."""
     store = FakeStore()
     pod_zones(store, 3)
 
@@ -199,6 +199,8 @@ def test_the_store_interface_is_all_it_needs():
         zones = store.zones
         snapshot = staticmethod(store.snapshot)
         add_listener = staticmethod(store.add_listener)
+        synced = True
+        busy = False
 
     service = TransferService(TransferSettings(allow_unsigned=TRUSTED), Narrow(), store.answer)
     reply = asyncio.run(collect(service.handle(request(FORWARD, "AXFR").to_wire(), PEER, True)))
