@@ -19,6 +19,8 @@ import yaml
 from .model import TEMPLATE_FIELDS, check_hostname, template_fields
 from .zone import names
 
+UDP_BATCH_MAX = 1024  # the kernel's cap on messages per recvmmsg/sendmmsg (UIO_MAXIOV)
+
 
 class ConfigError(Exception):
     """A one-line, user-facing configuration problem (exit code 2)."""
@@ -157,6 +159,20 @@ OPTIONS: tuple[Option, ...] = (
         "close a DNS TCP connection this many seconds after it opened, once no query is pending (0: no limit)",
         _seconds,
     ),
+    Option(
+        "udp_frontend",
+        "--udp-frontend",
+        "auto",
+        "how UDP is read and answered: batched (recvmmsg/sendmmsg, Linux), uvloop (one datagram per call), or auto (batched where available)",
+        choices=("auto", "batched", "uvloop"),
+    ),
+    Option(
+        "udp_batch",
+        "--udp-batch",
+        32,
+        "queries read per recvmmsg and replies sent per sendmmsg by the batched front end (1-1024)",
+        _positive_int,
+    ),
     Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)"),
     Option(
         "workers",
@@ -200,6 +216,8 @@ class Config:
     tcp_max_connections: int
     tcp_max_per_client: int
     tcp_max_lifetime: float
+    udp_frontend: str
+    udp_batch: int
     server_id: str
     workers: int
     extra: dict = field(default_factory=dict, compare=False)
@@ -325,6 +343,8 @@ def _validate(raw: dict[str, Any]) -> Config:
     for key in ("workers", "tcp_max_per_client", "metrics_max_connections"):
         if values[key] < 1:
             raise ConfigError(f"{key} ({BY_KEY[key].flag}): {values[key]!r}: must be at least 1")
+    if not 1 <= values["udp_batch"] <= UDP_BATCH_MAX:
+        raise ConfigError(f"udp_batch (--udp-batch): {values['udp_batch']!r}: must be 1-{UDP_BATCH_MAX}")
     if values["metrics_idle_timeout"] <= 0:
         raise ConfigError(f"metrics_idle_timeout (--metrics-idle-timeout): {values['metrics_idle_timeout']!r}: must be more than 0")
 
