@@ -95,20 +95,15 @@ class BatchedUdp:
     def answer(self, count: int) -> int:
         """Call the handler for the first `count` query slots; fill the reply slots; how many replies."""
         s = self._slots
-        handler, peers, queries, replies = self.handler, s.peers, s.queries, s.replies
-        qslot, rslot = s.query_slot, s.reply_slot
-        send_len, iov_stride, iov_len_at = s.send_len, s.iov_stride, s.iov_len_at
-        send_ptr, stride_ptr, name_ptr_at, name_addrs = s.send_ptr, s.stride_ptr, s.name_ptr_at, s.name_addrs
+        handler, peers, queries, replies, send_len = self.handler, s.peers, s.queries, s.replies, s.send_len
+        qslot, rslot, reply_starts, reply_lengths = s.query_slot, s.reply_slot, s.reply_starts, s.reply_length_at
         if s.pointers_moved:  # the last batch had a query without a reply; its replies are sent by now
             s.restore_peer_pointers()
-        keys = s.peer_keys(count)
         out = 0
-        for i, size in enumerate(s.lengths[:count].tolist()):
-            start = i * qslot
+        for i, start, size, key in zip(range(count), s.query_starts, s.lengths[:count].tolist(), s.peer_keys(count)):
             query = queries[start : start + size].tobytes()
             if size == qslot and s.truncated(i):
                 log.debug("UDP query longer than %d bytes: the handler sees the first %d", qslot, qslot)
-            key = keys[i]
             peer = peers.get(key) or self._remember(key, i)
             try:
                 reply = handler(query, False, peer)
@@ -118,16 +113,15 @@ class BatchedUdp:
                 if size > rslot:
                     self._send_one(reply, peer)  # type: ignore[arg-type]
                     continue
-                base = out * rslot
+                base = reply_starts[out]
                 replies[base : base + size] = reply  # type: ignore[assignment]
             except Exception:  # a bug for one packet must not stop the others
                 log.exception("internal error answering a UDP query from %s", peer)
                 continue
-            send_len[out * iov_stride + iov_len_at] = size
+            send_len[reply_lengths[out]] = size
             if out != i:  # reply slot j points at query slot j's peer unless an earlier query got no reply
-                send_ptr[out * stride_ptr + name_ptr_at] = name_addrs[i]
+                s.point_reply_at(out, i)
             out += 1
-        s.pointers_moved = out != count
         s.restore_name_lengths()
         return out
 
@@ -235,6 +229,14 @@ class _Slots:
             self.peer_keys = lambda count: [names[i : i + size].tobytes() for i in range(0, count * stride, stride)]
         self.peers: dict[object, tuple] = {}
         self.pointers_moved = False
+        # Per-slot positions, computed once: the loop indexes lists instead of multiplying.
+        self.query_starts = [i * query_slot for i in range(batch)]
+        self.reply_starts = [i * reply_slot for i in range(batch)]
+        self.reply_length_at = [i * self.iov_stride + self.iov_len_at for i in range(batch)]
+
+    def point_reply_at(self, reply_slot: int, query_slot: int) -> None:
+        self.send_ptr[reply_slot * self.stride_ptr + self.name_ptr_at] = self.name_addrs[query_slot]
+        self.pointers_moved = True
 
     def truncated(self, slot: int) -> bool:
         return bool(self.flags[slot] & mmsg.MSG_TRUNC)
@@ -247,6 +249,7 @@ class _Slots:
 
     def restore_peer_pointers(self) -> None:
         self._name_ptrs[:] = self._name_ptrs_first
+        self.pointers_moved = False
 
 
 def _words(buffer: bytearray, format: str) -> memoryview:
