@@ -80,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--warmup", type=float, default=2.0, help="seconds of load on each server before the timed runs, not counted (default 2)"
     )
     p.add_argument("--rounds", type=int, default=3, help="throughput rounds of ours (batched), Knot, ours (uvloop) (default 3)")
-    p.add_argument("--udp-batch", type=int, default=32, help="--udp-batch of our batched server (default 32)")
+    p.add_argument("--udp-batch", type=int, default=64, help="--udp-batch of our batched server (default 64)")
     p.add_argument("--no-baseline", action="store_true", help="skip the dnslib baseline")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
     p.add_argument("--deadline", type=float, help="global time limit, seconds (default: 8 runs + N-dependent setup)")

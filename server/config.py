@@ -169,7 +169,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "udp_batch",
         "--udp-batch",
-        32,
+        64,
         "queries read per recvmmsg and replies sent per sendmmsg by the batched front end (1-1024)",
         _positive_int,
     ),

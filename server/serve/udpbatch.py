@@ -34,7 +34,7 @@ PEER_CACHE = 4096  # peer address tuples kept, by their sockaddr bytes: resolver
 class BatchedUdp:
     """One UDP listener served with recvmmsg/sendmmsg from loop.add_reader; close() as a transport's."""
 
-    def __init__(self, sock: socket.socket, handler: Handler, batch: int = 32, calls: mmsg.Calls | None = None):
+    def __init__(self, sock: socket.socket, handler: Handler, batch: int = 64, calls: mmsg.Calls | None = None):
         if not 1 <= batch <= 1024:
             raise ValueError(f"batch must be 1-1024, not {batch}")
         self.sock, self.handler, self.batch = sock, handler, batch

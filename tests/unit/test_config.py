@@ -42,7 +42,7 @@ def test_udp_front_end_options_are_range_checked():
     def config(*flags: str):
         return build_config(make_parser().parse_args(["serve", "--zone", "pods.example.internal", *flags]))
 
-    assert (config().udp_frontend, config().udp_batch) == ("auto", 32)
+    assert (config().udp_frontend, config().udp_batch) == ("auto", 64)
     assert config("--udp-frontend", "uvloop", "--udp-batch", "1024").udp_frontend == "uvloop"
     assert config("--udp-batch", "1").udp_batch == 1
     for value, message in [("0", "0: must be 1-1024"), ("1025", "1025: must be 1-1024"), ("many", "'many'")]:
