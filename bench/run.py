@@ -17,8 +17,9 @@
    runs dnsperf with one query mix (see benchlib.build_queries) in rounds of
    ours (batched), Knot, ours (uvloop), each for the same duration
    (throughput; the ratio ours/Knot is taken per round, from runs back to
-   back, and the median of the rounds is reported), then at a fixed 10,000
-   qps against each (latency), then once against a dnslib
+   back, and the median of the rounds is reported), then rounds at a fixed
+   10,000 qps against each (latency, the median of the rounds), then once
+   against a dnslib
    parse-and-build-per-query server (bench/dnslib_baseline.py);
 6. prints one table and exits non-zero if anything failed to start or
    answered wrongly. Every child is stopped on exit, Ctrl-C or error, and the
@@ -189,7 +190,7 @@ def progress(r: bl.PerfResult) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    n_runs = 3 * args.rounds + 3 + (0 if args.no_baseline else 1)
+    n_runs = 6 * args.rounds + (0 if args.no_baseline else 1)
     budget = args.deadline or (
         180 + 2 * (args.warmup + 30) + args.pods / 1000 * 3 + n_runs * (1 + args.retries) * (args.duration + 10 + args.wait_quiet)
     )
@@ -305,7 +306,7 @@ def main(argv=None) -> int:
                 bl.run_dnsperf(procs, f"warmup-{key}", p, query_file, args.warmup, pid, perf_opts, logs)
         runs: dict[str, bl.PerfResult] = {}
         plan = [(f"{key}{i}", *servers[key], []) for i in range(1, args.rounds + 1) for key in ("A", "B", "U")]
-        plan += [(f"L{key}", *servers[key], ["-Q", str(args.rate)]) for key in ("A", "B", "U")]
+        plan += [(f"L{key}{i}", *servers[key], ["-Q", str(args.rate)]) for i in range(1, args.rounds + 1) for key in ("A", "B", "U")]
         for label, p, pid, extra in plan:
             opts = perf_opts + extra
             if extra:  # the fixed-rate runs: fewer sockets and queries in flight are plenty at 10k qps

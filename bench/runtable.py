@@ -1,8 +1,8 @@
 """The table of bench/run.py: ours (batched UDP) and Knot side by side, ours (uvloop UDP) for reference.
 
 Run labels: A<i> ours with --udp-frontend batched, B<i> Knot, U<i> ours with
---udp-frontend uvloop, one of each per round and back to back; LA, LB, LU the
-fixed-rate latency runs; C the dnslib baseline.
+--udp-frontend uvloop, one of each per round and back to back; LA<i>, LB<i>,
+LU<i> the fixed-rate latency runs, in rounds the same way; C the dnslib baseline.
 """
 
 from __future__ import annotations
@@ -75,27 +75,22 @@ def render(args, cluster, mix, size, perf_opts, runs, ours_start, knot_start, me
     add(f"  avg latency at full load, rounds {what} (ms)", *per_round("avg_latency", "{:.2f}", 1e3))
     add(f"  queries lost, rounds {what}", *per_round("lost"))
 
-    la, lb, lu = r["LA"], r["LB"], r["LU"]
+    lat = {key: statistics.median(r[f"L{key}{i}"].avg_latency for i in rounds) for key in "ABU"}
     add(
-        f"avg latency at {args.rate:,} qps (ms)",
-        f"{la.avg_latency * 1e3:.3f}",
-        f"{lb.avg_latency * 1e3:.3f}",
-        f"{lu.avg_latency * 1e3:.3f}",
-        f"{la.avg_latency / lb.avg_latency:.2f}x Knot's, {la.avg_latency / lu.avg_latency:.2f}x uvloop's",
-        f"<= uvloop's ({verdict(la.avg_latency <= lu.avg_latency)}), <= {TARGET_LATENCY}x Knot's "
-        f"({verdict(la.avg_latency / lb.avg_latency <= TARGET_LATENCY)})",
+        f"avg latency at {args.rate:,} qps, median of {len(rounds)} rounds (ms)",
+        *(f"{lat[key] * 1e3:.3f}" for key in "ABU"),
+        f"{lat['A'] / lat['B']:.2f}x Knot's, {lat['A'] / lat['U']:.2f}x uvloop's",
+        f"<= uvloop's ({verdict(lat['A'] <= lat['U'])}), <= {TARGET_LATENCY}x Knot's ({verdict(lat['A'] / lat['B'] <= TARGET_LATENCY)})",
     )
-    add(
-        f"  latency stddev at {args.rate:,} qps (ms)",
-        f"{la.latency_sd * 1e3:.3f}",
-        f"{lb.latency_sd * 1e3:.3f}",
-        f"{lu.latency_sd * 1e3:.3f}",
-    )
-    add(
-        f"  achieved qps / server CPU at {args.rate:,} qps",
-        *(f"{x.qps:,.0f} / {x.server_cpu:.0f}%" for x in (la, lb, lu)),
-    )
-    add(f"  server CPU per query at {args.rate:,} qps (µs)", *(f"{x.server_us_per_query:.2f}" for x in (la, lb, lu)))
+
+    def fixed_rate(field: str, fmt: str, scale: float = 1.0) -> tuple[str, ...]:
+        return tuple(" / ".join(fmt.format(getattr(r[f"L{key}{i}"], field) * scale) for i in rounds) for key in "ABU")
+
+    add(f"  avg latency at {args.rate:,} qps, rounds {what} (ms)", *fixed_rate("avg_latency", "{:.3f}", 1e3))
+    add(f"  latency stddev at {args.rate:,} qps, rounds {what} (ms)", *fixed_rate("latency_sd", "{:.3f}", 1e3))
+    add(f"  achieved qps at {args.rate:,} qps, rounds {what}", *fixed_rate("qps", "{:,.0f}"))
+    add(f"  server CPU per query at {args.rate:,} qps, rounds {what} (µs)", *fixed_rate("server_us_per_query", "{:.1f}"))
+    add(f"  other processes at {args.rate:,} qps, rounds {what} (% of a core)", *fixed_rate("other_cpu", "{:.0f}"))
     target_start = f"<= {TARGET_START} s at 100k" + (f" ({verdict(ours_start <= TARGET_START)})" if args.pods >= 100_000 else "")
     add(
         f"start -> first answer, {args.pods:,} pods, median of {STARTS} (s)",
