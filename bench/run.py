@@ -12,9 +12,14 @@
    Knot (`knotd`, udp-workers 1), which must serve the same SOA;
 4. checks a few answers (A, AAAA, PTR, NXDOMAIN) agree between the two and
    with the generated cluster;
-5. runs dnsperf with one query mix (see benchlib.build_queries) against
-   ours, Knot, ours, Knot for the same duration each (throughput), then at a
-   fixed 10,000 qps against each (latency), then once against a dnslib
+5. starts a second server of ours on the same pod file with the uvloop UDP
+   front end (the first one runs the default, batched: --udp-frontend), and
+   runs dnsperf with one query mix (see benchlib.build_queries) in rounds of
+   ours (batched), Knot, ours (uvloop), each for the same duration
+   (throughput; the ratio ours/Knot is taken per round, from runs back to
+   back, and the median of the rounds is reported), then rounds at a fixed
+   10,000 qps against each (latency, the median of the rounds), then once
+   against a dnslib
    parse-and-build-per-query server (bench/dnslib_baseline.py);
 6. prints one table and exits non-zero if anything failed to start or
    answered wrongly. Every child is stopped on exit, Ctrl-C or error, and the
@@ -55,9 +60,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchlib as bl
 from benchlib import AAAA, PTR, A, BenchError
-
-TARGET_RATIO, TARGET_LATENCY, TARGET_START, TARGET_RSS = 0.6, 2.0, 3.0, 200.0
-STARTS = 3  # server starts timed; the median is reported
+from runtable import STARTS, render
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -77,16 +80,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--warmup", type=float, default=2.0, help="seconds of load on each server before the timed runs, not counted (default 2)"
     )
+    p.add_argument("--rounds", type=int, default=3, help="throughput rounds of ours (batched), Knot, ours (uvloop) (default 3)")
+    p.add_argument("--udp-batch", type=int, default=64, help="--udp-batch of our batched server (default 64)")
     p.add_argument("--no-baseline", action="store_true", help="skip the dnslib baseline")
     p.add_argument("--keep", action="store_true", help="keep the temp dir")
     p.add_argument("--deadline", type=float, help="global time limit, seconds (default: 8 runs + N-dependent setup)")
     args = p.parse_args(argv)
-    if args.pods < 10 or args.duration <= 0:
-        p.error("--pods must be >= 10 and --duration > 0")
+    if args.pods < 10 or args.duration <= 0 or args.rounds < 1:
+        p.error("--pods must be >= 10, --duration > 0 and --rounds >= 1")
     return args
 
 
-def server_argv(pod_file: Path, cidr4: str, port: int | None, command: str = "serve") -> list[str]:
+def server_argv(pod_file: Path, cidr4: str, port: int | None, command: str = "serve", udp: tuple[str, int] | None = None) -> list[str]:
+    """The server's command line; `udp`: (--udp-frontend, --udp-batch) of a serve."""
     argv = [
         sys.executable,
         "-m",
@@ -103,6 +109,8 @@ def server_argv(pod_file: Path, cidr4: str, port: int | None, command: str = "se
     ]
     if command == "serve":
         argv += ["--listen", f"127.0.0.1:{port}", "--metrics-listen", "off", "--lameduck", "0"]
+        if udp is not None:
+            argv += ["--udp-frontend", udp[0], "--udp-batch", str(udp[1])]
     return argv
 
 
@@ -180,13 +188,9 @@ def progress(r: bl.PerfResult) -> None:
     )
 
 
-def fmt_int(x: float) -> str:
-    return f"{x:,.0f}"
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    n_runs = 7 if not args.no_baseline else 6
+    n_runs = 6 * args.rounds + (0 if args.no_baseline else 1)
     budget = args.deadline or (
         180 + 2 * (args.warmup + 30) + args.pods / 1000 * 3 + n_runs * (1 + args.retries) * (args.duration + 10 + args.wait_quiet)
     )
@@ -237,7 +241,9 @@ def main(argv=None) -> int:
             waited, busy = bl.wait_quiet(args.wait_quiet)
             port = bl.free_port()
             started = time.monotonic()
-            ours = procs.start("pod-identity-dns", server_argv(pod_file, cluster.cidr4, port), logs / "server.log")
+            ours = procs.start(
+                "pod-identity-dns", server_argv(pod_file, cluster.cidr4, port, udp=("batched", args.udp_batch)), logs / "server.log"
+            )
             took, soa = bl.wait_answering(port, ours, started, 120, logs / "server.log", "pod-identity-dns")
             starts.append(took)
             ours_mem_start = bl.memory(ours.pid)
@@ -278,25 +284,29 @@ def main(argv=None) -> int:
             raise BenchError(f"Knot's SOA differs from ours: {knot_soa!r} vs {soa!r}")
         print(f"knotd answers the same SOA on port {knot_port} after {knot_start:.2f} s (serial {serial})", flush=True)
 
-        # 4. same answers
-        problems = sanity_check(cluster, {"pod-identity-dns": port, "knot": knot_port})
+        # 4. our second server, the uvloop UDP front end, for reference; then the same answers from all three
+        uvloop_port = bl.free_port()
+        started = time.monotonic()
+        ours_uvloop = procs.start(
+            "pod-identity-dns-uvloop",
+            server_argv(pod_file, cluster.cidr4, uvloop_port, udp=("uvloop", args.udp_batch)),
+            logs / "server-uvloop.log",
+        )
+        took, _ = bl.wait_answering(uvloop_port, ours_uvloop, started, 120, logs / "server-uvloop.log", "pod-identity-dns (uvloop)")
+        print(f"pod-identity-dns with --udp-frontend uvloop answers on port {uvloop_port} after {took:.2f} s", flush=True)
+        problems = sanity_check(cluster, {"pod-identity-dns": port, "pod-identity-dns (uvloop)": uvloop_port, "knot": knot_port})
         if problems:
             raise BenchError("answers differ before the timed runs:\n  " + "\n  ".join(problems))
         print("sanity check: A, AAAA, PTR and NXDOMAIN answers agree (with and without EDNS)", flush=True)
 
-        # 5. timed runs: A B A B, then fixed rate; first a short warm-up of each, not counted
+        # 5. timed runs: rounds of ours (batched), Knot, ours (uvloop), then fixed rate; first a short warm-up of each
+        servers = {"A": (port, ours.pid), "B": (knot_port, knot.pid), "U": (uvloop_port, ours_uvloop.pid)}
         if args.warmup > 0:
-            for label, p, pid in (("warmup-A", port, ours.pid), ("warmup-B", knot_port, knot.pid)):
-                bl.run_dnsperf(procs, label, p, query_file, args.warmup, pid, perf_opts, logs)
+            for key, (p, pid) in servers.items():
+                bl.run_dnsperf(procs, f"warmup-{key}", p, query_file, args.warmup, pid, perf_opts, logs)
         runs: dict[str, bl.PerfResult] = {}
-        plan = [
-            ("A1", port, ours.pid, []),
-            ("B1", knot_port, knot.pid, []),
-            ("A2", port, ours.pid, []),
-            ("B2", knot_port, knot.pid, []),
-            ("LA", port, ours.pid, ["-Q", str(args.rate)]),
-            ("LB", knot_port, knot.pid, ["-Q", str(args.rate)]),
-        ]
+        plan = [(f"{key}{i}", *servers[key], []) for i in range(1, args.rounds + 1) for key in ("A", "B", "U")]
+        plan += [(f"L{key}{i}", *servers[key], ["-Q", str(args.rate)]) for i in range(1, args.rounds + 1) for key in ("A", "B", "U")]
         for label, p, pid, extra in plan:
             opts = perf_opts + extra
             if extra:  # the fixed-rate runs: fewer sockets and queries in flight are plenty at 10k qps
@@ -309,6 +319,7 @@ def main(argv=None) -> int:
 
         # 6. the dnslib baseline, alone on the machine with dnsperf
         procs.stop(knot)
+        procs.stop(ours_uvloop)
         baseline = None
         if not args.no_baseline:
             base_port = bl.free_port()
@@ -383,99 +394,6 @@ def main(argv=None) -> int:
         print("\nFAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
         return 1
     return 0
-
-
-def render(args, cluster, mix, size, perf_opts, runs, ours_start, knot_start, mem_start, mem, knot_mem) -> str:
-    r = runs
-    rows: list[tuple[str, str, str, str, str]] = []
-
-    def add(metric, ours="", knot="", ratio="", target=""):
-        rows.append((metric, ours, knot, ratio, target))
-
-    for i in ("1", "2"):
-        a, b = r["A" + i], r["B" + i]
-        ok = "ok" if a.qps / b.qps >= TARGET_RATIO else "MISSED"
-        add(
-            f"throughput, run {i} (qps)  [A{i} / B{i}]", fmt_int(a.qps), fmt_int(b.qps), f"{a.qps / b.qps:.2f}", f">= {TARGET_RATIO} ({ok})"
-        )
-    mean_a = (r["A1"].qps + r["A2"].qps) / 2
-    mean_b = (r["B1"].qps + r["B2"].qps) / 2
-    add("throughput, mean (qps)", fmt_int(mean_a), fmt_int(mean_b), f"{mean_a / mean_b:.2f}", f">= {TARGET_RATIO}")
-    us_a = (r["A1"].server_us_per_query + r["A2"].server_us_per_query) / 2
-    us_b = (r["B1"].server_us_per_query + r["B2"].server_us_per_query) / 2
-    add("server CPU per query, mean (µs)", f"{us_a:.2f}", f"{us_b:.2f}", f"{us_b / us_a:.2f} (capacity)", "")
-
-    def pair(key: str, fmt: str = "{:.0f}") -> tuple[str, str]:
-        return (
-            " / ".join(fmt.format(getattr(r[k], key)) for k in ("A1", "A2")),
-            " / ".join(fmt.format(getattr(r[k], key)) for k in ("B1", "B2")),
-        )
-
-    add("  server CPU, runs 1 / 2 (% of a core)", *pair("server_cpu"))
-    add("  dnsperf CPU, runs 1 / 2 (% of a core)", *pair("dnsperf_cpu"))
-    add("  softirq, runs 1 / 2 (% of a core)", *pair("softirq_cpu"))
-    add("  other processes, runs 1 / 2 (% of a core)", *pair("other_cpu"))
-    add("  attempts (disturbed runs repeated)", *pair("attempts"))
-    add(
-        "  avg latency at full load, runs 1 / 2 (ms)",
-        *(" / ".join(f"{r[k].avg_latency * 1e3:.2f}" for k in ks) for ks in (("A1", "A2"), ("B1", "B2"))),
-    )
-    add("  queries lost, runs 1 / 2", *pair("lost"))
-    la, lb = r["LA"], r["LB"]
-    ok = "ok" if la.avg_latency / lb.avg_latency <= TARGET_LATENCY else "MISSED"
-    add(
-        f"avg latency at {args.rate:,} qps (ms)",
-        f"{la.avg_latency * 1e3:.3f}",
-        f"{lb.avg_latency * 1e3:.3f}",
-        f"{la.avg_latency / lb.avg_latency:.2f}",
-        f"<= {TARGET_LATENCY} ({ok})",
-    )
-    add(f"  latency stddev at {args.rate:,} qps (ms)", f"{la.latency_sd * 1e3:.3f}", f"{lb.latency_sd * 1e3:.3f}")
-    add(
-        f"  achieved qps / server CPU at {args.rate:,} qps",
-        f"{la.qps:,.0f} / {la.server_cpu:.0f}%",
-        f"{lb.qps:,.0f} / {lb.server_cpu:.0f}%",
-    )
-    target_start = f"<= {TARGET_START} s at 100k" + (
-        f" ({'ok' if ours_start <= TARGET_START else 'MISSED'})" if args.pods >= 100_000 else ""
-    )
-    add(
-        f"start -> first answer, {args.pods:,} pods, median of {STARTS} (s)",
-        f"{ours_start:.2f}",
-        f"{knot_start:.2f} (zone files)",
-        "",
-        target_start,
-    )
-    target_rss = f"<= {TARGET_RSS:.0f} MiB at 100k" + (
-        f" ({'ok' if mem['VmHWM'] <= TARGET_RSS else 'MISSED'})" if args.pods >= 100_000 else ""
-    )
-    add("RSS peak, VmHWM (MiB)", f"{mem['VmHWM']:.0f}", f"{knot_mem['VmHWM']:.0f}", "", target_rss)
-    add("RSS after the runs, VmRSS (MiB)", f"{mem['VmRSS']:.0f}", f"{knot_mem['VmRSS']:.0f}")
-    add("  VmRSS right after start (MiB)", f"{mem_start['VmRSS']:.0f}")
-    if "C" in r:
-        add("dnslib baseline throughput (qps)  [C]", fmt_int(r["C"].qps), "", f"ours/dnslib {mean_a / r['C'].qps:.1f}x")
-        add(
-            "  dnslib baseline CPU per query (µs)",
-            f"{r['C'].server_us_per_query:.1f}",
-            "",
-            f"ours/dnslib {r['C'].server_us_per_query / us_a:.1f}x less",
-        )
-
-    head = ("metric", "pod-identity-dns", "Knot (1 UDP worker)", "ours/Knot", "target")
-    widths = [max(len(row[i]) for row in rows + [head]) for i in range(5)]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    out = [
-        f"pod-identity-dns benchmark: {len(cluster.pods):,} pods ({cluster.dual_stack:,} dual-stack, {len(cluster.sets):,} StatefulSets, "
-        f"IPv4 {cluster.cidr4}), pod file {size / 2**20:.1f} MiB",
-        f"query mix: A {mix['A']}%, AAAA {mix['AAAA']}%, PTR {mix['PTR']}%, NXDOMAIN {mix['NX-forward'] + mix['NX-reverse']:.1f}% "
-        f"(forward {mix['NX-forward']}%, reverse {mix['NX-reverse']}%), EDNS on every other query; {mix['queries']:,} distinct queries",
-        f"dnsperf -B {' '.join(perf_opts)} -l {args.duration:g} (fixed rate: -T 1 -c 10 -q 100 -Q {args.rate}); {os.cpu_count()} CPUs",
-        "",
-        line(head),
-        "|-" + "-|-".join("-" * w for w in widths) + "-|",
-        *(line(row) for row in rows),
-    ]
-    return "\n".join(out)
 
 
 if __name__ == "__main__":

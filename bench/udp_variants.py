@@ -5,8 +5,10 @@ variant serves the very same ZoneStore (built by server.app.App from the same
 pod file) and answers with server.zone.fastpath.respond; only the socket handling
 differs:
 
-  app        the real server (`python -m server serve`): uvloop DatagramProtocol,
-             datagram_received -> handler lambda -> respond -> fast_answer
+  app        the real server (`python -m server serve --udp-frontend uvloop`): uvloop
+             DatagramProtocol, datagram_received -> handler -> respond -> fast_answer
+  batched    the real server with --udp-frontend batched (server/serve/udpbatch.py):
+             the mmsg variant below made a front end, behind the same handler
   flat       uvloop DatagramProtocol, datagram_received calls fast_answer itself
              (bound locals, no lambda/respond layers): what the glue costs
   drain      loop.add_reader on a non-blocking socket; the callback drains it with
@@ -35,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-VARIANTS = ("app", "flat", "drain", "mmsg", "echo")
+VARIANTS = ("app", "batched", "flat", "drain", "mmsg", "echo")
 
 
 # -- the variants (run inside the serving process) ------------------------------------
@@ -250,8 +252,8 @@ def compare(args) -> int:
         servers = {}
         for variant in args.variants:
             port = bl.free_port()
-            if variant == "app":
-                argv = run.server_argv(pod_file, cluster.cidr4, port)
+            if variant in ("app", "batched"):
+                argv = run.server_argv(pod_file, cluster.cidr4, port) + ["--udp-frontend", "uvloop" if variant == "app" else "batched"]
             else:
                 argv = [sys.executable, __file__, "serve", "--variant", variant, "--port", str(port), "--", *serve_args]
             proc = procs.start(variant, argv, work / f"{variant}.log")

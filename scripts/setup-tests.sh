@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install what the test suite needs: Debian's dig, Unbound, Knot, BIND (named and
 # the zone checkers), dnsperf, Prometheus (prometheus and promtool, for the
-# dashboard and alert tests) and MIT Kerberos (a KDC and its clients, for
-# deploy/examples/kerberos), and a virtualenv (.venv) with the project and its
+# dashboard and alert tests), MIT Kerberos (a KDC and its clients, for
+# deploy/examples/kerberos), gcc (the mmsghdr layout test), and a virtualenv (.venv) with the project and its
 # test extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +22,9 @@ command -v kzonecheck >/dev/null || need+=(knot-dnssecutils)
 [ -x /usr/sbin/krb5kdc ] && [ -x /usr/sbin/kdb5_util ] || need+=(krb5-kdc)
 [ -x /usr/sbin/kadmin.local ] || need+=(krb5-admin-server)
 { command -v kinit && command -v kvno && command -v klist; } >/dev/null || need+=(krb5-user)
+# gcc and the C library's headers: tests/unit/test_mmsg.py holds the ctypes structures to the C compiler's layout.
+command -v gcc >/dev/null || need+=(gcc)
+[ -e /usr/include/x86_64-linux-gnu/sys/socket.h ] || [ -e /usr/include/aarch64-linux-gnu/sys/socket.h ] || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -18,7 +18,8 @@ from .registry import Registry, RegistrySettings
 from .serve import signals
 from .serve.listeners import BindError, BoundSockets, bind_all, shown
 from .serve.tcppool import TcpConnections, TcpLimits
-from .serve.transport import Handler, Reply, UdpProtocol
+from .serve.transport import Handler, Reply
+from .serve.udpfront import UdpListener, serve_udp
 from .sources.filesource import HostsFileSource, PodFileSource
 from .sources.filewatch import WatchedFile
 from .sources.podfile import StartedPodFile
@@ -88,7 +89,8 @@ class App:
         self.http: HttpServer | None = None  # metrics and probes, once serving
         self._sockets = sockets
         self._early_signals = early_signals
-        self._udp: list[asyncio.DatagramTransport] = []
+        self._udp: list[UdpListener] = []
+        self.udp_frontends: list[str] = []  # "batched" or "uvloop", per DNS address
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._tasks: list[asyncio.Task] = []
         self._reload: asyncio.Task | None = None
@@ -244,8 +246,9 @@ class App:
                 raise BindError(f"cannot listen on {shown(bound.host)} port {bound.port} (TCP): {exc.strerror or exc}") from exc
             self._tcp_servers.append(server)
             udp_handler = self.handler(bound.family, tcp=False)
-            transport, _ = await loop.create_datagram_endpoint(functools.partial(UdpProtocol, udp_handler), sock=bound.udp)
-            self._udp.append(transport)
+            udp, frontend = await serve_udp(loop, bound.udp, udp_handler, self.config.udp_frontend, self.config.udp_batch)
+            self._udp.append(udp)
+            self.udp_frontends.append(frontend)
             self.bound.append((bound.host, bound.port))
         http_address = None
         if sockets.http is not None and self.observer is not None:
@@ -265,8 +268,9 @@ class App:
             except OSError as exc:
                 raise BindError(f"cannot open the NOTIFY socket: {exc.strerror or exc}") from exc
         self.listening = True
-        for host, port in self.bound:
-            log.info("answering DNS on %s port %d (UDP and TCP)", host, port)
+        for (host, port), frontend in zip(self.bound, self.udp_frontends):
+            how = f"batched, up to {self.config.udp_batch} per system call" if frontend == "batched" else "uvloop datagrams"
+            log.info("answering DNS on %s port %d (UDP and TCP; UDP %s)", host, port, how)
         if http_address is not None:
             log.info("metrics and probes on http://%s:%d/", shown(http_address[0]), http_address[1])
 

@@ -55,6 +55,8 @@ class Config:
     tcp_max_connections: int
     tcp_max_per_client: int
     tcp_max_lifetime: float
+    udp_frontend: str
+    udp_batch: int
     server_id: str
     tsig_key_files: tuple[str, ...]
     transfer_keys: tuple[str, ...]

@@ -327,6 +327,24 @@ OPTIONS: tuple[Option, ...] = (
         high=86400,
         serve_only=True,
     ),
+    Option(
+        "udp_frontend",
+        "--udp-frontend",
+        "auto",
+        "how UDP is read and answered: batched (recvmmsg/sendmmsg, Linux), uvloop (one datagram per call), or auto (batched where available)",
+        choices=("auto", "batched", "uvloop"),
+        serve_only=True,
+    ),
+    Option(
+        "udp_batch",
+        "--udp-batch",
+        64,
+        "queries read per recvmmsg and replies sent per sendmmsg by the batched front end",
+        whole_number,
+        low=1,
+        high=1024,  # the kernel's cap on messages per recvmmsg/sendmmsg (UIO_MAXIOV)
+        serve_only=True,
+    ),
     Option("server_id", "--server-id", None, "text of CHAOS id.server / hostname.bind (default: the host name)", serve_only=True),
     Option(
         "tsig_key_files",

@@ -23,7 +23,23 @@ Reply = bytes | None | AsyncIterator[bytes]
 # (query bytes, over TCP?, peer address) -> reply bytes, None, or (TCP only) an async iterator of messages
 Handler = Callable[[bytes, bool, tuple], Reply]
 
-__all__ = ["CLOSE_REASONS", "Handler", "Reply", "TcpConnections", "TcpLimits", "TcpProtocol", "UdpProtocol", "is_stream", "on_first"]
+# A UDP query is read into at most this many bytes by either front end; a longer one reaches the handler cut
+# short, which the answer path always answers FORMERR (its counts promise more than is there). DNS queries
+# are a few hundred bytes (EDNS padding, cookies and TSIG included); the batched front end's slots are this big.
+UDP_QUERY_MAX = 4096
+
+__all__ = [
+    "CLOSE_REASONS",
+    "UDP_QUERY_MAX",
+    "Handler",
+    "Reply",
+    "TcpConnections",
+    "TcpLimits",
+    "TcpProtocol",
+    "UdpProtocol",
+    "is_stream",
+    "on_first",
+]
 
 
 def is_stream(reply: Reply) -> bool:
@@ -58,6 +74,8 @@ class UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
+        if len(data) > UDP_QUERY_MAX:
+            data = data[:UDP_QUERY_MAX]  # as the batched front end reads it: see UDP_QUERY_MAX
         try:
             reply = self.handler(data, False, addr)
             if reply is not None:

@@ -116,7 +116,8 @@ def test_odd_packets_are_counted_without_breaking_the_handler():
     assert value(samples, "poddns_dns_response_size_bytes_count", proto="udp") == 5
 
 
-def test_counters_show_exactly_the_queries_sent():
+@pytest.mark.parametrize("frontend", ["batched", "uvloop"])
+def test_counters_show_exactly_the_queries_sent(frontend):
     cookie = dns.edns.GenericOption(dns.edns.COOKIE, b"\x01\x02\x03\x04\x05\x06\x07\x08")
     udp_queries = [
         # 5 A that exist, without EDNS, with EDNS, with an EDNS option (each finds the qtype its own way)
@@ -137,7 +138,7 @@ def test_counters_show_exactly_the_queries_sent():
         for name in ("10.1.244.10.in-addr.arpa", "11.2.244.10.in-addr.arpa", "12.3.244.10.in-addr.arpa")
     ]
     sizes = {"udp": [0, 0], "tcp": [0, 0]}  # request bytes, response bytes
-    with ServerProcess(*DEMO) as server:
+    with ServerProcess(*DEMO, "--udp-frontend", frontend) as server:
         for proto, ask, queries in (("udp", ask_udp, udp_queries), ("tcp", ask_tcp, tcp_queries)):
             for query, rcode in queries:
                 wire, reply = ask(server.port, query)
@@ -254,8 +255,9 @@ def _wait_for(port: int, name: str, expected: float, timeout: float = 10.0, **la
 
 
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no ::1")
-def test_ipv6_listener_counts_as_family_2():
-    with ServerProcess(*DEMO, "--listen", "127.0.0.1:0", "--listen", "[::1]:0") as server:
+@pytest.mark.parametrize("frontend", ["batched", "uvloop"])
+def test_ipv6_listener_counts_as_family_2(frontend):
+    with ServerProcess(*DEMO, "--listen", "127.0.0.1:0", "--listen", "[::1]:0", "--udp-frontend", frontend) as server:
         port6 = dict(server.ports)["::1"]
         wire = dns.message.make_query(KAFKA0, "AAAA").to_wire()
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:

@@ -24,6 +24,7 @@ from tests.serverproc import ROOT, ServerProcess, has_ipv6_loopback, read_tcp_fr
 
 DEMO = ["--config", "configs/demo.yaml", "--listen", "127.0.0.1:0", "--metrics-listen", "off"]
 KAFKA0 = f"kafka-0.kafka.default.{ZONE}"
+FRONTENDS = ["batched", "uvloop"]  # --udp-frontend: every UDP test runs against both
 
 
 def udp(port: int, qname: str, qtype: str = "A", host: str = "127.0.0.1", **kw) -> dns.message.Message:
@@ -42,9 +43,9 @@ def dig(port: int, *args: str) -> list[str]:
     return out.stdout.split()
 
 
-@pytest.fixture(scope="module")
-def demo():
-    with ServerProcess(*DEMO) as server:
+@pytest.fixture(scope="module", params=FRONTENDS)
+def demo(request):
+    with ServerProcess(*DEMO, "--udp-frontend", request.param) as server:
         yield server
 
 
@@ -176,8 +177,9 @@ def test_tcp_idle_timeout_and_a_full_server_closing_its_longest_idle_connection(
 
 
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no ::1")
-def test_listens_on_ipv6_and_ipv4_at_once():
-    with ServerProcess(*DEMO, "--listen", "[::1]:0") as server:
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_listens_on_ipv6_and_ipv4_at_once(frontend):
+    with ServerProcess(*DEMO, "--listen", "[::1]:0", "--udp-frontend", frontend) as server:
         hosts = dict(server.ports)
         assert udp(hosts["::1"], KAFKA0, host="::1").answer[0][0].address == "10.244.1.10"
         assert tcp(hosts["::1"], KAFKA0, host="::1").answer[0][0].address == "10.244.1.10"
@@ -317,8 +319,9 @@ def test_export_zone_matches_what_is_served(demo, tmp_path):
     assert f"$ORIGIN {ZONE}." in stdout.stdout and "$ORIGIN 244.10.in-addr.arpa." in stdout.stdout
 
 
-def test_sigterm_exits_zero():
-    server = ServerProcess(*DEMO)
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_sigterm_exits_zero(frontend):
+    server = ServerProcess(*DEMO, "--udp-frontend", frontend)
     with server:
         assert udp(server.port, KAFKA0).answer
         server.proc.send_signal(signal.SIGTERM)

@@ -12,6 +12,7 @@ from datetime import datetime
 
 import dns.message
 import dns.rcode
+import pytest
 
 from tests.conftest import ZONE
 from tests.integration.test_metrics import http_get, scrape
@@ -114,9 +115,10 @@ def _log_time(line: str) -> float:
     return datetime.fromisoformat(json.loads(line)["time"]).timestamp()
 
 
-def test_sigterm_fails_readiness_at_once_keeps_answering_then_closes_without_losing_queries():
+@pytest.mark.parametrize("frontend", ["batched", "uvloop"])
+def test_sigterm_fails_readiness_at_once_keeps_answering_then_closes_without_losing_queries(frontend):
     lameduck = 2.0
-    server = ServerProcess(*DEMO, "--lameduck", str(lameduck), "--log-format", "json")
+    server = ServerProcess(*DEMO, "--lameduck", str(lameduck), "--log-format", "json", "--udp-frontend", frontend)
     with server:
         assert http_get(server.metrics_port, "/readyz")[0] == 200
         streams = [_Stream(server.port, tcp=False), _Stream(server.port, tcp=True)]

@@ -139,3 +139,20 @@ def test_no_reverse_cidr_is_warned_about():
 @pytest.mark.parametrize("text,value", [("512Mi", 512 << 20), ("1Gi", 1 << 30), ("4096", 4096), (" 3 ki ", 3072), (65536, 65536)])
 def test_sizes_are_bytes_or_binary_units(text, value):
     assert size(text) == value
+
+
+def test_udp_front_end_options_are_range_checked():
+    from server.cli import make_parser
+    from server.config import ConfigError
+
+    def config(*flags: str):
+        return build_config(make_parser().parse_args(["serve", "--zone", "pods.example.internal", *flags]))
+
+    assert (config().udp_frontend, config().udp_batch) == ("auto", 64)
+    assert config("--udp-frontend", "uvloop", "--udp-batch", "1024").udp_frontend == "uvloop"
+    assert config("--udp-batch", "1").udp_batch == 1
+    for value, message in [("0", "'0': must be between 1 and 1024"), ("1025", "'1025': must be between 1 and 1024"), ("many", "'many'")]:
+        with pytest.raises(ConfigError, match=rf"udp_batch \(--udp-batch\): {message}"):
+            config("--udp-batch", value)
+    with pytest.raises(ConfigError, match=r"udp_frontend .*must be one of auto, batched, uvloop"):
+        build_config(argparse.Namespace(zones=["pods.example.internal"], udp_frontend="fast"))
