@@ -23,6 +23,8 @@ class KubeSettings:
     namespaces: tuple[str, ...] = ()  # () = all namespaces
     label_selector: str | None = None
     page_size: int = 500
+    # Streaming lists (KEP-3157) where the API server has them; one that refuses them gets paged lists.
+    streaming_lists: bool = True
     watch_timeout_seconds: int = 240  # server-side timeoutSeconds
     read_timeout_seconds: float = 300  # client timeout per request, longer than the above
     backoff_initial: float = 0.5  # retries after failures and early watch ends: jittered, doubling

@@ -19,7 +19,7 @@ from tests.kubewatch import pod, watching
 async def test_initial_paged_list_then_synced(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pods(pod(f"web-{i}", n=i) for i in range(7))
-        async with watching(kube, tmp_path, page_size=3, watch_timeout_seconds=123) as h:
+        async with watching(kube, tmp_path, page_size=3, watch_timeout_seconds=123, streaming_lists=False) as h:
             await h.synced()
             assert h.sink.names() == [f"web-{i}" for i in range(7)]
             assert h.sink.synced
@@ -30,6 +30,7 @@ async def test_initial_paged_list_then_synced(tmp_path: Path) -> None:
             lists = kube.pod_requests(watch=False)
             assert [r.query.get("limit") for r in lists] == ["3", "3", "3"]
             assert [bool(r.query.get("continue")) for r in lists] == [False, True, True]
+            assert "resourceVersion" not in lists[0].query  # a first list is a consistent read
             await h.until(lambda: kube.open_watches == 1, "the watch")
             watch = kube.pod_requests(watch=True)[0]
             assert watch.query["resourceVersion"] == str(kube.version)
@@ -85,7 +86,7 @@ async def test_a_burst_of_events_is_applied_in_few_batches_with_the_last_state_o
             assert sum(up + down for up, down in h.sink.batches) < 604  # the pods changed twice count once
             assert len(h.sink.batches) < 20
             assert all(up + down <= 256 for up, down in h.sink.batches)
-            assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(kube.version - 604)
+            assert h.sink.versions[-1] == str(kube.version)  # the last event's version: where the watch resumes
             kube.drop_watches()
             await h.watching_again(1)
             assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(kube.version)
@@ -178,6 +179,7 @@ async def test_410_on_resume_relists_and_reconciles(tmp_path: Path, gone_as: str
         async with watching(kube, tmp_path) as h:
             await h.synced()
             await h.until(lambda: kube.open_watches == 1, "the watch")
+            seen = str(kube.version)  # the list's: nothing changed since
             # A gap the watch never sees, then history older than the gap is gone.
             kube.drop_watches()
             kube.delete_pod("default", "b")
@@ -191,9 +193,16 @@ async def test_410_on_resume_relists_and_reconciles(tmp_path: Path, gone_as: str
             assert h.sink.calls.count(("set_synced", True)) == 1
             if gone_as == "event":
                 assert h.observer.events["ERROR"] == 1
+            # The relist asks for a state not older than the last one seen: the API server's watch cache serves that.
+            relist = kube.list_requests()[-1]
+            assert relist.is_streaming_list
+            assert relist.query["resourceVersion"] == seen and relist.query["resourceVersionMatch"] == "NotOlderThan"
+            assert h.sink.versions[-1] == str(kube.version)
 
             await h.until(lambda: kube.open_watches == 1, "the new watch")
-            assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(kube.version)
+            kube.add_pod(pod("d", n=4))  # the streaming relist watches on
+            await h.until(lambda: h.sink.names() == ["a", "c", "d"], "ADDED d")
+            assert len(kube.list_requests()) == 2
 
 
 async def test_410_error_event_in_an_open_stream_relists(tmp_path: Path) -> None:
@@ -221,7 +230,7 @@ async def test_expired_continue_token_restarts_the_list(tmp_path: Path) -> None:
                 kube.delete_pod("default", "web-0")  # the fresh list must not show it
 
         kube.before_request = expire_once
-        async with watching(kube, tmp_path, page_size=2) as h:
+        async with watching(kube, tmp_path, page_size=2, streaming_lists=False) as h:
             await h.synced()
             assert h.sink.names() == [f"web-{i}" for i in range(1, 5)]
             assert h.sink.calls[0] == ("replace_all", 4)
