@@ -6,11 +6,10 @@ import os
 from dataclasses import dataclass
 
 import yaml
-from kubernetes.aio import client as kclient
-from kubernetes.aio import config as kconfig
-from kubernetes.aio.config import ConfigException
 
 from ..errors import SourceError
+from .kubeimport import ConfigException, Configuration
+from .kubeimport import config as kconfig
 
 # How long past the timeoutSeconds it asked for a watch is let run before it counts as stalled.
 WATCH_END_GRACE_SECONDS = 2.0
@@ -65,13 +64,13 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-async def load_client_config(settings: KubeSettings) -> kclient.Configuration:
+async def load_client_config(settings: KubeSettings) -> Configuration:
     """Client configuration: in-cluster when running in a pod, else a kubeconfig.
 
     Raises ClientConfigError, naming the file and the reason in one line, when
     no usable configuration is found.
     """
-    config = kclient.Configuration()
+    config = Configuration()
     in_cluster = settings.kubeconfig is None and settings.context is None
     if in_cluster and os.environ.get("KUBERNETES_SERVICE_HOST"):
         try:

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
-from kubernetes.aio.client.api_client import ApiClient
 
 from .kubedecode import ApiError, decode_status, status_error
+from .kubeimport import ApiClient
 from .kuberetry import parse_retry_after
 
 

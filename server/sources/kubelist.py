@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, NamedTuple
 
-from kubernetes.aio.client.api_client import ApiClient
-
 from ..model import PodRecord
 from .kubedecode import ApiError, decode_page
 from .kubehttp import check, read_all, send
+from .kubeimport import ApiClient
 
 NOT_OLDER_THAN = "NotOlderThan"
 
