@@ -11,6 +11,7 @@ import logging
 from ..errors import RateLimitedWarning
 from ..model import KubeObserver, PodRecord, PodSink
 from .kubedecode import WATCH_EVENT_TYPES, ApiError, WatchEvent, decode_event, status_error
+from .kubelines import Line, is_blank
 
 LOG = logging.getLogger("pod_identity_dns.kube")
 
@@ -26,7 +27,7 @@ class InitialEvents:
     """The current state a streaming list sends: ADDED events, until the BOOKMARK annotated k8s.io/initial-events-end."""
 
     def __init__(self) -> None:
-        self.pods: dict[str, PodRecord] = {}
+        self.pods: list[PodRecord] = []  # not a dict: the sink keys them itself, and 100k keys cost ~5 MiB more
         self.skipped = 0  # objects that are not usable pods
         self.version: str | None = None  # the ending bookmark's: the list's resourceVersion
         self.complete = False
@@ -55,14 +56,14 @@ class EventLines:
         self._unusable.tick()
         self._unknown.tick()
 
-    def _decode(self, line: bytes) -> WatchEvent | None:
+    def _decode(self, line: Line) -> WatchEvent | None:
         event = decode_event(line)
         if event is None:
             self.observer.api_error("malformed_event")
-            self._malformed.warn("%s: skipped malformed watch event: %.120r", self.name, line)
+            self._malformed.warn("%s: skipped malformed watch event: %.120r", self.name, bytes(line[:120]))
         return event
 
-    def apply(self, lines: list[bytes]) -> tuple[str | None, Exception | None]:
+    def apply(self, lines: list[Line]) -> tuple[str | None, Exception | None]:
         """Apply the events in these lines to the sink as one batch (the last state of each pod wins).
 
         Returns the version of the last event applied (None if none had one),
@@ -75,7 +76,7 @@ class EventLines:
         version: str | None = None
         error: Exception | None = None
         for line in lines:
-            if not line or line.isspace():  # not strip(): that would copy each 5 KB line
+            if is_blank(line):
                 continue
             event = self._decode(line)
             if event is None:
@@ -107,7 +108,7 @@ class EventLines:
             self.observer.event(kind, seen)
         return version, error
 
-    def collect(self, lines: list[bytes], initial: InitialEvents) -> list[bytes]:
+    def collect(self, lines: list[Line], initial: InitialEvents) -> list[Line]:
         """Add a streaming list's initial events to `initial`; returns the lines after the one that ends them.
 
         These are the list, not changes: they are not counted as watch events.
@@ -117,7 +118,7 @@ class EventLines:
         """
         pods = initial.pods
         for index, line in enumerate(lines):
-            if not line or line.isspace():
+            if is_blank(line):
                 continue
             event = self._decode(line)
             if event is None:
@@ -131,7 +132,7 @@ class EventLines:
                 if event.pod is None:
                     initial.skipped += 1
                 else:
-                    pods[event.pod.uid] = event.pod
+                    pods.append(event.pod)
             elif kind == "BOOKMARK" and event.initial_events_end:
                 initial.version = event.version
                 initial.complete = True

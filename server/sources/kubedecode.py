@@ -163,8 +163,8 @@ def decode_page_tolerantly(body: bytes) -> Page:
     return Page(records, skipped, token if isinstance(token, str) and token else None, str(version) if version else None)
 
 
-def decode_event(line: bytes) -> WatchEvent | None:
-    """The event in one line of a watch stream; None when the line is not an event."""
+def decode_event(line: bytes | memoryview) -> WatchEvent | None:
+    """The event in one line of a watch stream (bytes, or a view of them); None when the line is not an event."""
     try:
         event = EVENT_DECODER.decode(line)
     except msgspec.ValidationError:
@@ -188,7 +188,7 @@ def decode_event(line: bytes) -> WatchEvent | None:
         return WatchEvent(kind, version or None, unusable=str(error))
 
 
-def decode_event_tolerantly(line: bytes) -> WatchEvent | None:
+def decode_event_tolerantly(line: bytes | memoryview) -> WatchEvent | None:
     """decode_event without the schemas: slower, and it means the same."""
     try:
         event = orjson.loads(line)
@@ -213,13 +213,13 @@ def decode_event_tolerantly(line: bytes) -> WatchEvent | None:
         return WatchEvent(kind, version, unusable=str(error))
 
 
-def _ends_initial_events(line: bytes) -> bool:
+def _ends_initial_events(line: bytes | memoryview) -> bool:
     """Whether a BOOKMARK line carries the annotation k8s.io/initial-events-end: "true".
 
     Bookmarks are small and rare: the substring test keeps the common ones
     cheap, and the annotation itself is read from the parsed object.
     """
-    if INITIAL_EVENTS_END.encode() not in line:
+    if INITIAL_EVENTS_END.encode() not in bytes(line):
         return False
     try:
         event = orjson.loads(line)

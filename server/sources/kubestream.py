@@ -18,13 +18,13 @@ from contextlib import AbstractContextManager
 from urllib.parse import quote
 
 import aiohttp
-from kubernetes.aio.client.api_client import ApiClient
 
 from ..model import KubeObserver, PodRecord, PodSink
 from .kubeapply import EventLines, InitialEvents, NotAStreamingList
 from .kubeconfig import KubeSettings
 from .kubedecode import ApiError, Gone, VersionTooLarge
 from .kubehttp import RequestRejected, check, send
+from .kubeimport import ApiClient
 from .kubelines import LineReader, WatchStalled
 from .kubelist import paged_list, streaming_list_query
 from .kuberetry import Backoff, RelistPacer, retry_delay
@@ -36,7 +36,17 @@ SHORT_WATCH_SECONDS = 1.0
 # Watches in a row that end before they stayed up (see KubeSettings.healthy_watch_seconds) before it is logged.
 EARLY_ENDS_LOGGED_AT = 5
 
+# Loop turns between two steps of applying a list: a request in flight (an HTTP probe: accept, read,
+# answer) needs a few, and should not wait a step for each.
+TURNS_BETWEEN_STEPS = 3
+
 __all__ = ["NamespaceWatch", "WatchStalled", "error_category"]
+
+
+async def let_requests_through() -> None:
+    """Let the event loop run a few turns (each a poll for I/O and the callbacks ready)."""
+    for _ in range(TURNS_BETWEEN_STEPS):
+        await asyncio.sleep(0)
 
 
 def error_category(error: BaseException) -> str:
@@ -234,7 +244,7 @@ class NamespaceWatch:
         steps = self.sink.replace_all_steps(pods, version=version)
         try:
             for _ in steps:
-                await asyncio.sleep(0)
+                await let_requests_through()
         finally:
             close = getattr(steps, "close", None)
             if close is not None:
@@ -305,7 +315,7 @@ class NamespaceWatch:
                         if initial.complete:
                             if not initial.version:
                                 raise ApiError("decode", "the bookmark that ends the streaming list has no resourceVersion")
-                            await self._replace(initial.pods.values(), initial.skipped, initial.version, relist, started, "streaming list")
+                            await self._replace(initial.pods, initial.skipped, initial.version, relist, started, "streaming list")
                             initial = None
                             pausing.close()
                     if batch:
