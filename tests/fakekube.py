@@ -22,7 +22,6 @@ the stateless pieces (pod shapes, selectors, statuses) tests/fakepods.py.
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakeevents import FakeEvents
+from tests.fakekubethread import FakeKubeThread
 from tests.fakepods import (
     EXPIRED_CONTINUE,
     Pod,
@@ -441,62 +441,3 @@ class FakeKube:
         if key not in self.pods:
             return status_response(404, "NotFound", f'pods "{key[1]}" not found')
         return web.Response(body=self.pods[key].body, content_type="application/json")
-
-
-class FakeKubeThread:
-    """A FakeKube serving from its own event loop in a daemon thread, for clients in other processes.
-
-    Hooks run on the fake's loop: `call(fn, *args)` (e.g. `call(kube.add_pod, pod)`) or `run(coroutine)`.
-
-        with FakeKubeThread() as fake:
-            fake.call(fake.kube.add_pod, make_pod("web-0"))
-    """
-
-    def __init__(self, **options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="fakekube", daemon=True)
-        self._thread.start()
-        try:
-            self.kube: FakeKube = self.run(self._start(options))
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    @staticmethod
-    async def _start(options: dict[str, Any]) -> FakeKube:
-        kube = FakeKube(**options)
-        await kube.start()
-        return kube
-
-    def run(self, coroutine: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        async def invoke() -> Any:
-            return fn(*args, **kwargs)
-
-        return self.run(invoke())
-
-    def hold_lists(self) -> None:
-        """Pod lists wait from now on until release_lists()."""
-        self.call(setattr, self.kube, "list_gate", asyncio.Event())
-
-    def release_lists(self) -> None:
-        self.call(lambda: self.kube.list_gate.set())
-
-    def close(self) -> None:
-        try:
-            self.run(self.kube.stop())
-        finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-    def __enter__(self) -> FakeKubeThread:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
