@@ -96,6 +96,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("namespaces", "--namespace", [], "watch only this namespace (repeatable; default all)", repeat=True),
     Option("label_selector", "--label-selector", None, "watch only pods matching this label selector"),
     Option(
+        "events",
+        "--events",
+        None,
+        "post a Kubernetes Event (IdentityConflict) on a pod that loses its name or an address to another pod "
+        "(default: on with the Kubernetes source; a pod file has no API to post to)",
+        _bool,
+        switch=True,
+    ),
+    Option(
         "publish",
         "--publish",
         "not-ready",
@@ -186,6 +195,7 @@ class Config:
     context: str | None
     namespaces: tuple[str, ...]
     label_selector: str | None
+    events: bool
     publish: str
     fallback_ptr: bool
     cluster_domain: str
@@ -337,6 +347,12 @@ def _validate(raw: dict[str, Any]) -> Config:
     values["ns_name"] = tuple(n.lower().rstrip(".") for n in values["ns_name"])
     values["ns_addresses"] = tuple(ns_addresses) or _listen_addresses(values)
     values["server_id"] = values["server_id"] or socket.gethostname()
+    if values["events"] and values["pods_file"]:
+        raise ConfigError(
+            "events (--events): Kubernetes Events need the Kubernetes source; with --pods-file there is no API to post them to"
+        )
+    if values["events"] is None:
+        values["events"] = values["pods_file"] is None
     return Config(**values)
 
 

@@ -233,8 +233,8 @@ def test_dashboard_covers_what_the_issue_asks_for():
     } <= titles
 
 
-def test_dashboard_keeps_a_place_for_transfers_and_events_without_panels_yet():
+def test_dashboard_keeps_a_place_for_transfers_and_shows_the_kubernetes_events():
     rows = {panel["title"]: panel for panel in dashboard()["panels"] if panel["type"] == "row"}
-    for title in ("Zone transfers and NOTIFY", "Kubernetes Events"):
-        assert rows[title]["collapsed"] is True
-        assert [panel["type"] for panel in rows[title]["panels"]] == ["text"]
+    assert rows["Zone transfers and NOTIFY"]["collapsed"] is True
+    assert [panel["type"] for panel in rows["Zone transfers and NOTIFY"]["panels"]] == ["text"]
+    assert [panel["title"] for panel in rows["Kubernetes Events"]["panels"]] == ["Kubernetes Events about conflicts"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
 import yaml
 
-from server.config import OPTIONS, build_config
+from server.config import OPTIONS, ConfigError, build_config
 from tests.serverproc import ROOT
 
 
@@ -32,3 +33,13 @@ def test_every_flag_is_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     missing = [o.flag for o in OPTIONS if o.flag not in readme]
     assert not missing, f"README does not document {missing}"
+
+
+def test_events_are_on_with_the_kubernetes_source_and_off_with_a_pod_file(tmp_path):
+    pods = tmp_path / "pods.json"
+    pods.write_text('{"items": []}')
+    assert build_config(argparse.Namespace(zones=["pods.example.internal"])).events is True
+    assert build_config(argparse.Namespace(zones=["pods.example.internal"], events=False)).events is False
+    assert build_config(argparse.Namespace(zones=["pods.example.internal"], pods_file=str(pods))).events is False
+    with pytest.raises(ConfigError, match=r"events \(--events\): .*no API"):
+        build_config(argparse.Namespace(zones=["pods.example.internal"], pods_file=str(pods), events=True))
