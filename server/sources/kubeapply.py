@@ -24,10 +24,13 @@ class NotAStreamingList(ApiError):
 
 
 class InitialEvents:
-    """The current state a streaming list sends: ADDED events, until the BOOKMARK annotated k8s.io/initial-events-end."""
+    """The current state a streaming list sends: ADDED events, until the BOOKMARK annotated k8s.io/initial-events-end.
+
+    `pods` holds those of the last lines collected, for the caller to take.
+    """
 
     def __init__(self) -> None:
-        self.pods: list[PodRecord] = []  # not a dict: the sink keys them itself, and 100k keys cost ~5 MiB more
+        self.pods: list[PodRecord] = []
         self.skipped = 0  # objects that are not usable pods
         self.version: str | None = None  # the ending bookmark's: the list's resourceVersion
         self.complete = False

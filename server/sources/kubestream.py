@@ -2,9 +2,10 @@
 
 A list is a streaming list where the API server has them (one request: the
 state as ADDED events, then the same stream watches on), else a paged list
-and then a watch. Either way the state is handed to the sink in steps, with
-the event loop let in between (queries and probes answer throughout), and a
-relist serves the old state until the new one is complete.
+and then a watch. Either way the state goes to the sink in steps, with the
+event loop let in between (queries and probes answer throughout): a first
+list as it comes, a relist whole once complete, the old state served until
+then (kubelist.ListTarget).
 """
 
 from __future__ import annotations
@@ -13,20 +14,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from urllib.parse import quote
 
 import aiohttp
 
-from ..model import KubeObserver, PodRecord, PodSink
+from ..model import KubeObserver, PodSink
 from .kubeapply import EventLines, InitialEvents, NotAStreamingList
 from .kubeconfig import KubeSettings
 from .kubedecode import ApiError, Gone, VersionTooLarge
 from .kubehttp import RequestRejected, check, send
 from .kubeimport import ApiClient
 from .kubelines import LineReader, WatchStalled
-from .kubelist import paged_list, streaming_list_query
+from .kubelist import ListTarget, paged_list, streaming_list_query
 from .kuberetry import Backoff, RelistPacer, retry_delay
 
 LOG = logging.getLogger("pod_identity_dns.kube")
@@ -36,17 +37,7 @@ SHORT_WATCH_SECONDS = 1.0
 # Watches in a row that end before they stayed up (see KubeSettings.healthy_watch_seconds) before it is logged.
 EARLY_ENDS_LOGGED_AT = 5
 
-# Loop turns between two steps of applying a list: a request in flight (an HTTP probe: accept, read,
-# answer) needs a few, and should not wait a step for each.
-TURNS_BETWEEN_STEPS = 3
-
 __all__ = ["NamespaceWatch", "WatchStalled", "error_category"]
-
-
-async def let_requests_through() -> None:
-    """Let the event loop run a few turns (each a poll for I/O and the callbacks ready)."""
-    for _ in range(TURNS_BETWEEN_STEPS):
-        await asyncio.sleep(0)
 
 
 def error_category(error: BaseException) -> str:
@@ -101,6 +92,7 @@ class NamespaceWatch:
         self.early_ends = 0  # watches in a row that ended before they stayed up
         self.too_large = 0  # "Too large resource version" errors in a row
         self._opened_at: float | None = None  # when the current watch's stream opened (answered 200)
+        self._partial = False  # the sink holds part of a first list that did not complete
         self.lines = EventLines(self.name, sink, observer, settings.warning_summary_seconds)
 
     async def run(self, api: ApiClient) -> None:
@@ -221,44 +213,47 @@ class NamespaceWatch:
 
     # -- lists -------------------------------------------------------------------
 
+    def _list_target(self) -> ListTarget:
+        """Where a list's pods go: at once for a first list whose sink holds nothing of ours yet, else kept for one replace."""
+        ahead = not self.synced and not self._partial
+        self._partial = ahead  # until the list completes, the sink holds part of it
+        return ListTarget(self.sink, ahead)
+
     async def _paged_list(self, api: ApiClient) -> None:
-        """A complete paged list, then handed to the sink in steps."""
+        """A complete paged list to the sink."""
         relist = self.synced
         if relist:
             self.observer.relist()
         started = time.monotonic()
+        target = self._list_target()
         with self._gc_paused():
-            listed = await paged_list(
+            version = await paged_list(
                 api,
                 self.path,
                 self.settings.label_selector,
                 int(self.settings.page_size),
                 float(self.settings.read_timeout_seconds),
                 self.list_from,
+                target,
             )
-            await self._replace(listed.pods, listed.skipped, listed.version, relist, started, "paged list")
+            await self._listed(target, version, relist, started, "paged list")
 
-    async def _replace(self, pods: Collection[PodRecord], skipped: int, version: str, relist: bool, started: float, how: str) -> None:
-        """Hand a complete list to the sink in steps, yielding to the loop between them; the stream is listed then."""
+    async def _listed(self, target: ListTarget, version: str, relist: bool, started: float, how: str) -> None:
+        """The list is complete: the sink has it (in steps, when it replaces an old state); the stream is listed."""
         received = time.monotonic()
-        steps = self.sink.replace_all_steps(pods, version=version)
-        try:
-            for _ in steps:
-                await let_requests_through()
-        finally:
-            close = getattr(steps, "close", None)
-            if close is not None:
-                close()  # cancelled halfway: the registry's generator says it is no longer busy
-        if skipped:
-            LOG.warning("%s: skipped %d unusable pod objects", self.name, skipped)
+        await target.finish(version)
+        self._partial = False
+        if target.skipped:
+            LOG.warning("%s: skipped %d unusable pod objects", self.name, target.skipped)
         LOG.info(
-            "listed %d pods in %s at version %s by %s in %.2fs (%.2fs of it applying them)",
-            len(pods),
+            "listed %d pods in %s at version %s by %s in %.2fs (%.2fs of it applying them%s)",
+            target.count,
             self.name,
             version,
             how,
             time.monotonic() - started,
             time.monotonic() - received,
+            ", after applying them as they came" if target.ahead else "",
         )
         self.version = self.list_from = version
         self.too_large = 0
@@ -304,18 +299,22 @@ class NamespaceWatch:
         opened = self._opened_at = self.clock()
         reader = LineReader(resp, settings.watch_stall_bound, settings.max_event_bytes)
         initial = InitialEvents() if listing else None
+        target = self._list_target() if listing else None
         with contextlib.ExitStack() as pausing:
             if listing:
                 pausing.enter_context(self._gc_paused())  # bulk work, until the list is applied
             try:
                 while (batch := await reader.next_batch()) is not None:
                     self.lines.tick()
-                    if initial is not None:
+                    if initial is not None and target is not None:
                         batch = self.lines.collect(batch, initial)
+                        target.add(initial.pods)
+                        initial.pods = []
                         if initial.complete:
                             if not initial.version:
                                 raise ApiError("decode", "the bookmark that ends the streaming list has no resourceVersion")
-                            await self._replace(initial.pods, initial.skipped, initial.version, relist, started, "streaming list")
+                            target.skipped = initial.skipped
+                            await self._listed(target, initial.version, relist, started, "streaming list")
                             initial = None
                             pausing.close()
                     if batch:

@@ -20,9 +20,9 @@ from tests.fakekube import FakeKube
 from tests.kubewatch import Harness, RecordingSink, pod, watching
 
 
-def count_loop_turns_in_steps(h: Harness, sink: RecordingSink) -> list[int]:
-    """Record, at each step of the sink's replace_all_steps, how often another task has run so far."""
-    replace_steps = sink.replace_all_steps
+def count_loop_turns(h: Harness, sink: RecordingSink) -> list[int]:
+    """Record, at each update() and each step of replace_all_steps, how often another task has run so far."""
+    replace_steps, update = sink.replace_all_steps, sink.update
     turns = [0]
     marks: list[int] = []
 
@@ -31,37 +31,46 @@ def count_loop_turns_in_steps(h: Harness, sink: RecordingSink) -> list[int]:
             turns[0] += 1
             await asyncio.sleep(0)
 
-    def recorded(pods: Iterable[PodRecord], version: str | None = None) -> Iterator[None]:
+    def recorded_steps(pods: Iterable[PodRecord], version: str | None = None) -> Iterator[None]:
         for _ in replace_steps(pods, version):
             marks.append(turns[0])
             yield
         marks.append(turns[0])
 
-    sink.replace_all_steps = recorded  # type: ignore[method-assign]
+    def recorded_update(upserts: Iterable[PodRecord], deletes: Iterable[str], version: str | None = None) -> None:
+        marks.append(turns[0])
+        update(upserts, deletes, version)
+
+    sink.replace_all_steps = recorded_steps  # type: ignore[method-assign]
+    sink.update = recorded_update  # type: ignore[method-assign]
     h.helpers.append(asyncio.create_task(other_task()))
     return marks
 
 
-async def test_a_streaming_list_is_applied_in_steps_and_synced_only_at_its_bookmark(tmp_path: Path) -> None:
+def strictly_increasing(marks: list[int]) -> bool:
+    return all(later > earlier for earlier, later in itertools.pairwise(marks))
+
+
+async def test_a_first_streaming_list_is_applied_as_it_comes_in_steps_and_synced_only_at_its_bookmark(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pods(pod(f"web-{i}", n=i % 250) for i in range(600))
         listed_at = kube.version
         kube.initial_events_gate = asyncio.Event()  # the bookmark that ends the list waits
         async with watching(kube, tmp_path, namespaces=("default",)) as h:
             sink = h.sinks["kubernetes/default"]
-            marks = count_loop_turns_in_steps(h, sink)
-            await h.until(lambda: kube.initial_events_sent == 600, "every ADDED event sent")
-            await asyncio.sleep(0.3)  # read by now, and still not a list
-            assert sink.calls == [] and not sink.synced and not h.watcher.synced
+            marks = count_loop_turns(h, sink)
+            await h.until(lambda: len(sink.pods) == 600, "every ADDED event applied")
+            # Nothing is served before the list is complete: the pods are in, the sink is not synced.
+            assert not sink.synced and not h.watcher.synced and set(sink.versions) == {None}
+            assert all(up <= 256 and down == 0 for up, down in sink.batches)  # steps, the loop let in between
+            assert len(sink.batches) >= 3 and strictly_increasing(marks)
 
             kube.add_pod(pod("late", n=251))  # after the snapshot: a watch event after the bookmark
             kube.initial_events_gate.set()
             await h.synced()
             await h.until(lambda: "late" in sink.names(), "ADDED late, on the same stream")
-            assert sink.calls[:2] == [("replace_all", 600), ("set_synced", True)]
-            assert sink.versions[0] == str(listed_at)  # the bookmark's version: the zones' serial
-            assert sink.steps == [6]  # 100 pods a step (RecordingSink.step)
-            assert len(marks) == 6 and all(later > earlier for earlier, later in itertools.pairwise(marks))
+            assert sink.versions[-2] == str(listed_at)  # the bookmark's version, with the list's end: the zones' serial
+            assert ("replace_all", 600) not in sink.calls
             assert h.observer.events["ADDED"] == 1  # the list's own events are not counted as changes
 
             (request,) = kube.pod_requests()  # one request listed and watches on
@@ -71,15 +80,17 @@ async def test_a_streaming_list_is_applied_in_steps_and_synced_only_at_its_bookm
             assert "resourceVersion" not in request.query  # a first list is a consistent read
 
 
-async def test_a_paged_list_is_applied_in_steps_too(tmp_path: Path) -> None:
+@pytest.mark.parametrize("streaming", [True, False], ids=["streaming", "paged"])
+async def test_a_relist_replaces_the_old_state_in_steps_with_the_loop_let_in(tmp_path: Path, streaming: bool) -> None:
     async with FakeKube() as kube:
-        kube.add_pods(pod(f"web-{i}", n=i % 250) for i in range(350))
-        async with watching(kube, tmp_path, streaming_lists=False, page_size=100) as h:
-            marks = count_loop_turns_in_steps(h, h.sink)
+        kube.add_pods(pod(f"web-{i}", n=i % 250) for i in range(550))
+        async with watching(kube, tmp_path, streaming_lists=streaming, page_size=100) as h:
             await h.synced()
-            assert h.sink.steps == [4] and len(marks) == 4
-            assert all(later > earlier for earlier, later in itertools.pairwise(marks))
-            assert len(kube.pod_requests(watch=False)) == 4
+            await h.until(lambda: kube.open_watches == 1, "the watch")
+            marks = count_loop_turns(h, h.sink)
+            kube.send_error(410, "Expired", "too old resource version")
+            await h.until(lambda: h.sink.steps == [6], "the relist applied")
+            assert h.sink.calls[-1] == ("replace_all", 550) and len(marks) == 6 and strictly_increasing(marks)
 
 
 @pytest.mark.parametrize("refusal", ["feature-gate", "old-server", "ignored"])
@@ -115,19 +126,21 @@ async def test_an_api_server_without_streaming_lists_gets_paged_lists_and_is_not
             assert continued and all("resourceVersion" not in r.query and "resourceVersionMatch" not in r.query for r in continued)
 
 
-async def test_a_streaming_list_cut_before_its_bookmark_is_not_synced_and_is_asked_again(tmp_path: Path) -> None:
+async def test_a_streaming_list_cut_before_its_bookmark_is_not_synced_and_the_next_one_reconciles(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pods(pod(f"web-{i}", n=i) for i in range(10))
         kube.initial_events_gate = asyncio.Event()
         async with watching(kube, tmp_path) as h:
-            await h.until(lambda: kube.initial_events_sent == 10 and kube.open_watches == 1, "the initial events")
+            await h.until(lambda: len(h.sink.pods) == 10 and kube.open_watches == 1, "the initial events applied")
             kube.delete_pod("default", "web-0")
             kube.drop_watches()  # the stream ends before the bookmark: no complete list
             await h.until(lambda: "list_incomplete" in h.observer.errors, "the incomplete list noticed")
-            assert h.sink.calls == [] and not h.watcher.synced
+            assert not h.sink.synced and not h.watcher.synced
             kube.initial_events_gate.set()
             await h.synced()
+            # The next list replaced what the first had applied: web-0, deleted in between, is gone.
             assert h.sink.names() == [f"web-{i}" for i in range(1, 10)]
+            assert ("replace_all", 9) in h.sink.calls
             assert len(kube.streaming_list_requests()) == 2 and not kube.paged_list_requests()
 
 
@@ -148,7 +161,7 @@ async def test_a_relist_serves_the_old_state_until_the_new_one_is_complete(tmp_p
             kube.compact()
             await h.until(lambda: len(kube.list_requests()) == 2, "the relist under way")
             await asyncio.sleep(0.3)
-            assert len(h.sink.names()) == 300 and h.sink.calls.count(("replace_all", 300)) == 1  # the old state, whole
+            assert len(h.sink.names()) == 300 and not any(call[0] == "replace_all" for call in h.sink.calls)  # the old state, whole
             held.set()
             await h.until(lambda: len(h.sink.names()) == 299, "the relist applied")
             assert "web-0" not in h.sink.names()

@@ -23,7 +23,10 @@ async def test_initial_paged_list_then_synced(tmp_path: Path) -> None:
             await h.synced()
             assert h.sink.names() == [f"web-{i}" for i in range(7)]
             assert h.sink.synced
-            assert h.sink.calls == [("replace_all", 7), ("set_synced", True)]
+            # A first list goes to the sink page by page (nothing is served before it is synced), then its version.
+            assert h.sink.batches == [(3, 0), (3, 0), (1, 0), (0, 0)]
+            assert h.sink.versions == [None, None, None, str(kube.version)]
+            assert h.sink.calls[-1] == ("set_synced", True)
             assert h.observer.synced_values == [True]
             assert list(h.sinks) == ["kubernetes"]
 
@@ -59,8 +62,8 @@ async def test_add_modify_delete_reach_the_sink(tmp_path: Path) -> None:
             kube.delete_pod("default", "b")
             await h.until(lambda: h.sink.names() == ["a", "c"], "DELETED b")
             # Each change carries the resourceVersion it brings the source to: the zones' serial.
-            listed, *changes = h.sink.versions
-            assert listed is not None and [int(v) for v in changes] == sorted(int(v) for v in changes)
+            listed, *changes = [v for v in h.sink.versions if v is not None]  # the list's pages carry none
+            assert [int(v) for v in changes] == sorted(int(v) for v in changes)
             assert changes[-1] == str(kube.version) and int(changes[0]) > int(listed)
 
             assert h.observer.events == Counter(ADDED=1, MODIFIED=1, DELETED=1)
@@ -189,7 +192,8 @@ async def test_410_on_resume_relists_and_reconciles(tmp_path: Path, gone_as: str
             await h.until(lambda: h.sink.names() == ["a", "c"], "the relist")
             assert len(kube.list_requests()) == 2
             assert h.observer.relists == 1
-            assert [call for call in h.sink.calls if call[0] == "replace_all"] == [("replace_all", 2)] * 2
+            # The first list was applied as it came; the relist replaced the old state whole.
+            assert [call for call in h.sink.calls if call[0] == "replace_all"] == [("replace_all", 2)]
             assert h.sink.calls.count(("set_synced", True)) == 1
             if gone_as == "event":
                 assert h.observer.events["ERROR"] == 1
@@ -232,8 +236,9 @@ async def test_expired_continue_token_restarts_the_list(tmp_path: Path) -> None:
         kube.before_request = expire_once
         async with watching(kube, tmp_path, page_size=2, streaming_lists=False) as h:
             await h.synced()
+            # The first attempt's page was applied; the next list replaced it whole, so web-0 went.
             assert h.sink.names() == [f"web-{i}" for i in range(1, 5)]
-            assert h.sink.calls[0] == ("replace_all", 4)
+            assert [call for call in h.sink.calls if call[0] == "replace_all"] == [("replace_all", 4)]
             lists = kube.pod_requests(watch=False)
             assert [bool(r.query.get("continue")) for r in lists] == [False, True, False, True]
             assert len(expired) == 1
