@@ -15,6 +15,8 @@ from . import __version__
 from .config import Config
 from .model import Source
 from .registry import Registry, RegistrySettings
+from .registry.claims import Claim
+from .registry.conflicts import Conflict, subject_text
 from .serve import signals
 from .serve.listeners import BindError, BoundSockets, bind_all, shown
 from .serve.tcppool import TcpConnections, TcpLimits
@@ -30,6 +32,7 @@ from .zone.store import ZoneSettings, ZoneStore
 
 if TYPE_CHECKING:
     from .ops.http import HttpServer
+    from .sources.kubeevents import EventPoster
     from .transfer import TransferService, TransferSettings
 
 log = logging.getLogger("pod_identity_dns")
@@ -155,7 +158,13 @@ class App:
                 label_selector=config.label_selector,
             )
             kube_observer = self.observer.kube_observer() if self.observer is not None else None
-            sources.append(KubernetesSource(settings, self.registry.sink, kube_observer))
+            events = None
+            if config.events:
+                from .sources.kubeevents import EventPoster, EventSettings
+
+                events = EventPoster(EventSettings(reporting_instance=config.server_id), kube_observer)
+                self.registry.book.listeners.append(functools.partial(report_conflict, events))
+            sources.append(KubernetesSource(settings, self.registry.sink, kube_observer, events))
         return sources
 
     @property
@@ -406,6 +415,15 @@ class AppStatus:
         from .registry.describe import describe_json
 
         return await describe_json(self._app.registry, params)
+
+
+def report_conflict(events: EventPoster, conflict: Conflict) -> None:
+    """A new conflict, told to the Event poster when a pod lost (a static hosts entry is no object to tell)."""
+    loser, winner = conflict.loser, conflict.winner
+    if isinstance(loser, Claim):
+        events.report(
+            conflict.kind, subject_text(conflict.subject).rstrip("."), loser.pod, winner.pod if isinstance(winner, Claim) else None
+        )
 
 
 def transfer_settings(config: Config) -> TransferSettings:

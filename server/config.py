@@ -41,6 +41,7 @@ class Config:
     context: str | None
     namespaces: tuple[str, ...]
     label_selector: str | None
+    events: bool
     publish: str
     fallback_ptr: bool
     cluster_domain: str
@@ -187,6 +188,12 @@ def _validate(raw: dict[str, Any]) -> Config:
     values["ns_name"] = tuple(n.lower().rstrip(".") for n in values["ns_name"])
     values["ns_addresses"] = tuple(ns_addresses) or _listen_addresses(values)
     values["server_id"] = values["server_id"] or socket.gethostname()
+    if values["events"] and values["pods_file"]:
+        raise ConfigError(
+            "events (--events): Kubernetes Events need the Kubernetes source; with --pods-file there is no API to post them to"
+        )
+    if values["events"] is None:
+        values["events"] = values["pods_file"] is None
     return Config(**values)
 
 

@@ -248,3 +248,7 @@ class KubeObserver:
 
     def applied(self, pods: list[PodRecord]) -> None:
         """Watch events' pods were handed to the sink (upserts and deletes), one call per batch."""
+
+    def event_posted(self, result: str) -> None:
+        """A Kubernetes Event about a conflict: "posted" (created), "updated" (its series bumped),
+        "dropped" (the queue was full), or "failed" (the API refused it or could not be reached)."""

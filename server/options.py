@@ -232,6 +232,16 @@ OPTIONS: tuple[Option, ...] = (
     Option("namespaces", "--namespace", [], "watch only this namespace (repeatable; default all)", repeat=True),
     Option("label_selector", "--label-selector", None, "watch only pods matching this label selector"),
     Option(
+        "events",
+        "--events",
+        None,
+        "post a Kubernetes Event (IdentityConflict) on a pod that loses its name or an address to another pod "
+        "(default: on with the Kubernetes source; a pod file has no API to post to)",
+        boolean,
+        switch=True,
+        serve_only=True,
+    ),
+    Option(
         "publish",
         "--publish",
         "not-ready",

@@ -1,13 +1,18 @@
-"""An HTTP fake of the Kubernetes pods API, for tests and benchmarks.
+"""An HTTP fake of the Kubernetes API (pods, and Events), for tests and benchmarks.
 
 Speaks the real wire protocol (checked against kubectl): one global increasing
 resourceVersion, paged lists with consistent-snapshot continue tokens, label
-selectors, chunked watch streams with bookmarks, 410 Gone for versions and
+selectors, chunked watch streams with bookmarks, streaming lists (KEP-3157:
+the current state as ADDED events, then a bookmark annotated
+k8s.io/initial-events-end) or the 422 of an API server without them, lists
+NotOlderThan a version (a watch cache's read), 410 Gone for versions and
 tokens that are too old, and "Too large resource version" for versions newer
-than its data. Test hooks change pods and break things on purpose (failing
-statuses with Retry-After, a restore from backup, watch quirks).
-Pods are kept serialized (about a sixth of the memory of parsed JSON, and no
-encoding per list or event), so a benchmark can hold 100k realistic pods.
+than its data; events.k8s.io/v1 Events (tests/fakeevents.py). Test hooks
+change pods and break things on purpose (failing statuses with Retry-After, a
+restore from backup, watch quirks). Pods are kept serialized (about a sixth
+of the memory of parsed JSON, and no encoding per list or event), so a
+benchmark can hold 100k realistic pods. The endpoints are tests/fakewatch.py,
+the stateless pieces (pod shapes, selectors, statuses) tests/fakepods.py.
 
     async with FakeKube() as kube:
         kube.add_pod(make_pod("web-0", ip="10.244.0.5", hostname="web-0", subdomain="web"))
@@ -17,180 +22,54 @@ encoding per list or event), so a benchmark can hold 100k realistic pods.
 from __future__ import annotations
 
 import asyncio
-import base64
-import itertools
-import re
-import threading
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 from aiohttp import web
 
-Pod = dict[str, Any]
-Selector = list[Callable[[dict[str, str]], bool]]
-
-EXPIRED_CONTINUE = (
-    "The provided continue parameter is too old to display a consistent list result. "
-    "You can start a new list without the continue parameter."
+from tests.fakeevents import FakeEvents
+from tests.fakekubethread import FakeKubeThread
+from tests.fakepods import (
+    EXPIRED_CONTINUE,
+    Pod,
+    Selector,
+    StoredPod,
+    clone,
+    event_line,
+    make_pod,
+    now_rfc3339,
+    parse_selector,
+    selects,
+    status_body,
+    status_response,
+    too_large_status,
 )
+from tests.fakewatch import Change, PodsEndpoints, Watch, WatchListRefusal, WatchQuirk, is_true
 
-
-def clone(obj: Any) -> Any:
-    """A deep copy of JSON data (several times faster than copy.deepcopy)."""
-    return orjson.loads(orjson.dumps(obj))
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def make_pod(
-    name: str,
-    namespace: str = "default",
-    *,
-    ip: str | None = "10.244.0.10",
-    ips: Iterable[str] | None = None,
-    hostname: str | None = None,
-    subdomain: str | None = None,
-    labels: dict[str, str] | None = None,
-    ready: bool = True,
-    phase: str = "Running",
-    host_network: bool = False,
-    uid: str | None = None,
-    padding: int = 0,
-) -> Pod:
-    """A Pod object shaped like the API's; `padding` adds about that many bytes of env entries."""
-    all_ips = list(ips) if ips is not None else ([ip] if ip else [])
-    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels or {})}
-    if uid:
-        meta["uid"] = uid
-    container: dict[str, Any] = {"name": "main", "image": "registry.example/app:1.0"}
-    if padding:
-        # Many small objects, like a real pod's env, mounts and managedFields: parse cost is per object.
-        container["env"] = [{"name": f"SETTING_{i:04d}", "value": f"value-{i:06d}-abcdefgh"} for i in range(padding // 56)]
-    spec: dict[str, Any] = {"containers": [container], "nodeName": "node-1"}
-    if hostname is not None:
-        spec["hostname"] = hostname
-    if subdomain is not None:
-        spec["subdomain"] = subdomain
-    if host_network:
-        spec["hostNetwork"] = True
-    status: dict[str, Any] = {
-        "phase": phase,
-        "conditions": [{"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": now_rfc3339()}],
-    }
-    if all_ips:
-        status["podIP"] = all_ips[0]
-        status["podIPs"] = [{"ip": one} for one in all_ips]
-    return {"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": spec, "status": status}
-
-
-_REQUIREMENT = re.compile(
-    r"""\s*(?:
-        !\s*(?P<absent>[A-Za-z0-9_./-]+)
-      | (?P<key>[A-Za-z0-9_./-]+)\s*
-        (?: (?P<op>==|=|!=)\s*(?P<value>[A-Za-z0-9_.-]*)
-          | \s(?P<setop>in|notin)\s*\((?P<values>[^)]*)\)
-        )?
-    )\s*(?:,|$)""",
-    re.X,
-)
-
-
-def parse_selector(text: str) -> Selector:
-    """A label selector (`k=v`, `k!=v`, `k`, `!k`, `k in (a,b)`, `k notin (a)`, comma = AND)."""
-    tests: Selector = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        match = _REQUIREMENT.match(text, pos)
-        if not match or match.end() == pos:
-            raise ValueError(f"unable to parse requirement: {text[pos:]!r}")
-        pos = match.end()
-        key = match["key"]
-        if match["absent"]:
-            absent = match["absent"]
-            tests.append(lambda labels, k=absent: k not in labels)
-        elif match["op"] in ("=", "=="):
-            tests.append(lambda labels, k=key, v=match["value"]: labels.get(k) == v)
-        elif match["op"] == "!=":
-            tests.append(lambda labels, k=key, v=match["value"]: labels.get(k) != v)
-        elif match["setop"]:
-            values = {v.strip() for v in match["values"].split(",") if v.strip()}
-            if match["setop"] == "in":
-                tests.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
-            else:
-                tests.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
-        else:
-            tests.append(lambda labels, k=key: k in labels)
-    return tests
-
-
-def selects(selector: Selector, pod: Pod | StoredPod) -> bool:
-    labels = pod.labels if isinstance(pod, StoredPod) else pod["metadata"].get("labels") or {}
-    return all(test(labels) for test in selector)
-
-
-def status_body(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    if details:
-        body["details"] = details
-    return body
-
-
-def status_response(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> web.Response:
-    """A Status error; like the API server, a details.retryAfterSeconds is sent as Retry-After too."""
-    headers = {"Retry-After": str(details["retryAfterSeconds"])} if details and "retryAfterSeconds" in details else None
-    body = orjson.dumps(status_body(code, reason, message, details))
-    return web.Response(status=code, body=body, content_type="application/json", headers=headers)
-
-
-def too_large_status(since: str, current: int) -> dict[str, Any]:
-    """The Status of a watch from a version newer than the data, as kube-apiserver 1.18+ words it."""
-    return status_body(
-        504,
-        "Timeout",
-        f"Timeout: Too large resource version: {since}, current: {current}",
-        {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1},
-    )
-
-
-def event_line(kind: str, obj: dict[str, Any]) -> bytes:
-    return orjson.dumps({"type": kind, "object": obj}) + b"\n"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredPod:
-    """One version of a pod as the fake keeps it: its JSON, and what keys and selectors need."""
-
-    namespace: str
-    name: str
-    labels: dict[str, str]
-    body: bytes  # the whole object, resourceVersion included
-
-    @classmethod
-    def of(cls, pod: Pod) -> StoredPod:
-        meta = pod["metadata"]
-        return cls(meta["namespace"], meta["name"], dict(meta.get("labels") or {}), orjson.dumps(pod))
-
-    def obj(self) -> Pod:
-        return orjson.loads(self.body)
-
-    def event(self, kind: str) -> bytes:
-        return b'{"type":"%s","object":%s}\n' % (kind.encode(), self.body)
+__all__ = [
+    "EXPIRED_CONTINUE",
+    "Backup",
+    "FakeKube",
+    "FakeKubeThread",
+    "Pod",
+    "Request",
+    "Selector",
+    "StoredPod",
+    "WatchQuirk",
+    "clone",
+    "event_line",
+    "make_pod",
+    "now_rfc3339",
+    "parse_selector",
+    "selects",
+    "status_body",
+    "status_response",
+    "too_large_status",
+]
 
 
 @dataclass
@@ -205,7 +84,12 @@ class Request:
 
     @property
     def is_watch(self) -> bool:
-        return self.query.get("watch") in ("1", "true", "True")
+        return is_true(self.query.get("watch"))
+
+    @property
+    def is_streaming_list(self) -> bool:
+        """A watch that begins with the current state (sendInitialEvents=true): a list and a watch in one."""
+        return self.is_watch and is_true(self.query.get("sendInitialEvents"))
 
 
 @dataclass(frozen=True)
@@ -214,46 +98,6 @@ class Backup:
 
     version: int
     pods: dict[tuple[str, str], StoredPod]
-
-
-# Ways a watch can misbehave (FakeKube.watch_quirk):
-#   bookmark-then-close: every watch sends one BOOKMARK and ends, at once
-#   bookmark-then-410:   every watch sends one BOOKMARK, then an ERROR 410, and ends
-#   drip:                every watch sends the start of an event one byte at a time (drip_interval), never a whole line
-WatchQuirk = Literal["bookmark-then-close", "bookmark-then-410", "drip"]
-
-
-@dataclass
-class _Change:
-    version: int
-    kind: str  # ADDED / MODIFIED / DELETED
-    old: StoredPod | None
-    new: StoredPod
-
-
-@dataclass(eq=False)
-class _Watch:
-    namespace: str | None
-    selector: Selector
-    bookmarks: bool
-    request: web.Request
-    queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
-
-    def event_for(self, change: _Change) -> bytes | None:
-        """The event this watcher sees for a change, if any (selectors turn changes into ADDED/DELETED)."""
-        if self.namespace is not None and change.new.namespace != self.namespace:
-            return None
-        now = selects(self.selector, change.new)
-        before = change.old is not None and selects(self.selector, change.old)
-        if change.kind == "MODIFIED":
-            if before and now:
-                return change.new.event("MODIFIED")
-            if now:
-                return change.new.event("ADDED")
-            if before:
-                return change.new.event("DELETED")
-            return None
-        return change.new.event(change.kind) if now else None
 
 
 class FakeKube:
@@ -271,6 +115,8 @@ class FakeKube:
         gone_as: Literal["event", "status"] = "event",
         too_large_as: Literal["event", "status"] = "status",
         token: str | None = None,
+        watch_list: bool = True,
+        watch_list_refusal: WatchListRefusal = "feature-gate",
     ) -> None:
         self.gone_as = gone_as
         self.too_large_as = too_large_as
@@ -278,7 +124,7 @@ class FakeKube:
         self.version = 1
         self.compacted = 0  # watches from versions below this get 410
         self.pods: dict[tuple[str, str], StoredPod] = {}
-        self.history: list[_Change] = []
+        self.history: list[Change] = []
         self.requests: list[Request] = []
         self.failing_status: int | None = None
         self.failing_retry_after: int | None = None
@@ -289,9 +135,15 @@ class FakeKube:
         self.list_gate: asyncio.Event | None = None
         # Called with each request before it is served: lets a test act between two pages.
         self.before_request: Callable[[Request], None] | None = None
-        self._watches: set[_Watch] = set()
-        self._snapshots: dict[str, tuple[int, tuple[str | None, str], list[StoredPod]]] = {}
-        self._snapshot_ids = itertools.count(1)
+        self.watch_list = watch_list  # streaming lists; False: refused with a 422, worded as watch_list_refusal says
+        self.watch_list_refusal: WatchListRefusal = watch_list_refusal
+        self.initial_events_delay = 0.0  # seconds between chunks of a streaming list's ADDED events
+        self.initial_events_sent = 0  # ADDED events written by streaming lists (and watches from no version)
+        # While this is an Event that is not set, streaming lists hold back the bookmark that ends them.
+        self.initial_events_gate: asyncio.Event | None = None
+        self.watches: set[Watch] = set()
+        self.events = FakeEvents()
+        self.endpoints = PodsEndpoints(self)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -304,9 +156,10 @@ class FakeKube:
         app.router.add_get("/api", self._api_versions)
         app.router.add_get("/apis", self._api_groups)
         app.router.add_get("/api/v1", self._api_resources)
-        app.router.add_get("/api/v1/pods", self._pods)
-        app.router.add_get("/api/v1/namespaces/{namespace}/pods", self._pods)
+        app.router.add_get("/api/v1/pods", self.endpoints.pods)
+        app.router.add_get("/api/v1/namespaces/{namespace}/pods", self.endpoints.pods)
         app.router.add_get("/api/v1/namespaces/{namespace}/pods/{name}", self._pod)
+        self.events.add_routes(app.router)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port)
@@ -407,9 +260,9 @@ class FakeKube:
             del self.pods[key]
         else:
             self.pods[key] = new
-        change = _Change(self.version, kind, old, new)
+        change = Change(self.version, kind, old, new)
         self.history.append(change)
-        for watch in self._watches:
+        for watch in self.watches:
             line = watch.event_for(change)
             if line is not None:
                 watch.queue.put_nowait(line)
@@ -418,8 +271,8 @@ class FakeKube:
 
     def drop_watches(self, *, abort: bool = False) -> int:
         """End every open watch: cleanly (end of chunked body) or by closing the socket."""
-        dropped = list(self._watches)
-        self._watches.clear()
+        dropped = list(self.watches)
+        self.watches.clear()
         for watch in dropped:
             if abort and watch.request.transport is not None:
                 watch.request.transport.close()
@@ -428,11 +281,11 @@ class FakeKube:
 
     def send_bookmark(self) -> None:
         """A BOOKMARK at the current version to every watch that asked for bookmarks."""
-        for watch in self._watches:
+        for watch in self.watches:
             if watch.bookmarks:
-                watch.queue.put_nowait(self._bookmark())
+                watch.queue.put_nowait(self.bookmark_line())
 
-    def _bookmark(self) -> bytes:
+    def bookmark_line(self) -> bytes:
         obj = {
             "kind": "Pod",
             "apiVersion": "v1",
@@ -445,7 +298,7 @@ class FakeKube:
     def send_error(self, code: int = 410, reason: str = "Expired", message: str = "too old resource version") -> None:
         """An ERROR event (a Status) to every open watch, which then ends, as the API server does."""
         line = event_line("ERROR", status_body(code, reason, message))
-        for watch in list(self._watches):
+        for watch in list(self.watches):
             watch.queue.put_nowait(line)
         self.drop_watches()
 
@@ -455,7 +308,7 @@ class FakeKube:
 
     def inject_bytes(self, raw: bytes) -> None:
         """Write exactly these bytes into every open watch stream (part of a line, or several)."""
-        for watch in self._watches:
+        for watch in self.watches:
             watch.queue.put_nowait(raw)
 
     def compact(self) -> None:
@@ -465,7 +318,7 @@ class FakeKube:
         self.expire_continue_tokens()
 
     def expire_continue_tokens(self) -> None:
-        self._snapshots.clear()
+        self.endpoints.expire_continue_tokens()
 
     def fail_requests(self, status: int | None = 500, *, retry_after: int | None = None) -> None:
         """Answer every request with this HTTP status (None: serve normally); drops open watches.
@@ -505,20 +358,32 @@ class FakeKube:
         ]
 
     def list_requests(self, namespace: str | None = None, *, first_pages_only: bool = True) -> list[Request]:
-        """List requests; by default only each list's first page (no continue token)."""
-        lists = self.pod_requests(watch=False, namespace=namespace)
+        """Requests that list the pods: paged lists (by default only each one's first page) and streaming lists."""
+        lists = [r for r in self.pod_requests(namespace=namespace) if not r.is_watch or r.is_streaming_list]
         return [r for r in lists if not (first_pages_only and r.query.get("continue"))]
+
+    def resumed_watch_requests(self, namespace: str | None = None) -> list[Request]:
+        """Watches from a version (not streaming lists)."""
+        return [r for r in self.pod_requests(watch=True, namespace=namespace) if not r.is_streaming_list]
+
+    def paged_list_requests(self, namespace: str | None = None) -> list[Request]:
+        """The first pages of paged lists only."""
+        return [r for r in self.list_requests(namespace) if not r.is_watch]
+
+    def streaming_list_requests(self, namespace: str | None = None) -> list[Request]:
+        """The streaming lists only (refused ones included)."""
+        return [r for r in self.list_requests(namespace) if r.is_watch]
 
     @property
     def open_watches(self) -> int:
-        return len(self._watches)
+        return len(self.watches)
 
     # -- HTTP ----------------------------------------------------------------
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Callable) -> web.StreamResponse:
         namespace = request.match_info.get("namespace")
-        is_pods = request.path == "/api/v1/pods" or (namespace is not None and "name" not in request.match_info)
+        is_pods = request.path == "/api/v1/pods" or (request.path.startswith("/api/v1/namespaces/") and request.path.endswith("/pods"))
         record = Request(request.method, request.path, dict(request.query), namespace, is_pods)
         self.requests.append(record)
         if self.before_request is not None:
@@ -526,7 +391,7 @@ class FakeKube:
         if self.failing_status is not None:
             details = {"retryAfterSeconds": self.failing_retry_after} if self.failing_retry_after is not None else None
             return status_response(self.failing_status, "InternalError", "the fake API is failing on purpose", details)
-        if record.is_pods and not record.is_watch and self.list_gate is not None:
+        if record.is_pods and (not record.is_watch or record.is_streaming_list) and self.list_gate is not None:
             await self.list_gate.wait()
         if self.token and request.headers.get("Authorization", "") != f"Bearer {self.token}":
             return status_response(401, "Unauthorized", "Unauthorized")
@@ -576,212 +441,3 @@ class FakeKube:
         if key not in self.pods:
             return status_response(404, "NotFound", f'pods "{key[1]}" not found')
         return web.Response(body=self.pods[key].body, content_type="application/json")
-
-    async def _pods(self, request: web.Request) -> web.StreamResponse:
-        namespace = request.match_info.get("namespace")
-        query = request.query
-        try:
-            selector = parse_selector(query.get("labelSelector", ""))
-        except ValueError as error:
-            return status_response(400, "BadRequest", str(error))
-        if query.get("watch") in ("1", "true", "True"):
-            return await self._watch(request, namespace, selector)
-        return self._list(namespace, query.get("labelSelector", ""), selector, query)
-
-    def _list(self, namespace: str | None, selector_text: str, selector: Selector, query: Any) -> web.Response:
-        scope = (namespace, selector_text)
-        limit = int(query.get("limit") or 0)
-        token = query.get("continue")
-        if token:
-            try:
-                snapshot_id, offset_text = base64.urlsafe_b64decode(token.encode()).decode().split(":")
-                offset = int(offset_text)
-            except ValueError:
-                return status_response(400, "BadRequest", "continue key is not valid")
-            if snapshot_id not in self._snapshots:
-                return status_response(410, "Expired", EXPIRED_CONTINUE)
-            version, snapshot_scope, items = self._snapshots[snapshot_id]
-            if snapshot_scope != scope:
-                return status_response(400, "BadRequest", "continue key does not match the query")
-        else:
-            snapshot_id, offset, version = "", 0, self.version
-            items = [pod for key, pod in sorted(self.pods.items()) if (namespace is None or key[0] == namespace) and selects(selector, pod)]
-        page = items[offset : offset + limit] if limit > 0 else items[offset:]
-        end = offset + len(page)
-        meta: dict[str, Any] = {"resourceVersion": str(version)}
-        if end < len(items):
-            if not snapshot_id:
-                snapshot_id = str(next(self._snapshot_ids))
-                self._snapshots[snapshot_id] = (version, scope, items)
-            meta["continue"] = base64.urlsafe_b64encode(f"{snapshot_id}:{end}".encode()).decode()
-            meta["remainingItemCount"] = len(items) - end
-        elif snapshot_id:
-            self._snapshots.pop(snapshot_id, None)
-        body = b"".join(
-            (
-                b'{"kind":"PodList","apiVersion":"v1","metadata":',
-                orjson.dumps(meta),
-                b',"items":[',
-                b",".join(pod.body for pod in page),
-                b"]}",
-            )
-        )
-        return web.Response(body=body, content_type="application/json")
-
-    async def _watch(self, request: web.Request, namespace: str | None, selector: Selector) -> web.StreamResponse:
-        query = request.query
-        watch = _Watch(namespace, selector, query.get("allowWatchBookmarks") in ("1", "true"), request)
-        since = query.get("resourceVersion", "")
-        if not since.isdigit() and since != "":
-            return status_response(400, "BadRequest", f"invalid resourceVersion: {since!r}")
-        first: list[bytes] = []
-        gone = since not in ("", "0") and int(since) < self.compacted
-        too_large = since not in ("", "0") and int(since) > self.version
-        if gone:
-            message = f"too old resource version: {since} ({self.compacted})"
-            if self.gone_as == "status":
-                return status_response(410, "Expired", message)
-            first.append(event_line("ERROR", status_body(410, "Expired", message)))
-        elif too_large:
-            status = too_large_status(since, self.version)
-            if self.too_large_as == "status":
-                return status_response(504, status["reason"], status["message"], status["details"])
-            first.append(event_line("ERROR", status))
-        elif since in ("", "0"):
-            # No version: synthetic ADDED events for the current state, like the API server.
-            for key, pod in sorted(self.pods.items()):
-                if (namespace is None or key[0] == namespace) and selects(selector, pod):
-                    first.append(pod.event("ADDED"))
-            if query.get("sendInitialEvents") == "true" and watch.bookmarks:
-                first.append(event_line("BOOKMARK", self._initial_events_end()))
-        else:
-            for change in self.history:
-                if change.version > int(since):
-                    line = watch.event_for(change)
-                    if line is not None:
-                        first.append(line)
-        ends = gone or too_large
-        if self.watch_quirk in ("bookmark-then-close", "bookmark-then-410") and not ends:
-            first.append(self._bookmark())
-            if self.watch_quirk == "bookmark-then-410":
-                first.append(event_line("ERROR", status_body(410, "Expired", f"too old resource version: {self.version}")))
-            ends = True
-        if not ends:
-            self._watches.add(watch)  # in the same step as the replay: no change can fall between
-
-        response = web.StreamResponse(headers={"Content-Type": "application/json"})
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds") and self.honour_timeout else None
-        try:
-            if first:
-                await response.write(b"".join(first))
-            if not ends:
-                async with asyncio.timeout(timeout):
-                    if self.watch_quirk == "drip":
-                        await self._drip(watch, response)
-                    else:
-                        while await self._write_queued(watch, response):
-                            pass
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            self._watches.discard(watch)
-        if request.transport is not None and not request.transport.is_closing():
-            try:
-                await response.write_eof()
-            except ConnectionError:
-                pass
-        return response
-
-    async def _drip(self, watch: _Watch, response: web.StreamResponse) -> None:
-        """Bytes of an event that never ends, one every drip_interval, until the watch is dropped (or times out)."""
-        partial = self._bookmark().rstrip(b"\n")
-        for index in itertools.count():
-            while not watch.queue.empty():
-                if watch.queue.get_nowait() is None:
-                    return
-            await response.write(partial[index % len(partial) :][:1])
-            await asyncio.sleep(self.drip_interval)
-
-    @staticmethod
-    async def _write_queued(watch: _Watch, response: web.StreamResponse) -> bool:
-        """Write what is queued in one chunk (a burst of events costs one write); False at the end."""
-        lines = [await watch.queue.get()]
-        while lines[-1] is not None and not watch.queue.empty() and len(lines) < 512:
-            lines.append(watch.queue.get_nowait())
-        more = lines[-1] is not None
-        if not more:
-            lines.pop()
-        if lines:
-            await response.write(b"".join(lines))
-        return more
-
-    def _initial_events_end(self) -> dict[str, Any]:
-        return {
-            "kind": "Pod",
-            "apiVersion": "v1",
-            "metadata": {
-                "resourceVersion": str(self.version),
-                "annotations": {"k8s.io/initial-events-end": "true"},
-            },
-        }
-
-
-class FakeKubeThread:
-    """A FakeKube serving from its own event loop in a daemon thread, for clients in other processes.
-
-    Hooks run on the fake's loop: `call(fn, *args)` (e.g. `call(kube.add_pod, pod)`) or `run(coroutine)`.
-
-        with FakeKubeThread() as fake:
-            fake.call(fake.kube.add_pod, make_pod("web-0"))
-    """
-
-    def __init__(self, **options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="fakekube", daemon=True)
-        self._thread.start()
-        try:
-            self.kube: FakeKube = self.run(self._start(options))
-        except BaseException:
-            self._stop_loop()
-            raise
-
-    @staticmethod
-    async def _start(options: dict[str, Any]) -> FakeKube:
-        kube = FakeKube(**options)
-        await kube.start()
-        return kube
-
-    def run(self, coroutine: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
-
-    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        async def invoke() -> Any:
-            return fn(*args, **kwargs)
-
-        return self.run(invoke())
-
-    def hold_lists(self) -> None:
-        """Pod lists wait from now on until release_lists()."""
-        self.call(setattr, self.kube, "list_gate", asyncio.Event())
-
-    def release_lists(self) -> None:
-        self.call(lambda: self.kube.list_gate.set())
-
-    def close(self) -> None:
-        try:
-            self.run(self.kube.stop())
-        finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
-
-    def __enter__(self) -> FakeKubeThread:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

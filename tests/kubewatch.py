@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,17 @@ WAIT_SECONDS = 5.0
 
 
 class RecordingSink:
-    """A PodSink that keeps the pods it was given and every call."""
+    """A PodSink that keeps the pods it was given and every call.
+
+    replace_all_steps applies `step` pods at a time, like the registry, and
+    counts the steps of each call in `steps`.
+    """
+
+    step = 100
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.steps: list[int] = []  # steps of each replace_all_steps
         self.pods: dict[str, PodRecord] = {}
         self.synced = False
         self.calls: list[tuple[str, Any]] = []
@@ -32,6 +39,19 @@ class RecordingSink:
         self.versions.append(version)
         self.pods = {pod.uid: pod for pod in pods}
         self.calls.append(("replace_all", len(self.pods)))
+
+    def replace_all_steps(self, pods: Iterable[PodRecord], version: str | None = None) -> Iterator[None]:
+        pods = list(pods)
+        self.versions.append(version)
+        self.calls.append(("replace_all", len(pods)))
+        fresh: dict[str, PodRecord] = {}
+        self.steps.append(0)
+        for start in range(0, max(len(pods), 1), self.step):
+            if start:
+                yield
+            fresh.update((pod.uid, pod) for pod in pods[start : start + self.step])
+            self.steps[-1] += 1
+        self.pods = fresh
 
     def upsert(self, pod: PodRecord) -> None:
         self.pods[pod.uid] = pod
@@ -96,6 +116,7 @@ class Harness:
     sinks: dict[str, RecordingSink]
     observer: RecordingObserver
     task: asyncio.Task
+    helpers: list[asyncio.Task] = field(default_factory=list)  # a test's own tasks, cancelled at the end
 
     @property
     def sink(self) -> RecordingSink:
@@ -157,12 +178,14 @@ async def watching(kube: FakeKube, tmp_path: Path, **overrides: Any) -> AsyncIte
     observer = RecordingObserver()
     watcher = PodWatcher(KubeSettings(**settings), sink_for, observer)
     task = asyncio.create_task(watcher.run())
+    harness = Harness(kube, watcher, sinks, observer, task)
     try:
-        yield Harness(kube, watcher, sinks, observer, task)
+        yield harness
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for running in (task, *harness.helpers):
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
 
 
 def pod(name: str, namespace: str = "default", n: int = 1, **kwargs: Any) -> dict[str, Any]:

@@ -69,6 +69,7 @@ _ALWAYS_SHOWN_RCODES = frozenset(range(6))
 # What a pod file's load may skip (server/sources/problems.py REASONS; a test holds the two together).
 FILE_SKIP_REASONS = ("invalid_name", "invalid_ip", "extra_ips", "duplicate_uid", "not_a_pod")
 KUBE_EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
+EVENT_POST_RESULTS = ("posted", "updated", "dropped", "failed")  # Kubernetes Events about conflicts
 
 
 def _le(bounds: Iterable[float]) -> tuple[str, ...]:
@@ -233,6 +234,7 @@ class KubeStats:
         self.relists = 0
         self.watch_restarts = 0
         self.api_errors: dict[str, int] = {}
+        self.events_posted = dict.fromkeys(EVENT_POST_RESULTS, 0)
         self.synced = False
         self.last_event: float | None = None
         self.programming = [0] * (len(PROGRAMMING_BUCKETS) + 1)
@@ -273,6 +275,15 @@ class KubeStats:
         for category, count in sorted(self.api_errors.items()):
             errors.add_metric([category], count)
         yield errors
+        posted = CounterMetricFamily(
+            "poddns_kubernetes_events_posted",
+            "Kubernetes Events about pods that lost a name or an address (IdentityConflict), by result: posted (created), "
+            "updated (a repeat bumped its series), dropped (the queue was full), failed (refused, or the API unreachable).",
+            labels=["result"],
+        )
+        for result, count in self.events_posted.items():
+            posted.add_metric([result], count)
+        yield posted
         yield GaugeMetricFamily(
             "poddns_kubernetes_synced",
             "1 once every watched namespace has been listed completely, else 0.",
@@ -317,6 +328,9 @@ def _kube_metrics_observer(stats: KubeStats):
 
         def applied(self, pods: list[PodRecord]) -> None:
             stats.applied(pods)
+
+        def event_posted(self, result: str) -> None:
+            stats.events_posted[result] = stats.events_posted.get(result, 0) + 1
 
     return KubeMetrics()
 

@@ -14,12 +14,10 @@ import contextlib
 import gc
 from collections.abc import Callable, Iterator
 
-from kubernetes.aio import client as kclient
-from kubernetes.aio.client.api_client import ApiClient
-
 from ..model import KubeObserver, PodSink
 from .kubeconfig import ClientConfigError, KubeSettings, load_client_config
 from .kubedecode import ApiError, Gone, Page, VersionTooLarge, WatchEvent, decode_event, decode_page
+from .kubeimport import ApiClient, Configuration
 from .kubestream import NamespaceWatch
 
 __all__ = [
@@ -83,7 +81,7 @@ class PodWatcher:
         """True once every watched namespace has been listed completely; it stays so."""
         return self._synced
 
-    async def run(self, client_config: kclient.Configuration | None = None) -> None:
+    async def run(self, client_config: Configuration | None = None) -> None:
         """List and watch until cancelled; API errors are retried, never raised.
 
         Only a missing or broken client configuration (ClientConfigError) raises;

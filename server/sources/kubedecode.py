@@ -20,6 +20,8 @@ WATCH_EVENT_TYPES = frozenset({"ADDED", "MODIFIED", "DELETED"})
 # of this type (1.18+), or this text in a cause's or the Status's message (older ones).
 TOO_LARGE_CAUSE = "ResourceVersionTooLarge"
 TOO_LARGE_TEXT = "Too large resource version"
+# The annotation of the BOOKMARK that ends a streaming list's initial events (KEP-3157).
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 class ApiError(Exception):
@@ -83,6 +85,7 @@ class WatchEvent(NamedTuple):
     pod: PodRecord | None = None  # ADDED, MODIFIED, DELETED of a usable pod
     unusable: str = ""  # why such an event's pod was not usable
     status: ApiStatus | None = None  # ERROR: the Status
+    initial_events_end: bool = False  # a BOOKMARK that ends a streaming list's initial events
 
 
 def _text(value: Any) -> str:
@@ -160,8 +163,8 @@ def decode_page_tolerantly(body: bytes) -> Page:
     return Page(records, skipped, token if isinstance(token, str) and token else None, str(version) if version else None)
 
 
-def decode_event(line: bytes) -> WatchEvent | None:
-    """The event in one line of a watch stream; None when the line is not an event."""
+def decode_event(line: bytes | memoryview) -> WatchEvent | None:
+    """The event in one line of a watch stream (bytes, or a view of them); None when the line is not an event."""
     try:
         event = EVENT_DECODER.decode(line)
     except msgspec.ValidationError:
@@ -175,6 +178,8 @@ def decode_event(line: bytes) -> WatchEvent | None:
         # Rare, and a Status has fields no pod schema knows: the tolerant path reads it.
         return decode_event_tolerantly(line)
     version = obj.metadata.resourceVersion if obj.metadata is not None else None
+    if kind == "BOOKMARK":
+        return WatchEvent(kind, version or None, initial_events_end=_ends_initial_events(line))
     if kind not in WATCH_EVENT_TYPES:
         return WatchEvent(kind, version or None)
     try:
@@ -183,7 +188,7 @@ def decode_event(line: bytes) -> WatchEvent | None:
         return WatchEvent(kind, version or None, unusable=str(error))
 
 
-def decode_event_tolerantly(line: bytes) -> WatchEvent | None:
+def decode_event_tolerantly(line: bytes | memoryview) -> WatchEvent | None:
     """decode_event without the schemas: slower, and it means the same."""
     try:
         event = orjson.loads(line)
@@ -198,9 +203,29 @@ def decode_event_tolerantly(line: bytes) -> WatchEvent | None:
     meta = obj.get("metadata")
     version = meta.get("resourceVersion") if isinstance(meta, dict) else None
     version = version if isinstance(version, str) and version else None
+    if kind == "BOOKMARK":
+        return WatchEvent(kind, version, initial_events_end=_ends_initial_events(line))
     if kind not in WATCH_EVENT_TYPES:
         return WatchEvent(kind, version)
     try:
         return WatchEvent(kind, version, strip_pod(obj))
     except ValueError as error:
         return WatchEvent(kind, version, unusable=str(error))
+
+
+def _ends_initial_events(line: bytes | memoryview) -> bool:
+    """Whether a BOOKMARK line carries the annotation k8s.io/initial-events-end: "true".
+
+    Bookmarks are small and rare: the substring test keeps the common ones
+    cheap, and the annotation itself is read from the parsed object.
+    """
+    if INITIAL_EVENTS_END.encode() not in bytes(line):
+        return False
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    obj = event.get("object") if isinstance(event, dict) else None
+    meta = obj.get("metadata") if isinstance(obj, dict) else None
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    return isinstance(annotations, dict) and annotations.get(INITIAL_EVENTS_END) == "true"

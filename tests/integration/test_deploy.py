@@ -291,9 +291,10 @@ def test_deployment_spreads_and_survives_disruption(base, pod_spec):
     assert one(base, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
 
 
-def test_rbac_grants_read_only_access_to_pods(base):
-    (rule,) = one(base, "ClusterRole")["rules"]
-    assert rule == {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+def test_rbac_grants_reading_pods_and_writing_events_about_them(base):
+    pods, events = one(base, "ClusterRole")["rules"]
+    assert pods == {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
+    assert events == {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
     binding = one(base, "ClusterRoleBinding")
     account = one(base, "ServiceAccount")["metadata"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}]

@@ -92,10 +92,9 @@ async def test_an_api_server_restored_from_backup_is_listed_again_from_scratch(t
             assert h.observer.errors == ["resource_version_too_large"] * 3
             relist = kube.list_requests()[-1]
             assert len(kube.list_requests()) == 2 and relist.query.get("resourceVersion", "") == ""  # from etcd
-            assert h.watcher.synced
+            assert h.watcher.synced and h.sink.versions[-1] == str(backup.version)
 
             await h.until(lambda: kube.open_watches == 1, "the watch from the restored version")
-            assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(backup.version)
             kube.add_pod(pod("after", n=200))
             await h.until(lambda: "after" in h.sink.names(), "ADDED after the restore")
 
@@ -165,7 +164,7 @@ async def test_a_stream_that_drips_without_completing_an_event_is_watched_again(
             stalls = logged(caplog, "no complete watch event in 0s")
             assert stalls and all("bytes of a line under way" in r.getMessage() and r.levelname == "WARNING" for r in stalls)
             assert len(stalls) <= h.observer.errors.count("watch_stalled")  # once per occurrence at most
-            assert all(w.query["resourceVersion"] == str(version) for w in kube.pod_requests(watch=True))
+            assert all(w.query["resourceVersion"] == str(version) for w in kube.resumed_watch_requests())
             assert len(kube.list_requests()) == 1
 
             kube.watch_quirk = None

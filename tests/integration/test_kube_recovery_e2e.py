@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.integration.test_kube_e2e import NX, A, cluster, fqdn, ident, look, rev, until
 from tests.integration.test_metrics import scrape, value
@@ -43,3 +46,43 @@ def test_a_flood_of_malformed_lines_is_counted_but_writes_a_few_log_lines(tmp_pa
         assert value(samples, "poddns_kubernetes_api_errors_total", error="malformed_event") == 70_000
         assert env.log_count("skipped malformed watch event") == 5  # then a summary a minute, while it lasts
         assert env.lists() == 1
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["streaming-list", "paged-list"])
+def test_a_relist_answers_from_the_old_state_until_the_new_one_is_complete(tmp_path: Path, streaming: bool) -> None:
+    with cluster(tmp_path, watch_list=streaming) as env:
+        port, kube = env.port, env.fake.kube
+        pods = [ident(f"web-{i}", "relist", f"10.244.{30 + i // 250}.{i % 250 + 1}") for i in range(1500)]
+        env.add(*pods)
+        steady, gone, new = fqdn("web-0", "svc", "relist"), fqdn("web-1499", "svc", "relist"), fqdn("new-0", "svc", "relist")
+        until(port, gone, "A", A("10.244.35.250"))
+        lists, sent = env.lists(), env.fake.call(lambda: kube.initial_events_sent)
+
+        def hold_and_break() -> None:  # one step on the fake's loop: the watch is down for all of it
+            if streaming:
+                kube.initial_events_gate = asyncio.Event()  # the relist's events go out, its end does not
+            else:
+                kube.list_gate = asyncio.Event()  # the relist's first page waits
+            kube.drop_watches()
+            kube.delete_pod("relist", "web-1499")
+            kube.add_pod(ident("new-0", "relist", "10.244.36.1"))
+            kube.compact()  # a watch from before the change gets 410: the server lists again
+
+        env.fake.call(hold_and_break)
+        deadline = time.monotonic() + 10
+        while env.lists() == lists or (streaming and env.fake.call(lambda: kube.initial_events_sent) < sent + 1500):
+            assert time.monotonic() < deadline, "the relist did not begin"
+            time.sleep(0.02)
+        for _ in range(25):  # the relist is under way: the old state, whole
+            assert look(port, steady) == A("10.244.30.1")
+            assert look(port, rev("10.244.30.1"), "PTR") == ("NOERROR", [steady + "."])
+            assert look(port, gone) == A("10.244.35.250")
+            assert look(port, new) == NX
+            time.sleep(0.02)
+        env.fake.call(lambda: (kube.initial_events_gate or kube.list_gate).set())  # type: ignore[union-attr]
+        while look(port, gone) != NX:  # and while it is applied
+            assert look(port, steady) == A("10.244.30.1")
+            assert time.monotonic() < deadline + 10, "the relist was not applied"
+            time.sleep(0.01)
+        until(port, new, "A", A("10.244.36.1"))
+        assert look(port, steady) == A("10.244.30.1")

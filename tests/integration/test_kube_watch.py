@@ -19,17 +19,21 @@ from tests.kubewatch import pod, watching
 async def test_initial_paged_list_then_synced(tmp_path: Path) -> None:
     async with FakeKube() as kube:
         kube.add_pods(pod(f"web-{i}", n=i) for i in range(7))
-        async with watching(kube, tmp_path, page_size=3, watch_timeout_seconds=123) as h:
+        async with watching(kube, tmp_path, page_size=3, watch_timeout_seconds=123, streaming_lists=False) as h:
             await h.synced()
             assert h.sink.names() == [f"web-{i}" for i in range(7)]
             assert h.sink.synced
-            assert h.sink.calls == [("replace_all", 7), ("set_synced", True)]
+            # A first list goes to the sink page by page (nothing is served before it is synced), then its version.
+            assert h.sink.batches == [(3, 0), (3, 0), (1, 0), (0, 0)]
+            assert h.sink.versions == [None, None, None, str(kube.version)]
+            assert h.sink.calls[-1] == ("set_synced", True)
             assert h.observer.synced_values == [True]
             assert list(h.sinks) == ["kubernetes"]
 
             lists = kube.pod_requests(watch=False)
             assert [r.query.get("limit") for r in lists] == ["3", "3", "3"]
             assert [bool(r.query.get("continue")) for r in lists] == [False, True, True]
+            assert "resourceVersion" not in lists[0].query  # a first list is a consistent read
             await h.until(lambda: kube.open_watches == 1, "the watch")
             watch = kube.pod_requests(watch=True)[0]
             assert watch.query["resourceVersion"] == str(kube.version)
@@ -58,8 +62,8 @@ async def test_add_modify_delete_reach_the_sink(tmp_path: Path) -> None:
             kube.delete_pod("default", "b")
             await h.until(lambda: h.sink.names() == ["a", "c"], "DELETED b")
             # Each change carries the resourceVersion it brings the source to: the zones' serial.
-            listed, *changes = h.sink.versions
-            assert listed is not None and [int(v) for v in changes] == sorted(int(v) for v in changes)
+            listed, *changes = [v for v in h.sink.versions if v is not None]  # the list's pages carry none
+            assert [int(v) for v in changes] == sorted(int(v) for v in changes)
             assert changes[-1] == str(kube.version) and int(changes[0]) > int(listed)
 
             assert h.observer.events == Counter(ADDED=1, MODIFIED=1, DELETED=1)
@@ -85,7 +89,7 @@ async def test_a_burst_of_events_is_applied_in_few_batches_with_the_last_state_o
             assert sum(up + down for up, down in h.sink.batches) < 604  # the pods changed twice count once
             assert len(h.sink.batches) < 20
             assert all(up + down <= 256 for up, down in h.sink.batches)
-            assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(kube.version - 604)
+            assert h.sink.versions[-1] == str(kube.version)  # the last event's version: where the watch resumes
             kube.drop_watches()
             await h.watching_again(1)
             assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(kube.version)
@@ -178,6 +182,7 @@ async def test_410_on_resume_relists_and_reconciles(tmp_path: Path, gone_as: str
         async with watching(kube, tmp_path) as h:
             await h.synced()
             await h.until(lambda: kube.open_watches == 1, "the watch")
+            seen = str(kube.version)  # the list's: nothing changed since
             # A gap the watch never sees, then history older than the gap is gone.
             kube.drop_watches()
             kube.delete_pod("default", "b")
@@ -187,13 +192,21 @@ async def test_410_on_resume_relists_and_reconciles(tmp_path: Path, gone_as: str
             await h.until(lambda: h.sink.names() == ["a", "c"], "the relist")
             assert len(kube.list_requests()) == 2
             assert h.observer.relists == 1
-            assert [call for call in h.sink.calls if call[0] == "replace_all"] == [("replace_all", 2)] * 2
+            # The first list was applied as it came; the relist replaced the old state whole.
+            assert [call for call in h.sink.calls if call[0] == "replace_all"] == [("replace_all", 2)]
             assert h.sink.calls.count(("set_synced", True)) == 1
             if gone_as == "event":
                 assert h.observer.events["ERROR"] == 1
+            # The relist asks for a state not older than the last one seen: the API server's watch cache serves that.
+            relist = kube.list_requests()[-1]
+            assert relist.is_streaming_list
+            assert relist.query["resourceVersion"] == seen and relist.query["resourceVersionMatch"] == "NotOlderThan"
+            assert h.sink.versions[-1] == str(kube.version)
 
             await h.until(lambda: kube.open_watches == 1, "the new watch")
-            assert kube.pod_requests(watch=True)[-1].query["resourceVersion"] == str(kube.version)
+            kube.add_pod(pod("d", n=4))  # the streaming relist watches on
+            await h.until(lambda: h.sink.names() == ["a", "c", "d"], "ADDED d")
+            assert len(kube.list_requests()) == 2
 
 
 async def test_410_error_event_in_an_open_stream_relists(tmp_path: Path) -> None:
@@ -221,10 +234,11 @@ async def test_expired_continue_token_restarts_the_list(tmp_path: Path) -> None:
                 kube.delete_pod("default", "web-0")  # the fresh list must not show it
 
         kube.before_request = expire_once
-        async with watching(kube, tmp_path, page_size=2) as h:
+        async with watching(kube, tmp_path, page_size=2, streaming_lists=False) as h:
             await h.synced()
+            # The first attempt's page was applied; the next list replaced it whole, so web-0 went.
             assert h.sink.names() == [f"web-{i}" for i in range(1, 5)]
-            assert h.sink.calls[0] == ("replace_all", 4)
+            assert [call for call in h.sink.calls if call[0] == "replace_all"] == [("replace_all", 4)]
             lists = kube.pod_requests(watch=False)
             assert [bool(r.query.get("continue")) for r in lists] == [False, True, False, True]
             assert len(expired) == 1

@@ -235,10 +235,9 @@ def test_dashboard_covers_what_the_issue_asks_for():
     } <= titles
 
 
-def test_dashboard_keeps_a_place_for_events_without_panels_yet():
+def test_dashboard_shows_the_kubernetes_events():
     rows = {panel["title"]: panel for panel in dashboard()["panels"] if panel["type"] == "row"}
-    assert rows["Kubernetes Events"]["collapsed"] is True
-    assert [panel["type"] for panel in rows["Kubernetes Events"]["panels"]] == ["text"]
+    assert [panel["title"] for panel in rows["Kubernetes Events"]["panels"]] == ["Kubernetes Events about conflicts"]
 
 
 def test_dashboard_shows_zone_transfers_and_notify():

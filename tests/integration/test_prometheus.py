@@ -83,6 +83,7 @@ PANEL_SERIES: dict[str, frozenset[str]] = {
     "Relists and watch restarts A": KUBE_SERVERS,
     "Relists and watch restarts B": KUBE_SERVERS,
     "API errors A": frozenset({"broken"}),
+    "Kubernetes Events about conflicts A": KUBE_SERVERS,  # every result, at 0 where nothing happened
     "Programming latency A": KUBE_SERVERS,
     "Programming latency B": KUBE_SERVERS,
     "Memory A": ALL,

@@ -156,3 +156,13 @@ def test_udp_front_end_options_are_range_checked():
             config("--udp-batch", value)
     with pytest.raises(ConfigError, match=r"udp_frontend .*must be one of auto, batched, uvloop"):
         build_config(argparse.Namespace(zones=["pods.example.internal"], udp_frontend="fast"))
+
+
+def test_events_are_on_with_the_kubernetes_source_and_off_with_a_pod_file(tmp_path):
+    pods = tmp_path / "pods.json"
+    pods.write_text('{"items": []}')
+    assert build_config(argparse.Namespace(zones=["pods.example.internal"])).events is True
+    assert build_config(argparse.Namespace(zones=["pods.example.internal"], events=False)).events is False
+    assert build_config(argparse.Namespace(zones=["pods.example.internal"], pods_file=str(pods))).events is False
+    with pytest.raises(ConfigError, match=r"events \(--events\): .*no API"):
+        build_config(argparse.Namespace(zones=["pods.example.internal"], pods_file=str(pods), events=True))

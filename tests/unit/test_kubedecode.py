@@ -148,3 +148,28 @@ def test_status_fields_and_what_they_mean() -> None:
     assert decode_status(b"").message == "no message"
     odd = decode_status(orjson.dumps({"code": True, "details": {"causes": "x", "retryAfterSeconds": "1"}}))
     assert (odd.code, odd.causes, odd.retry_after, odd.message) == (None, (), None, "no message")
+
+
+def _bookmark(annotations: Any, version: str = "42") -> bytes:
+    meta: dict[str, Any] = {"resourceVersion": version, "creationTimestamp": None}
+    if annotations is not None:
+        meta["annotations"] = annotations
+    return orjson.dumps({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1", "metadata": meta, "spec": {"containers": None}}})
+
+
+@pytest.mark.parametrize(
+    "annotations, ends",
+    [
+        ({"k8s.io/initial-events-end": "true"}, True),
+        ({"k8s.io/initial-events-end": "false"}, False),
+        ({"k8s.io/initial-events-end": True}, False),  # the API server writes the string "true"
+        ({"note": "k8s.io/initial-events-end"}, False),  # the words elsewhere in the line
+        (None, False),
+    ],
+)
+def test_the_bookmark_that_ends_a_streaming_lists_initial_events(annotations: Any, ends: bool) -> None:
+    line = _bookmark(annotations)
+    for decode in (decode_event, decode_event_tolerantly):
+        event = decode(line)
+        assert event is not None and event.kind == "BOOKMARK" and event.version == "42"
+        assert event.initial_events_end is ends
