@@ -8,7 +8,9 @@ by message.scan_sections, whose work is bounded whatever the packet holds.
 from __future__ import annotations
 
 from . import message, names, wire
+from .alias import chase
 from .message import Opt
+from .nodes import CNAME_KEY
 from .store import Zone, ZoneStore
 
 TCP_LIMIT = 65535
@@ -66,15 +68,37 @@ def answer(query: bytes, store: ZoneStore, tcp: bool = False) -> bytes | None:
         variant, tail, limit = rd, b"", TCP_LIMIT if tcp else 512
     else:
         variant, tail, limit = rd | 2, wire.opt_record(opt.do), TCP_LIMIT if tcp else udp_limit(opt)
+    answer_end = None
     if opt is not None and opt.version > 0:
         headers, body, tail = _BADVERS, b"", wire.opt_record(opt.do, wire.BADVERS >> 4)
     else:
-        headers, body = _find(query, qend, starts, store)
+        found = _find(query, qend, starts, store)
+        headers, body = found[0], found[1]
+        if len(found) == 3:
+            answer_end = found[2]
     out = qid + headers[variant] + question + body + tail
     if len(out) <= limit:
         return out
+    if answer_end is not None:  # additional records as far as they fit (RFC 2782), the answer whole
+        fitted = _fit_additional(headers, body, answer_end, limit - len(qid) - 10 - len(question) - len(tail))
+        if fitted is not None:
+            return qid + fitted[0][variant] + question + fitted[1] + tail
     rcode, aa = out[3] & 0xF, bool(out[2] & wire.FLAG_AA)
     return qid + wire.reply_headers(rcode, aa, 0, 0, tc=True)[variant] + question + tail
+
+
+def _fit_additional(headers: tuple[bytes, ...], body: bytes, answer_end: int, room: int) -> tuple[tuple[bytes, ...], bytes] | None:
+    """The answer with as many of its additional records as fit in `room` bytes; None if the answer alone does not."""
+    if answer_end > room:
+        return None
+    end, kept = answer_end, 0
+    while end < len(body):
+        record_end = end + 12 + ((body[end + 10] << 8) | body[end + 11])
+        if record_end > room:
+            break
+        end, kept = record_end, kept + 1
+    ancount = int.from_bytes(headers[0][4:6], "big")
+    return wire.reply_headers(wire.NOERROR, True, ancount, 0, arcount=kept), body[:end]
 
 
 _REFUSED = wire.reply_headers(wire.REFUSED, False, 0, 0)
@@ -87,8 +111,9 @@ _NODATA = wire.reply_headers(wire.NOERROR, True, 0, 1)
 _ONE_ANSWER = wire.reply_headers(wire.NOERROR, True, 1, 0)
 
 
-def _find(query: bytes, qend: int, starts: list[int], store: ZoneStore) -> tuple[tuple[bytes, ...], bytes]:
-    """The header variants and the sections for the question ending at `qend`."""
+def _find(query: bytes, qend: int, starts: list[int], store: ZoneStore) -> tuple:
+    """The header variants and the sections for the question ending at `qend` (and, when additional
+    records follow the answer in them, where the answer ends)."""
     qtype = (query[qend] << 8) | query[qend + 1]
     qclass = (query[qend + 2] << 8) | query[qend + 3]
     key = query[12:qend].lower()
@@ -111,8 +136,11 @@ def _find(query: bytes, qend: int, starts: list[int], store: ZoneStore) -> tuple
         return _SERVFAIL, b""
     if node is None:
         return _NXDOMAIN, zone.soa_rr
-    found = node.get(query[qend : qend + 2] + _AS_IN)
+    typekey = query[qend : qend + 2] + _AS_IN
+    found = node.get(typekey)
     if found is None:
+        if CNAME_KEY in node:
+            return chase(store, node, qend + 4 - 12, typekey)
         return _NODATA, zone.soa_rr
     return found
 

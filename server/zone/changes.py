@@ -137,11 +137,11 @@ class ZoneSnapshot:
             if node.zone is not zone:
                 continue
             if type(node) is Leaf:
-                yield name, node[0], node[2]
+                yield name, node[0], node[2] if len(node) == 4 else node[2][: node[4]]
                 continue
-            for key, (_, body) in node.items():  # Node.rrsets() inline: a generator per name costs
+            for key, value in node.items():  # Node.rrsets() inline: a generator per name costs
                 if key != ANY_KEY and (key != _SOA_KEY or name != apex):
-                    yield name, key, body
+                    yield name, key, value[1] if len(value) == 2 else value[1][: value[2]]
 
     def records(self) -> Iterator[RR]:
         """Every record of the zone except the apex SOA, from the state at snapshot time (apex records first:

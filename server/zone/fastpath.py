@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from . import names, wire
 from .answer import TCP_LIMIT, answer, zone_of_missing
-from .store import ANY_KEY as _ANY_IN
-from .store import Leaf, ZoneStore
+from .nodes import ANY_KEY as _ANY_IN
+from .nodes import CNAME_KEY as _CNAME
+from .nodes import Leaf
+from .store import ZoneStore
 
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00"
 _NO_ADDITIONAL = b"\x00\x00"
@@ -59,11 +61,11 @@ def fast_answer(query: bytes, store: ZoneStore, tcp: bool = False) -> bytes | No
         else:
             found = node.get(typeclass)
         if found is None:
-            if typeclass[2:] != _CLASS_IN or typeclass[:2] in _SPECIAL:
-                return None
+            if typeclass[2:] != _CLASS_IN or typeclass[:2] in _SPECIAL or _CNAME in node:
+                return None  # an alias is chased on the full path
             headers, body = _NODATA, node.zone.soa_rr
         else:
-            headers, body = found
+            headers, body = found[0], found[1]  # with any additional records (an SRV's targets)
     else:
         if typeclass[2:] != _CLASS_IN or typeclass[:2] in _SPECIAL:
             return None

@@ -25,6 +25,15 @@ def key_for(rtype: int) -> bytes:
     return TYPE_KEYS.get(rtype) or type_key(rtype)
 
 
+CNAME_KEY = type_key(wire.CNAME)
+
+
+def answer_of(value: tuple) -> bytes:
+    """The answer records of a stored answer: (headers, body) or, with additional records after the
+    answer (an SRV's targets), (headers, body, where the answer ends)."""
+    return value[1] if len(value) == 2 else value[1][: value[2]]
+
+
 class Zone:
     """One apex: its SOA (re-encoded when the serial moves) and NS names."""
 
@@ -76,10 +85,10 @@ class Node(dict):
         return node
 
     def rrsets(self) -> Iterator[tuple[bytes, bytes]]:
-        """(type key, encoded RRset) of each RRset, ANY excluded."""
-        for key, (_, body) in self.items():
+        """(type key, encoded RRset) of each RRset, ANY excluded; the answer records only."""
+        for key, value in self.items():
             if key != ANY_KEY:
-                yield key, body
+                yield key, answer_of(value)
 
     def types(self) -> list[int]:
         """The record types present (ANY excluded), in type order."""
@@ -87,7 +96,8 @@ class Node(dict):
 
 
 class Leaf(tuple):
-    """A name with one RRset and no names below it: (type key, reply_headers variants, answer bytes, zone).
+    """A name with one RRset and no names below it: (type key, reply_headers variants, answer bytes, zone)
+    and, when additional records follow the answer in those bytes, where the answer ends.
 
     72 bytes where a Node with its answer tuple is ~300: at 100k pods (200k
     names) that is ~45 MiB. Reads like a Node; the store turns one into the
@@ -104,21 +114,27 @@ class Leaf(tuple):
     zone = property(itemgetter(3), doc="the Zone it lies in")
 
     @classmethod
-    def make(cls, key: bytes, headers: tuple, body: bytes, zone: Zone) -> Leaf:
-        return tuple.__new__(cls, (key, headers, body, zone))
+    def make(cls, key: bytes, headers: tuple, body: bytes, zone: Zone, answer_end: int | None = None) -> Leaf:
+        if answer_end is None:
+            return tuple.__new__(cls, (key, headers, body, zone))
+        return tuple.__new__(cls, (key, headers, body, zone, answer_end))
+
+    def value(self) -> tuple:
+        """The stored answer, as a Node holds it."""
+        return (self[1], self[2]) if len(self) == 4 else (self[1], self[2], self[4])
 
     def get(self, key: bytes, default=None):
-        return (self[1], self[2]) if key == self[0] or key == ANY_KEY else default
+        return self.value() if key == self[0] or key == ANY_KEY else default
 
     def __contains__(self, key: object) -> bool:
         return key == self[0] or key == ANY_KEY
 
     def items(self):
-        answer = (self[1], self[2])
+        answer = self.value()
         return [(self[0], answer), (ANY_KEY, answer)]
 
     def rrsets(self) -> Iterator[tuple[bytes, bytes]]:
-        yield self[0], self[2]
+        yield self[0], self[2] if len(self) == 4 else self[2][: self[4]]
 
     def types(self) -> list[int]:
         return [int.from_bytes(self[0][:2], "big")]

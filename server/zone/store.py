@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import names, wire
 from .changes import ChangeTracker, Listener, ZoneSnapshot
-from .nodes import ANY_KEY, TYPE_KEYS, Leaf, Node, Zone, key_for
+from .nodes import ANY_KEY, TYPE_KEYS, Leaf, Node, Zone, answer_of, key_for
 
 ZONE_CACHE_LIMIT = 20000
 
@@ -88,8 +88,9 @@ class ZoneStore:
         self.zones[zone.apex] = zone
         node = Node(zone)
         self.nodes[zone.apex] = node
-        self._write(node, TYPE_KEYS[wire.NS], wire.encode_rrset(wire.NS, self.settings.ttl, list(zone.ns_names)), len(zone.ns_names))
-        self._write(node, TYPE_KEYS[wire.SOA], wire.encode_rrset(wire.SOA, zone.negative_ttl, [zone.soa_rdata]), 1)
+        ns = wire.encode_rrset(wire.NS, self.settings.ttl, list(zone.ns_names))
+        self._write(node, TYPE_KEYS[wire.NS], wire.reply_headers(wire.NOERROR, True, len(zone.ns_names), 0), ns)
+        self._write(node, TYPE_KEYS[wire.SOA], _ONE_RECORD, wire.encode_rrset(wire.SOA, zone.negative_ttl, [zone.soa_rdata]))
 
     def _add_ns_addresses(self) -> None:
         """A/AAAA for every NS name inside a served zone (secondaries reject an in-zone NS without them)."""
@@ -145,7 +146,7 @@ class ZoneStore:
         if node is None:
             return b""
         found = node.get(key_for(rtype))
-        return found[1] if found else b""
+        return answer_of(found) if found else b""
 
     def rrset(self, name: bytes, rtype: int) -> list[bytes]:
         """The rdata of one RRset, read back from its encoded answer."""
@@ -172,28 +173,35 @@ class ZoneStore:
         body = wire.encode_rrset(rtype, self.settings.ttl, rdatas) if rdatas else b""
         return self.set_rrset_body(name, rtype, body, len(rdatas))
 
-    def set_rrset_body(self, name: bytes, rtype: int, body: bytes, count: int) -> bool:
+    def set_rrset_body(self, name: bytes, rtype: int, body: bytes, count: int, additional: bytes = b"", additional_count: int = 0) -> bool:
         """set_rrset for records already encoded (as `body(...)` returns them): joins of
-        other names' bodies make a set's RRset without encoding anything again."""
+        other names' bodies make a set's RRset without encoding anything again.
+
+        `additional`: records for the additional section that come with this
+        RRset's answer (an SRV's targets' addresses), owned by pointers into it.
+        """
         node = self.nodes.get(name)
         key = key_for(rtype)
+        stored = body + additional if body else b""
+        answer_end = len(body) if body and additional else None
+        headers = wire.reply_headers(wire.NOERROR, True, count, 0, arcount=additional_count if body else 0)
         if node is None:
             if not body:
                 return False
             if self.changes.active:
                 self.changes.before_write(name, None)
-            if not self._add_leaf(name, key, wire.reply_headers(wire.NOERROR, True, count, 0), body):
+            if not self._add_leaf(name, key, headers, stored, answer_end):
                 raise ValueError(f"{names.to_text(name)} is outside every zone")
             return True
         if isinstance(node, Leaf):
             if key == node.key:
-                if body == node.body:
+                if stored == node.body:
                     return False
                 if self.changes.active:
                     self.changes.before_write(name, node)
                 node.zone.dirty = True
                 if body:
-                    self.nodes[name] = Leaf.make(key, wire.reply_headers(wire.NOERROR, True, count, 0), body, node.zone)
+                    self.nodes[name] = Leaf.make(key, headers, stored, node.zone, answer_end)
                 else:
                     self._remove(name, node.zone)
                 return True
@@ -204,13 +212,13 @@ class ZoneStore:
             node = self._expand(name, node)
         else:
             old = node.get(key)
-            if (old[1] if old is not None else b"") == body:
+            if (old[1] if old is not None else b"") == stored:
                 return False
             if self.changes.active:
                 self.changes.before_write(name, node)
             if node.generation != self._generation:
                 node = self.nodes[name] = node.copy_for_write(self._generation)
-        self._write(node, key, body, count)
+        self._write(node, key, headers, stored, answer_end)
         node.zone.dirty = True
         if not node.below and name != node.zone.apex:
             if not node:
@@ -272,16 +280,16 @@ class ZoneStore:
             apex = self.nodes[zone.apex]
             if apex.generation != self._generation:  # type: ignore[union-attr]
                 apex = self.nodes[zone.apex] = apex.copy_for_write(self._generation)  # type: ignore[union-attr]
-            self._write(apex, TYPE_KEYS[wire.SOA], wire.encode_rrset(wire.SOA, zone.negative_ttl, [zone.soa_rdata]), 1)  # type: ignore[arg-type]
+            self._write(apex, TYPE_KEYS[wire.SOA], _ONE_RECORD, wire.encode_rrset(wire.SOA, zone.negative_ttl, [zone.soa_rdata]))  # type: ignore[arg-type]
             moved.append((zone, old))
         if self.changes.active:
             self.changes.commit(self, moved)
         return changed
 
-    def _write(self, node: Node, key: bytes, body: bytes, count: int) -> None:
+    def _write(self, node: Node, key: bytes, headers: tuple, stored: bytes, answer_end: int | None = None) -> None:
         """Store one encoded RRset in the node (and its ANY answer)."""
-        if body:
-            node[key] = (wire.reply_headers(wire.NOERROR, True, count, 0), body)
+        if stored:
+            node[key] = (headers, stored) if answer_end is None else (headers, stored, answer_end)
         else:
             node.pop(key, None)
         if len(node) == 1 + (ANY_KEY in node) and key in node:
@@ -296,25 +304,26 @@ class ZoneStore:
         elif not keys:
             node.pop(ANY_KEY, None)
         else:
+            # Every RRset's answer records; additional records (an SRV's targets) are left out of ANY.
             parts = [node[key] for key in sorted(keys)]
-            count = sum(int.from_bytes(headers[0][4:6], "big") for headers, _ in parts)  # their ANCOUNTs
-            node[ANY_KEY] = (wire.reply_headers(wire.NOERROR, True, count, 0), b"".join(body for _, body in parts))
+            count = sum(int.from_bytes(value[0][0][4:6], "big") for value in parts)  # their ANCOUNTs
+            node[ANY_KEY] = (wire.reply_headers(wire.NOERROR, True, count, 0), b"".join(answer_of(value) for value in parts))
 
     # -- the shape of the tree: Leaf where it can be, Node where it must --
 
     def _expand(self, name: bytes, leaf: Leaf) -> Node:
         """The Node of a leaf that gains a second RRset or a name below it."""
         node = self.nodes[name] = Node(leaf.zone, self._generation)
-        node[leaf.key] = node[ANY_KEY] = (leaf.headers, leaf.body)
+        node[leaf.key] = node[ANY_KEY] = leaf.value()
         return node
 
     def _compact(self, name: bytes, node: Node) -> None:
         """A Node left with one RRset and nothing below becomes a Leaf again."""
         key = next(k for k in node if k != ANY_KEY)
-        headers, body = node[key]
-        self.nodes[name] = Leaf.make(key, headers, body, node.zone)
+        value = node[key]
+        self.nodes[name] = Leaf.make(key, value[0], value[1], node.zone, value[2] if len(value) == 3 else None)
 
-    def _add_leaf(self, name: bytes, key: bytes, headers: tuple, body: bytes) -> bool:
+    def _add_leaf(self, name: bytes, key: bytes, headers: tuple, body: bytes, answer_end: int | None = None) -> bool:
         """Add a name that does not exist as a Leaf, with the empty non-terminals
         between it and the nearest name that does; False if it is outside every zone.
 
@@ -339,7 +348,7 @@ class ZoneStore:
         for ent_name in missing:
             ent = nodes[ent_name] = Node(zone, self._generation)
             ent.below = 1
-        nodes[name] = Leaf.make(key, headers, body, zone)
+        nodes[name] = Leaf.make(key, headers, body, zone, answer_end)
         zone.dirty = True
         return True
 

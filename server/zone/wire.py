@@ -10,13 +10,25 @@ from __future__ import annotations
 import struct
 from functools import cache
 
-A, NS, SOA, PTR, TXT, AAAA, OPT, IXFR, AXFR, MAILB, MAILA, ANY = 1, 2, 6, 12, 16, 28, 41, 251, 252, 253, 254, 255
+A, NS, CNAME, SOA, PTR, MX, TXT, AAAA, SRV, OPT, IXFR, AXFR, MAILB, MAILA, ANY = 1, 2, 5, 6, 12, 15, 16, 28, 33, 41, 251, 252, 253, 254, 255
 CLASS_IN, CLASS_CH = 1, 3
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
 BADVERS = 16
 
-TYPE_NAMES = {A: "A", NS: "NS", SOA: "SOA", PTR: "PTR", TXT: "TXT", AAAA: "AAAA", OPT: "OPT", ANY: "ANY"}
+TYPE_NAMES = {
+    A: "A",
+    NS: "NS",
+    CNAME: "CNAME",
+    SOA: "SOA",
+    PTR: "PTR",
+    MX: "MX",
+    TXT: "TXT",
+    AAAA: "AAAA",
+    SRV: "SRV",
+    OPT: "OPT",
+    ANY: "ANY",
+}
 # Query types we never answer from zone data: zone transfers, obsolete mail types, OPT itself.
 SPECIAL_QTYPES = frozenset({OPT, IXFR, AXFR, MAILB, MAILA})
 
@@ -43,16 +55,17 @@ def txt_rdata(text: str) -> bytes:
 
 
 @cache
-def reply_headers(rcode: int, aa: bool, ancount: int, nscount: int, tc: bool = False) -> tuple[bytes, ...]:
+def reply_headers(rcode: int, aa: bool, ancount: int, nscount: int, tc: bool = False, arcount: int = 0) -> tuple[bytes, ...]:
     """The 10 header bytes after the ID, indexed by `rd | (edns << 1)`.
 
-    Opcode is QUERY (0); RA, Z, AD and CD are never set.
+    Opcode is QUERY (0); RA, Z, AD and CD are never set. `arcount`: additional
+    records that come with the answer (an SRV's targets), our OPT not counted.
     """
     variants = []
     for index in range(4):
         rd, edns = index & 1, index >> 1
         flags1 = FLAG_QR | (FLAG_AA if aa else 0) | (FLAG_TC if tc else 0) | rd
-        variants.append(struct.pack("!BBHHHH", flags1, rcode & 0xF, 1, ancount, nscount, edns))
+        variants.append(struct.pack("!BBHHHH", flags1, rcode & 0xF, 1, ancount, nscount, arcount + edns))
     return tuple(variants)
 
 

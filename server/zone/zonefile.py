@@ -5,7 +5,12 @@ from __future__ import annotations
 import ipaddress
 import struct
 
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+
 from . import names, wire
+from .changes import body_records
 from .store import Zone, ZoneStore
 
 
@@ -19,7 +24,12 @@ def _rdata_text(rtype: int, rdata: bytes) -> str:
         rname_end = names.labels_end(rdata, mname_end)
         numbers = struct.unpack("!IIIII", rdata[rname_end:])
         return " ".join([names.to_text(rdata[:mname_end]), names.to_text(rdata[mname_end:rname_end]), *map(str, numbers)])
-    raise ValueError(f"no text form for type {rtype}")
+    # Any other type (SRV, TXT, MX, CAA, CNAME, ... from the records file): dnspython's presentation form.
+    return dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RdataType.make(rtype), rdata, 0, len(rdata)).to_text()
+
+
+def _type_text(rtype: int) -> str:
+    return wire.TYPE_NAMES.get(rtype) or dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rtype))
 
 
 def zone_text(store: ZoneStore, zone: Zone) -> str:
@@ -29,9 +39,8 @@ def zone_text(store: ZoneStore, zone: Zone) -> str:
     owned.sort(key=lambda item: (item[0] != zone.apex, _canonical(item[0])))
     for name, node in owned:
         for rtype in sorted(node.types(), key=lambda t: (t != wire.SOA, t)):
-            ttl = zone.negative_ttl if rtype == wire.SOA else store.settings.ttl
-            for rdata in store.rrset(name, rtype):
-                lines.append(f"{names.to_text(name)}\t{ttl}\tIN\t{wire.TYPE_NAMES[rtype]}\t{_rdata_text(rtype, rdata)}")
+            for record in body_records(name, store.body(name, rtype)):
+                lines.append(f"{names.to_text(name)}\t{record.ttl}\tIN\t{_type_text(rtype)}\t{_rdata_text(rtype, record.rdata)}")
     return "\n".join(lines) + "\n"
 
 
