@@ -8,7 +8,6 @@ import functools
 import logging
 import signal
 import socket
-from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -22,9 +21,10 @@ from .serve.listeners import BindError, BoundSockets, bind_all, shown
 from .serve.tcppool import TcpConnections, TcpLimits
 from .serve.transport import Handler, Reply
 from .serve.udpfront import UdpListener, serve_udp
-from .sources.filesource import HostsFileSource, PodFileSource
+from .sources.filesource import HostsFileSource, PodFileSource, RecordsFileSource
 from .sources.filewatch import WatchedFile
 from .sources.podfile import StartedPodFile
+from .status import AppStatus
 from .zone import names
 from .zone.answer import answer
 from .zone.fastpath import fast_answer, respond
@@ -145,6 +145,12 @@ class App:
                     config.reload_interval,
                     self._on_reload,
                     config.hosts_file_max_size,
+                )
+            )
+        if config.records_file:
+            sources.append(
+                RecordsFileSource(
+                    config.records_file, self.registry.replace_records, config.reload_interval, self._on_reload, config.zones[0], config.ttl
                 )
             )
         if not config.pods_file:
@@ -377,44 +383,6 @@ class App:
         if self.http is not None:
             await self.http.stop()
         log.info("stopped")
-
-
-class AppStatus:
-    """What ops reads of the running App (server.ops.status.ServerStatus), and nothing else."""
-
-    def __init__(self, app: App):
-        self._app = app
-
-    @property
-    def ready(self) -> bool:
-        return self._app.ready
-
-    def not_ready_reasons(self) -> list[str]:
-        app, reasons = self._app, []
-        if app.stopping:
-            reasons.append("shutting down")
-        if not app.store.synced:
-            reasons.append("pod sources not synced yet")
-        if not app.listening:
-            reasons.append("DNS listeners not up")
-        return reasons
-
-    def record_counts(self) -> Mapping[str, int]:
-        return self._app.registry.stats()
-
-    def zone_serials(self) -> Mapping[str, int]:
-        return {zone.name: zone.serial for zone in self._app.store.zones.values()}
-
-    def tcp_connections(self) -> int:
-        return len(self._app.tcp.open)
-
-    def tcp_closes(self) -> Mapping[str, int]:
-        return dict(self._app.tcp.closed)
-
-    async def debug_identities(self, params: Mapping[str, str]) -> bytes | dict:
-        from .registry.describe import describe_json
-
-        return await describe_json(self._app.registry, params)
 
 
 def report_conflict(events: EventPoster, conflict: Conflict) -> None:

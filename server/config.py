@@ -36,6 +36,7 @@ class Config:
     pods_file_memory_limit: int
     hosts_file: str | None
     hosts_file_max_size: int
+    records_file: str | None
     reload_interval: float
     kubeconfig: str | None
     context: str | None

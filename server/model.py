@@ -109,6 +109,18 @@ def hostname_override_problem(value: str) -> str | None:
     return dns_subdomain_problem(value, MAX_HOSTNAME_OVERRIDE)
 
 
+_SERVICE_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?")
+PORT_PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+
+
+def port_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a container port's name (an IANA_SVC_NAME, RFC 6335), or None:
+    1 to 15 of a-z, 0-9 and '-', a letter among them, no '-' at either end nor twice in a row."""
+    if _SERVICE_NAME.fullmatch(name) and "--" not in name and any(c.isalpha() for c in name):
+        return None
+    return f"port name {shown(name)} is not an IANA service name (1-15 of a-z, 0-9, '-'; a letter among them)"
+
+
 def host_name_problem(name: str) -> str | None:
     """Why `name` is not a host name (RFC 1123: labels of letters, digits and '-'; a final dot allowed), or None.
 
@@ -134,6 +146,8 @@ class PodRecord(NamedTuple):
     host_network: bool
     created: float  # creationTimestamp as Unix seconds; unknown sorts last
     deleting: bool
+    ports: tuple[tuple[str, str, int], ...] = ()  # named container ports: (name, "tcp"|"udp"|"sctp", number)
+    hostname_override: str = ""  # spec.hostnameOverride, lower case, when valid
     # Newest timestamp found in the object (creation, deletion, condition
     # transitions), as Unix seconds: when the API last changed what we serve.
     changed_at: float | None = None
@@ -151,15 +165,14 @@ class PodRecord(NamedTuple):
         return self[:-1] == other[:-1]
 
     def same_naming(self, other: PodRecord) -> bool:
-        """Whether both records make the same name (namespace, pod name, hostname, subdomain)."""
-        return self[1:5] == other[1:5]
+        """Whether both records make the same name (namespace, pod name, hostname, subdomain, override)."""
+        return self[1:5] == other[1:5] and self.hostname_override == other.hostname_override
 
 
 def serves_identity(pod: PodRecord, publish_not_ready: bool = True) -> bool:
-    """Whether the pod gets a name: hostname+subdomain, an IP, not hostNetwork, not finished."""
+    """Whether the pod may get a name: hostname+subdomain or a hostnameOverride, an IP, not hostNetwork, not finished."""
     return bool(
-        pod.hostname
-        and pod.subdomain
+        ((pod.hostname and pod.subdomain) or pod.hostname_override)
         and pod.ips
         and not pod.host_network
         and pod.phase not in FINISHED_PHASES
@@ -173,6 +186,16 @@ class StaticEntry:
 
     ip: str
     names: tuple[str, ...]  # fully qualified, lower case, first one gets the PTR
+    line: int
+
+
+class StaticRecord(NamedTuple):
+    """One record of the records file (RFC 1035 master-file syntax), any type."""
+
+    name: str  # the owner, absolute, lower case, no trailing dot
+    rtype: int
+    ttl: int
+    rdata: bytes  # uncompressed wire form
     line: int
 
 
@@ -207,6 +230,13 @@ class StaticSink(Protocol):
 
     def replace_static(self, entries: Iterable[StaticEntry]) -> None:
         """The complete set of static entries."""
+
+
+class RecordsSink(Protocol):
+    """What the records file feeds; implemented by the registry."""
+
+    def replace_records(self, records: Iterable[StaticRecord]) -> None:
+        """The complete set of static records."""
 
 
 class Source(Protocol):

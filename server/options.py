@@ -203,6 +203,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("hosts_file", "--hosts-file", None, "static entries in /etc/hosts syntax, served cluster-wide", path=True),
     Option(
+        "records_file",
+        "--records-file",
+        None,
+        "static records of any type in RFC 1035 master-file syntax ($ORIGIN defaults to the first --zone, $TTL to --ttl)",
+        path=True,
+    ),
+    Option(
         "hosts_file_max_size",
         "--hosts-file-max-size",
         "16Mi",

@@ -67,7 +67,7 @@ _BADVERS_INDEX = 16
 _BADVERS_SLOT = 256  # in DnsStats.rcodes
 _ALWAYS_SHOWN_RCODES = frozenset(range(6))
 # What a pod file's load may skip (server/sources/problems.py REASONS; a test holds the two together).
-FILE_SKIP_REASONS = ("invalid_name", "invalid_ip", "extra_ips", "duplicate_uid", "not_a_pod")
+FILE_SKIP_REASONS = ("invalid_name", "invalid_ip", "extra_ips", "duplicate_uid", "not_a_pod", "invalid_port")
 KUBE_EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR")
 EVENT_POST_RESULTS = ("posted", "updated", "dropped", "failed")  # Kubernetes Events about conflicts
 
@@ -391,8 +391,8 @@ class Observer:
             return
         counts = status.record_counts()
         records = GaugeMetricFamily("poddns_records", "Records served, by kind.", labels=["kind"])
-        for kind in ("forward_names", "ptrs", "static_entries"):
-            records.add_metric([kind], counts[kind])
+        for kind in ("forward_names", "ptrs", "static_entries", "srv", "static_records"):
+            records.add_metric([kind], counts.get(kind, 0))
         yield records
         yield GaugeMetricFamily(
             "poddns_identity_conflicts",

@@ -1,4 +1,10 @@
-"""Naming: the identity name a pod asks for (the --name-template under the first zone) and its set's name."""
+"""Naming: the identity name a pod asks for and its set's name.
+
+The name is the pod's spec.hostnameOverride when that lies in a served
+forward zone (what the pod sees as its own hostname), else the
+--name-template under the first zone. The set is the template name's parent
+either way, when the pod has hostname and subdomain.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,14 @@ PLAIN_TEMPLATE = "{hostname}.{subdomain}.{namespace}"
 class Naming:
     """Builds identity names; the default template's names come from a cached suffix per set."""
 
-    def __init__(self, zone: str, template: str, reserved: Callable[[bytes], bool] = lambda name: False):
+    def __init__(
+        self,
+        zone: str,
+        template: str,
+        reserved: Callable[[bytes], bool] = lambda name: False,
+        is_apex: Callable[[bytes], bool] = lambda name: False,
+        in_forward_zone: Callable[[bytes], bool] = lambda name: False,
+    ):
         self.template = template
         self._zone_suffix = zone.strip().rstrip(".").lower()
         # Set names exist only when the template's first label is the hostname: its parent is the set.
@@ -26,7 +39,33 @@ class Naming:
         self._plain = template == PLAIN_TEMPLATE
         self._suffixes: dict[tuple[str, str], bytes] = {}
         self._reserved = reserved
+        self._is_apex = is_apex
+        self._in_forward_zone = in_forward_zone
         self._warned: set[str] = set()
+
+    def identity(self, pod: PodRecord) -> tuple[bytes, bytes | None] | None:
+        """The pod's identity name and its set's name (None: no set), or None when it gets no name."""
+        template = self.identity_name(pod) if pod.hostname and pod.subdomain else None
+        set_name = template[1] if template is not None and self.sets_enabled and not self._is_apex(template[1]) else None
+        if pod.hostname_override:
+            override: bytes | None = None
+            try:
+                override = names.to_wire(pod.hostname_override)
+            except ValueError as exc:
+                reason = str(exc)
+            else:
+                reason = "" if self._in_forward_zone(override) else "it is outside every --zone"
+            if override is not None and not reason:
+                if self._reserved(override):
+                    self._warn(pod, f"{names.to_text(override)} is the server's own name server name")
+                    return None
+                return override, set_name
+            self._warn(
+                pod, f"spec.hostnameOverride {pod.hostname_override!r} gives no name ({reason}); the template name serves", "override"
+            )
+        if template is None:
+            return None
+        return template[0], set_name
 
     def identity_name(self, pod: PodRecord) -> tuple[bytes, bytes] | None:
         """The pod's name and that name's parent (its set's name), as wire bytes; None when no valid name."""
@@ -60,13 +99,18 @@ class Naming:
             return None
         return name, parent
 
-    def _warn(self, pod: PodRecord, reason: str) -> None:
-        if pod.uid in self._warned:
+    def _warn(self, pod: PodRecord, reason: str, kind: str = "name") -> None:
+        """Once per pod and kind: a pod that gets no name, or whose override is not used."""
+        key = f"{kind}/{pod.uid}"
+        if key in self._warned:
             return
         if len(self._warned) >= WARNED_LIMIT:
             self._warned.clear()
-        self._warned.add(pod.uid)
-        log.warning("pod %s gets no name: %s", pod.key, reason)
+        self._warned.add(key)
+        if kind == "name":
+            log.warning("pod %s gets no name: %s", pod.key, reason)
+        else:
+            log.warning("pod %s: %s", pod.key, reason)
 
     def _set_suffix(self, subdomain: str, namespace: str) -> bytes:
         """The wire form of `subdomain.namespace.zone`, cached; b"" when it is no valid name."""

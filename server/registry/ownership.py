@@ -16,15 +16,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from ..model import PodRecord, StaticEntry, serves_identity
+from ..model import PodRecord, StaticEntry, StaticRecord, serves_identity
 from ..zone import names
 from ..zone.store import ZoneStore
 from . import steps
 from .claims import Claim, ClaimIndex, Dirty
 from .conflicts import STATIC, ConflictBook
 from .naming import Naming
+from .records import RecordsTable, replace_records, write_records
 from .sets import SetJoins
 from .sink import RegistrySink, bulk
+from .srv import SrvRecords, Target, ports_of
 from .statics import StaticTable
 
 
@@ -41,7 +43,7 @@ class Registry:
     def __init__(self, store: ZoneStore, settings: RegistrySettings):
         self.store = store
         self.settings = settings
-        self.naming = Naming(settings.zone, settings.name_template, store.is_reserved)
+        self.naming = Naming(settings.zone, settings.name_template, store.is_reserved, store.zones.__contains__, store.in_forward_zone)
         self.book = ConflictBook()
         self._claims: dict[str, dict[str, Claim]] = {}  # source -> uid -> claim
         self._synced: dict[str, bool] = {}
@@ -49,7 +51,12 @@ class Registry:
         self._ips: ClaimIndex[str] = ClaimIndex()  # IP -> identity claims
         self._fallback: ClaimIndex[str] = ClaimIndex()  # IP -> claims of pods without an identity
         self._sets = SetJoins()
-        self._static = StaticTable()
+        self._srv = SrvRecords(store)
+        self._static = StaticTable()  # the hosts file's entries and the records file's addresses and PTRs
+        self._hosts_static = StaticTable()
+        self._records = RecordsTable()
+        self._records_written: dict[bytes, tuple[int, ...]] = {}  # name -> the record-file types written there
+        self._records_blocked: set[bytes] = set()  # names whose records a pod (or set, or SRV) keeps from serving
         self._ptr_count = 0
         self._versions: dict[str, int] = {}  # source -> its last resourceVersion
         self._version: int | None = None  # of the change being applied
@@ -129,6 +136,10 @@ class Registry:
         """replace_static a slice at a time (see steps.py)."""
         return steps.replace_static_steps(self, entries)
 
+    def replace_records(self, records: Iterable[StaticRecord]) -> None:
+        """The complete set of static records (the records file; see records.py)."""
+        replace_records(self, records)
+
     def replace_static(self, entries: Iterable[StaticEntry]) -> None:
         """The complete set of static host entries (hosts file)."""
         for _ in self.replace_static_steps(entries):
@@ -138,15 +149,14 @@ class Registry:
 
     def _claim(self, source: str, pod: PodRecord, dirty: Dirty) -> Claim:
         """A pod that is new, or whose name changed (an unchanged name is `_reclaim`'s)."""
-        found = self.naming.identity_name(pod) if serves_identity(pod, self.settings.publish_not_ready) else None
+        found = self.naming.identity(pod) if serves_identity(pod, self.settings.publish_not_ready) else None
         if found is None:
             claim = Claim(source, pod, None, None, self._wants_fallback(pod))
             for ip in pod.ips if claim.fallback else ():
                 self._fallback.add(ip, claim)
                 dirty.ips.add(ip)
             return claim
-        name, parent = found
-        set_name = parent if self.naming.sets_enabled and parent not in self.store.zones else None
+        name, set_name = found
         claim = Claim(source, pod, name, set_name, False)
         if set_name is not None:
             self._sets.reserve(set_name, name)
@@ -246,6 +256,12 @@ class Registry:
             return sole if self._names.sole(sole.name) is sole or self._owns_name(sole) else None  # type: ignore[arg-type]
         return self._ips.owner_where(ip, self._owns_name)
 
+    def _confirms(self, name: bytes, ip: str) -> bool:
+        """Whether a static PTR to `name` is forward-confirmed: a name outside the forward zones, or one whose
+        static addresses hold `ip` (a records-file PTR to an in-zone name without them is not served)."""
+        held = self._static.addresses.get(name)
+        return ip in held if held is not None else not self.store.in_forward_zone(name)
+
     def _static_owns_name(self, name: bytes) -> bool:
         return name not in self._names  # any pod claiming a name beats a static entry
 
@@ -262,11 +278,13 @@ class Registry:
         sets = {name for name in names_to_write if name in self._sets and self._names.count(name) == 0}
         for name in names_to_write:
             if name not in sets:
-                touched_set = self._write_forward(name)
-                if touched_set is not None:
-                    sets.add(touched_set)
+                self._write_forward(name, sets)
         for name in sets:
-            self._write_forward(name)
+            self._write_forward(name, None)
+        rrsets, written = self._records.rrsets, self._records_written
+        for name in names_to_write:
+            if name in rrsets or name in written:
+                write_records(self, name)
         for ip in dirty.ips:
             self._write_ptr(ip)
         if commit:
@@ -278,9 +296,9 @@ class Registry:
         """Record the conflicts of a name; when its owner changes, the IPs of both owners are dirty."""
         index = self._names
         count = index.count(name)
-        static_claims = name in self._static.addresses
+        static_claims = name in self._static.addresses or name in self._records.rrsets
         if static_claims:
-            dirty.ips.update(self._static.addresses[name])  # their PTR may go to another static name now
+            dirty.ips.update(self._static.addresses.get(name, ()))  # their PTR may go to another static name now
         if count <= 1 and not self.book.has("name", name):
             if count == 1 and static_claims:
                 self.book.settle("name", name, index.owner(name), [STATIC])
@@ -328,10 +346,10 @@ class Registry:
             losers.append(STATIC)
         self.book.settle("ip", ip, owner, losers)
 
-    def _write_forward(self, name: bytes) -> bytes | None:
+    def _write_forward(self, name: bytes, sets: set[bytes] | None) -> None:
         """A/AAAA of a name: its owner pod's IPs that it owns, else its static IPs no pod owns, else its set's join.
 
-        Returns the set whose join this may have changed (to be written after its members).
+        Adds to `sets` the sets whose joins this may have changed (to be written after their members).
         """
         owner = self._names.owner(name)
         store = self.store
@@ -343,24 +361,49 @@ class Registry:
                     a, aaaa = members.a_body(), members.aaaa_body()
                     store.set_rrset_body(name, 1, a, len(a) // 16)
                     store.set_rrset_body(name, 28, aaaa, len(aaaa) // 28)
-                    return None
+                    self._write_set_srv(name, members.members)
+                    return
                 ips: tuple[str, ...] | list[str] = ()
             else:
                 ips = [ip for ip in static_ips if self._ip_owner(ip) is None]
+            self._srv.write(name, {})  # no pod here any more: no SRV below it
             store.set_addresses(name, *store.encode_addresses(ips))
-            parent = names.parent(name)
+            parent = self._sets.set_of_override.pop(name, None) or names.parent(name)
             if self.naming.sets_enabled and parent in self._sets:
                 self._sets.drop(parent, name)
-                return parent
-            return None
+                if sets is not None:
+                    sets.add(parent)
+            return
         ips = owner.pod.ips
         if not (len(ips) == 1 and self._ips.sole(ips[0]) is owner):  # the common case: one IP, one claimant
             ips = [ip for ip in ips if self._ip_owner(ip) is owner]
         a_body, a_count, aaaa_body, aaaa_count = store.encode_addresses(ips)
         store.set_addresses(name, a_body, a_count, aaaa_body, aaaa_count)
+        if owner.pod.ports or self._srv.names_of(name):  # a name with no address gets no SRV
+            self._srv.write(name, ports_of(owner.pod.ports, name, a_body + aaaa_body) if ips else {})
+        earlier = self._sets.set_of_override.get(name)
+        if earlier is not None and earlier != owner.set_name:  # an override name whose new owner is of another set
+            del self._sets.set_of_override[name]
+            self._sets.drop(earlier, name)
+            if sets is not None:
+                sets.add(earlier)
         if owner.set_name is not None:
             self._sets.update(owner.set_name, name, a_body, aaaa_body)
-        return owner.set_name
+            if owner.set_name != names.parent(name):
+                self._sets.set_of_override[name] = owner.set_name
+        if owner.set_name is not None and sets is not None:
+            sets.add(owner.set_name)
+
+    def _write_set_srv(self, set_name: bytes, members: dict[bytes, tuple[bytes, bytes]]) -> None:
+        """A set's SRV RRsets: for each named port, every member that declares it and serves an address."""
+        groups: dict[tuple[str, str], list[Target]] = {}
+        for member, (a_body, aaaa_body) in members.items():
+            owner = self._names.owner(member)
+            if owner is None or not owner.pod.ports or not (a_body or aaaa_body):
+                continue
+            for key, targets in ports_of(owner.pod.ports, member, a_body + aaaa_body).items():
+                groups.setdefault(key, []).extend(targets)
+        self._srv.write(set_name, groups)
 
     def _write_ptr(self, ip: str) -> None:
         self._ptr_count += self.store.set_ptr(names.reverse_name(ip), self._ptr_target(ip))
@@ -371,7 +414,7 @@ class Registry:
         if owner is not None:
             return owner.name
         for name in self._static.ptr_names.get(ip, ()):
-            if self._static_owns_name(name):
+            if self._static_owns_name(name) and self._confirms(name, ip):
                 return name
         fallback = self._fallback.owner(ip)
         if fallback is not None:
@@ -392,6 +435,8 @@ class Registry:
             "forward_names": len(self._names),
             "ptrs": self._ptr_count,
             "static_entries": len(self._static),
+            "srv": self._srv.count,
+            "static_records": sum(len(types) for types in self._records_written.values()),
             "conflicts": self.book.count,
         }
 

@@ -30,10 +30,13 @@ class SetMembers:
 class SetJoins:
     """Every set with members; the registry writes members first, then the joins."""
 
-    __slots__ = ("_sets",)
+    __slots__ = ("_sets", "set_of_override")
 
     def __init__(self) -> None:
         self._sets: dict[bytes, SetMembers] = {}
+        # member -> its set, for members whose name is not in their set (a hostnameOverride):
+        # for every other member the set is the name's parent.
+        self.set_of_override: dict[bytes, bytes] = {}
 
     def reserve(self, set_name: bytes, member: bytes) -> None:
         """Keep a place for a member about to be written (joins keep member order stable)."""

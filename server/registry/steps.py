@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..model import PodRecord, StaticEntry
 from .claims import Dirty
+from .records import merged
 from .sink import bulk
 from .statics import StaticTable
 
@@ -73,11 +74,13 @@ def replace_static_steps(registry: Registry, entries: Iterable[StaticEntry]) -> 
             break
         yield
     table.finish()
-    old, registry._static = registry._static, table
+    old = registry._static
+    registry._hosts_static = table
+    registry._static = merged(table, registry._records.static)
     changed_names: set[bytes] = set()
     changed_ips: set[str] = set()
-    yield from table.changed_steps(old, changed_names, changed_ips, STEP_ENTRIES)
-    slices = _related_slices(changed_names, changed_ips, old, table)
+    yield from registry._static.changed_steps(old, changed_names, changed_ips, STEP_ENTRIES)
+    slices = _related_slices(changed_names, changed_ips, old, registry._static)
     dirty: Dirty | None = next(slices)
     registry.store.busy = True
     try:

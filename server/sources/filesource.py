@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterable, Iterator
 
-from ..model import PodSink, StaticEntry
+from ..model import PodSink, StaticEntry, StaticRecord
 from .filewatch import WatchedFile
 from .hostsfile import DEFAULT_MAX_SIZE, parse_hosts_file
 from .podfile import DEFAULT_MEMORY_LIMIT, StartedPodFile, parse_pod_file, pod_file_batches
+from .recordsfile import parse_records_file
 
 # (kind, result[, stats]): "pods"|"hosts", "success"|"error", and what a pod file's load counted
 OnReload = Callable[..., None]
@@ -88,3 +89,22 @@ class HostsFileSource(_FileSource):
     ):
         super().__init__(interval)
         self.watched = WatchedFile("hosts", path, functools.partial(parse_hosts_file, max_size=max_size), replace_static, on_reload)
+
+
+class RecordsFileSource(_FileSource):
+    """Static records of any type in master-file syntax (server/sources/recordsfile.py)."""
+
+    name = "records-file"
+
+    def __init__(
+        self,
+        path: str,
+        replace_records: Callable[[list[StaticRecord]], None],
+        interval: float,
+        on_reload: OnReload,
+        origin: str,
+        default_ttl: int,
+    ):
+        super().__init__(interval)
+        parse = functools.partial(parse_records_file, origin=origin, default_ttl=default_ttl)
+        self.watched = WatchedFile("records", path, parse, replace_records, on_reload)

@@ -26,10 +26,22 @@ class Meta(msgspec.Struct, gc=False):
     resourceVersion: str | None = None
 
 
+class ContainerPort(msgspec.Struct, gc=False):
+    name: str | None = None
+    containerPort: int | None = None
+    protocol: str | None = None
+
+
+class Container(msgspec.Struct, gc=False):
+    ports: list[ContainerPort] | None = None
+
+
 class Spec(msgspec.Struct, gc=False):
     hostname: str | None = None
     subdomain: str | None = None
+    hostnameOverride: str | None = None
     hostNetwork: bool | None = None
+    containers: list[Container] | None = None
 
 
 class PodIP(msgspec.Struct, gc=False):
@@ -113,6 +125,8 @@ def record(obj: PodObject, report: Report = warn_once) -> PodRecord:
         status.podIP,
         [(cond.type, cond.status, cond.lastTransitionTime) for cond in status.conditions or ()],
         report,
+        [(port.name, port.protocol, port.containerPort) for c in spec.containers or () for port in c.ports or () if port.name],
+        spec.hostnameOverride,
     )
 
 

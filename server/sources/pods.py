@@ -12,8 +12,17 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from ..model import PodRecord, dns_label_problem, dns_subdomain_problem, normal_ip, shown
-from .problems import EXTRA_IPS, INVALID_IP, INVALID_NAME, Report, WarnOnce
+from ..model import (
+    PORT_PROTOCOLS,
+    PodRecord,
+    dns_label_problem,
+    dns_subdomain_problem,
+    hostname_override_problem,
+    normal_ip,
+    port_name_problem,
+    shown,
+)
+from .problems import EXTRA_IPS, INVALID_IP, INVALID_NAME, INVALID_PORT, Report, WarnOnce
 
 log = logging.getLogger("pod_identity_dns.pods")
 
@@ -130,6 +139,14 @@ def strip_pod(obj: Any, report: Report = warn_once) -> PodRecord:
         status.get("podIP"),
         conditions,
         report,
+        [
+            (port.get("name"), port.get("protocol"), port.get("containerPort"))
+            for container in _list(spec.get("containers"))
+            if isinstance(container, dict)
+            for port in _list(container.get("ports"))
+            if isinstance(port, dict) and port.get("name")
+        ],
+        spec.get("hostnameOverride"),
     )
 
 
@@ -152,6 +169,8 @@ def pod_record(
     pod_ip: Any,
     conditions: Iterable[tuple[Any, Any, Any]],
     report: Report = warn_once,
+    ports: Iterable[tuple[Any, Any, Any]] = (),
+    hostname_override: Any = None,
 ) -> PodRecord:
     """The PodRecord of a pod's raw field values: the one place their meaning is decided.
 
@@ -181,11 +200,20 @@ def pod_record(
         if problem:
             report(INVALID_NAME, _pod(namespace, name), f"{problem}: no identity name (its IPs may still get a fallback PTR)")
             hostname = subdomain = None
+    override = ""
+    if hostname_override:
+        problem = hostname_override_problem(hostname_override) if isinstance(hostname_override, str) else "not a string"
+        if problem:
+            report(INVALID_NAME, _pod(namespace, name), f"spec.hostnameOverride {problem}: ignored")
+        else:
+            override = hostname_override.lower().rstrip(".")
     problem = _shared_label_problem(namespace)
     if problem:
         report(INVALID_NAME, _pod(namespace, name), f"metadata.namespace {problem}: the pod serves nothing")
         hostname = subdomain = None
+        override = ""
         ips = ()
+    named_ports = _named_ports(ports, namespace, name, report) if ports else ()
     created_at = _timestamp(created)
     # tuple.__new__ in C, not the NamedTuple's Python-level __new__: one per watch event.
     return _new_record(
@@ -203,9 +231,42 @@ def pod_record(
             host_network,
             created_at if created_at is not None else _NEVER,
             bool(deleted),
+            named_ports,
+            override,
             _latest(stamps, created, created_at),
         ),
     )
+
+
+def _named_ports(ports: Iterable[tuple[Any, Any, Any]], namespace: str, name: str, report: Report) -> tuple[tuple[str, str, int], ...]:
+    """The named container ports as (name, protocol label, number), first of each name and protocol;
+    unnamed ones are skipped silently, invalid ones told."""
+    kept: dict[tuple[str, str], int] = {}
+    for port_name, protocol, number in ports:
+        if not port_name:
+            continue
+        problem = port_name_problem(port_name) if isinstance(port_name, str) else "a port name that is not a string"
+        label = PORT_PROTOCOLS.get(protocol or "TCP") if isinstance(protocol or "TCP", str) else None
+        if problem is None and label is None:
+            problem = f"port {shown(port_name)}: protocol {shown(protocol)} is not TCP, UDP or SCTP"
+        if problem is None and not (type(number) is int and 0 < number < 65536):
+            problem = f"port {shown(port_name)}: containerPort {shown(number)} is not a port number"
+        if problem is not None:
+            report(INVALID_PORT, _pod(namespace, name), f"{problem}: no SRV record for it")
+            continue
+        kept.setdefault((port_name, label), number)  # type: ignore[arg-type]
+    return tuple(_intern_port(port_name, label, number) for (port_name, label), number in kept.items())
+
+
+_PORTS: dict[tuple[str, str, int], tuple[str, str, int]] = {}
+
+
+def _intern_port(name: str, protocol: str, number: int) -> tuple[str, str, int]:
+    """One shared tuple per (name, protocol, number): every broker of a set declares the same ports."""
+    port = (name, protocol, number)
+    if len(_PORTS) > 100_000:
+        _PORTS.clear()
+    return _PORTS.setdefault(port, port)
 
 
 _new_record = tuple.__new__

@@ -15,7 +15,8 @@ INVALID_IP = "invalid_ip"  # an IP that is not one: skipped
 EXTRA_IPS = "extra_ips"  # more than one IPv4 and one IPv6: the rest skipped
 DUPLICATE_UID = "duplicate_uid"  # a second item with one metadata.uid: skipped
 NOT_A_POD = "not_a_pod"  # a list item of another kind: skipped
-REASONS = (INVALID_NAME, INVALID_IP, EXTRA_IPS, DUPLICATE_UID, NOT_A_POD)
+INVALID_PORT = "invalid_port"  # a named container port that cannot be one: no SRV record for it
+REASONS = (INVALID_NAME, INVALID_IP, EXTRA_IPS, DUPLICATE_UID, NOT_A_POD, INVALID_PORT)
 
 WARNINGS_PER_REASON = 20  # per load; the counts tell the rest
 

@@ -11,20 +11,10 @@ from . import wire
 from .nodes import CNAME_KEY, Leaf, Node, answer_of
 
 MAX_CHAIN = 8  # aliases followed in one answer; a longer chain (or a loop) ends with the last CNAME
-_RECORD_HEAD = 12  # owner pointer (2) + type, class, TTL, RDLENGTH (10)
+_RECORD_HEAD = wire.RECORD_HEAD
 
 
-def _reowned(body: bytes, pointer: bytes) -> tuple[bytes, int]:
-    """The records of an encoded RRset owned by `pointer` instead of the question's; and their count."""
-    out, offset, count = [], 0, 0
-    while offset < len(body):
-        end = offset + _RECORD_HEAD + ((body[offset + 10] << 8) | body[offset + 11])
-        out.append(pointer + body[offset + 2 : end])
-        offset, count = end, count + 1
-    return b"".join(out), count
-
-
-def chase(store, node: Node | Leaf, question_size: int, typekey: bytes) -> tuple[tuple[bytes, ...], bytes]:
+def chase(store, name: bytes, node: Node | Leaf, question_size: int, typekey: bytes) -> tuple[tuple[bytes, ...], bytes]:
     """The answer to `typekey` at an alias `node` (the question's name; `question_size` bytes of question):
     the CNAME chain as far as it stays in the served zones, then the target's RRset of that type, or,
     where the chain ends at a name that does not exist (NXDOMAIN) or lacks the type (NODATA), the SOA."""
@@ -32,21 +22,25 @@ def chase(store, node: Node | Leaf, question_size: int, typekey: bytes) -> tuple
     parts, count = [cname], 1
     rdata_at = 12 + question_size + _RECORD_HEAD  # where the CNAME's target name sits in the reply
     target = cname[_RECORD_HEAD:]
+    seen = {name}
     for _ in range(MAX_CHAIN):
+        if target in seen:  # a loop: the chain so far is the answer
+            break
+        seen.add(target)
         zone = store.zone_for(target)
         if zone is None:  # out of our zones: the resolver follows it
             break
-        pointer = (0xC000 | rdata_at).to_bytes(2, "big")
+        pointer = wire.pointer_to(rdata_at)
         found_node = store.nodes.get(target)
         if found_node is None:
             return wire.reply_headers(wire.NXDOMAIN, True, count, 1), b"".join(parts) + zone.soa_rr
         found = found_node.get(typekey)
         if found is not None:
-            records, added = _reowned(answer_of(found), pointer)
+            records, added = wire.reowned(answer_of(found), pointer)
             return wire.reply_headers(wire.NOERROR, True, count + added, 0), b"".join(parts) + records
         if CNAME_KEY not in found_node:
             return wire.reply_headers(wire.NOERROR, True, count, 1), b"".join(parts) + zone.soa_rr
-        record, _ = _reowned(answer_of(found_node.get(CNAME_KEY)), pointer)
+        record, _ = wire.reowned(answer_of(found_node.get(CNAME_KEY)), pointer)
         rdata_at = 12 + question_size + sum(len(p) for p in parts) + _RECORD_HEAD
         parts.append(record)
         count += 1

@@ -140,7 +140,7 @@ def _find(query: bytes, qend: int, starts: list[int], store: ZoneStore) -> tuple
     found = node.get(typekey)
     if found is None:
         if CNAME_KEY in node:
-            return chase(store, node, qend + 4 - 12, typekey)
+            return chase(store, key, node, qend + 4 - 12, typekey)
         return _NODATA, zone.soa_rr
     return found
 

@@ -78,6 +78,7 @@ class ZoneStore:
             apex = names.to_wire(text)
             self._add_zone(Zone(apex, chosen or (b"\x02ns" + apex,), s.negative_ttl, serial))
         first_forward = next(iter(self.zones), None)
+        self.forward_apexes = frozenset(self.zones)
         for cidr in s.reverse_cidrs:
             for apex, _ in names.reverse_zones(cidr):
                 if apex not in self.zones:
@@ -104,6 +105,11 @@ class ZoneStore:
     def in_zone_ns_names(self) -> list[str]:
         """NS names that need addresses (they lie inside a served zone), as text."""
         return sorted(names.to_text(n) for n in self.reserved)
+
+    def in_forward_zone(self, name: bytes) -> bool:
+        """Whether a (valid, lower-cased) wire name lies in a served forward zone."""
+        zone = self.zone_for(name)
+        return zone is not None and zone.apex in self.forward_apexes
 
     def is_reserved(self, name: bytes) -> bool:
         """Whether a name is the server's own (an in-zone NS name): no source may claim it."""

@@ -97,3 +97,21 @@ def encode_rrset(rtype: int, ttl: int, rdatas: list[bytes], rclass: int = CLASS_
     if len(rdatas) == 1:
         return rr(QNAME_POINTER, rtype, ttl, rdatas[0], rclass)
     return b"".join([rr(QNAME_POINTER, rtype, ttl, rdata, rclass) for rdata in rdatas])
+
+
+RECORD_HEAD = 12  # a pointer-owned record's bytes before its RDATA: owner pointer (2) + type, class, TTL, RDLENGTH (10)
+
+
+def pointer_to(offset: int) -> bytes:
+    """A compression pointer to `offset` in the message (below 16384)."""
+    return (0xC000 | offset).to_bytes(2, "big")
+
+
+def reowned(body: bytes, pointer: bytes) -> tuple[bytes, int]:
+    """The records of an encoded RRset owned by `pointer` instead of the question's pointer; and their count."""
+    out, offset, count = [], 0, 0
+    while offset < len(body):
+        end = offset + RECORD_HEAD + ((body[offset + 10] << 8) | body[offset + 11])
+        out.append(pointer + body[offset + 2 : end])
+        offset, count = end, count + 1
+    return b"".join(out), count

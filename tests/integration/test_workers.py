@@ -79,7 +79,7 @@ def test_the_parent_passes_every_signal_on_to_each_worker():
         _workers(server)
         _wait(lambda: len(_bound(server)) == 2, "both workers listening")
         for signum, effect in (
-            (signal.SIGHUP, "SIGHUP: re-reading the pods file, the hosts file now"),
+            (signal.SIGHUP, "SIGHUP: re-reading the pods file, the hosts file, the records file now"),
             (signal.SIGUSR1, "SIGUSR1: ignored"),
             (signal.SIGUSR2, "SIGUSR2: ignored"),
             (signal.SIGQUIT, "SIGQUIT: the stack of every thread and task follows"),
