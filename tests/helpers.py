@@ -27,6 +27,8 @@ def pod(
     ready: bool = True,
     host_network: bool = False,
     labels: dict | None = None,
+    ports: list[tuple] | None = None,
+    hostname_override: str | None = None,
 ) -> dict:
     """A Pod object as the API (or kubectl -o json) returns it."""
     ips = [ips] if isinstance(ips, str) else list(ips)
@@ -42,6 +44,12 @@ def pod(
         spec["subdomain"] = subdomain
     if host_network:
         spec["hostNetwork"] = True
+    if ports:  # (name, containerPort[, protocol])
+        spec["containers"][0]["ports"] = [
+            {"name": p[0], "containerPort": p[1], **({"protocol": p[2]} if len(p) > 2 else {})} for p in ports
+        ]
+    if hostname_override:
+        spec["hostnameOverride"] = hostname_override
     status: dict = {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
     if ips:
         status["podIP"] = ips[0]
@@ -90,6 +98,10 @@ def answer_text(message: dns.message.Message) -> list[str]:
 
 def authority_text(message: dns.message.Message) -> list[str]:
     return sorted(_lines(message.authority))
+
+
+def additional_text(message: dns.message.Message) -> list[str]:
+    return sorted(_lines(message.additional))
 
 
 def _lines(section) -> list[str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..zone import names
+from ..zone import names, wire
 from .claims import Claim
 from .conflicts import Conflict, describe_party, subject_text
 
@@ -95,7 +95,33 @@ def describe_steps(registry: Registry) -> Generator[None, None, dict]:
     ptrs.sort(key=lambda entry: _ip_key(entry["ip"]))
     yield
     conflicts = sorted((_conflict(c) for c in registry.book.items()), key=lambda c: (c["kind"], c["subject"], c["loser"]))
-    return {"identities": identities, "static": static, "ptrs": ptrs, "conflicts": conflicts, "stats": registry.stats()}
+    records = _records(registry)
+    return {
+        "identities": identities,
+        "static": static,
+        "records": records,
+        "ptrs": ptrs,
+        "conflicts": conflicts,
+        "stats": registry.stats(),
+    }
+
+
+def _records(registry: Registry) -> list[dict[str, Any]]:
+    """Every record beyond A, AAAA and PTR, with where it came from: a pod's named port, or the records file."""
+    out: list[dict[str, Any]] = []
+    for base, owners in registry._srv.written_items():
+        claim = registry._names.owner(base)
+        source = f"named ports of pod {claim.pod.key}" if claim is not None else "named ports of the set's pods"
+        out += [{"name": names.to_text(owner), "type": "SRV", "source": source} for owner in owners]
+    for name, types in registry._records_written.items():
+        for rtype in types:
+            line = registry._records.lines.get((name, rtype))
+            out.append(
+                {"name": names.to_text(name), "type": wire.TYPE_NAMES.get(rtype, f"TYPE{rtype}"), "source": f"records file line {line}"}
+            )
+    for name in sorted(registry._records_blocked):
+        out.append({"name": names.to_text(name), "type": "-", "source": "records file, not served: a pod's name, set or SRV holds it"})
+    return sorted(out, key=lambda entry: (entry["name"], entry["type"]))
 
 
 def lookup_ip(registry: Registry, ip: str) -> dict:

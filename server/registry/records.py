@@ -44,6 +44,7 @@ class RecordsTable:
         table = cls()
         add_entry = table.static.builder(in_zone, reserved)
         outside = 0
+        ptr_records: list[tuple[str, bytes]] = []
         for record in records:
             try:
                 name = names.to_wire(record.name)
@@ -62,9 +63,7 @@ class RecordsTable:
                 add_entry(StaticEntry(str(ipaddress.ip_address(record.rdata)), (record.name,), record.line))
                 continue
             if record.rtype == wire.PTR and (ip := _address_of(record.name)) is not None:
-                candidates = table.static.ptr_names.setdefault(ip, [])
-                if record.rdata not in candidates:
-                    candidates.append(record.rdata.lower())
+                ptr_records.append((ip, record.rdata.lower()))
                 continue
             ttl, rdatas = table.rrsets.setdefault(name, {}).get(record.rtype, (record.ttl, []))
             if record.rdata not in rdatas:
@@ -73,6 +72,11 @@ class RecordsTable:
             table.lines.setdefault((name, record.rtype), record.line)
         if outside > 20:
             log.warning("and %d more records outside every served zone", outside - 20)
+        # After the names that hold an address: a PTR record names the address only when no such name may.
+        for ip, target in ptr_records:
+            candidates = table.static.ptr_names.setdefault(ip, [])
+            if target not in candidates:
+                candidates.append(target)
         table.static.finish()
         return table
 

@@ -72,6 +72,10 @@ class SrvRecords:
             self._written[base] = tuple(written)
         self.count += len(written) - len(old)
 
+    def written_items(self):
+        """(identity or set name, its SRV owner names) for every name with SRV records."""
+        return list(self._written.items())
+
     def names_of(self, base: bytes) -> tuple[bytes, ...]:
         return self._written.get(base, ())
 

@@ -53,8 +53,12 @@ def parse_records_text(path: str, text: str, origin: str, default_ttl: int) -> l
             add = txn.add
 
             def noting_line(name, ttl, rdata):  # the reader hands each record here: note where it was
-                records.append(_record(path, line_of_last_record(), name, ttl, rdata))
-                return add(name, ttl, rdata)
+                line = line_of_last_record()
+                records.append(_record(path, line, name, ttl, rdata))
+                try:
+                    return add(name, ttl, rdata)
+                except dns.exception.DNSException as exc:  # a CNAME beside other data (RFC 1034 §3.6.2), say
+                    raise SourceError(path, line, f"{name.to_text()}: {exc}") from None
 
             txn.add = noting_line
             reader = dns.zonefile.Reader(tokenizer, dns.rdataclass.IN, txn, allow_include=False, default_ttl=default_ttl)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from server.model import StaticEntry
 from server.sources.pods import strip_pod
+from server.sources.recordsfile import parse_records_text
 from tests.helpers import ZONE, ask, build, pod, rcode
 
 V4 = [f"10.244.0.{i}" for i in range(1, 6)]
@@ -27,6 +28,7 @@ SUBDOMAINS = ["s", "t"]
 NAMESPACES = ["default", "x"]
 POD_NAMES = [f"{h}.{s}.{ns}.{ZONE}" for h in HOSTS for s in SUBDOMAINS for ns in NAMESPACES]
 STATIC_ONLY = [f"alias-{i}.{ZONE}" for i in range(3)] + ["legacy.corp.example.com"]
+OVERRIDES = [f"ov-{i}.{ZONE}" for i in range(2)]  # spec.hostnameOverride names
 
 pod_spec = st.fixed_dictionaries(
     {
@@ -40,12 +42,18 @@ pod_spec = st.fixed_dictionaries(
         "terminating": st.booleans(),
         "phase": st.sampled_from(["Running", "Running", "Pending", "Succeeded"]),
         "host_network": st.sampled_from([False, False, False, True]),
+        "override": st.sampled_from([None, None, *OVERRIDES, POD_NAMES[0], "out.corp.example.com"]),
     }
 )
 static_line = st.tuples(
     st.sampled_from(V4 + V6 + OUTSIDE), st.lists(st.sampled_from(POD_NAMES + STATIC_ONLY), min_size=1, max_size=3, unique=True)
 )
+record_line = st.one_of(
+    st.tuples(st.just("A"), st.sampled_from(V4 + V6), st.sampled_from(POD_NAMES + OVERRIDES + STATIC_ONLY)),
+    st.tuples(st.just("PTR"), st.sampled_from(V4 + V6), st.sampled_from(POD_NAMES + OVERRIDES + STATIC_ONLY)),
+)
 step = st.one_of(
+    st.tuples(st.just("records"), st.lists(record_line, max_size=4)),
     st.tuples(st.just("upsert"), pod_spec),
     st.tuples(st.just("delete"), st.tuples(st.sampled_from(NAMESPACES), st.sampled_from(["a", "b", "c", "d", "e"]))),
     st.tuples(st.just("static"), st.lists(static_line, max_size=4)),
@@ -64,6 +72,7 @@ def _pod(spec: dict) -> dict:
         deleting="2026-11-09T00:00:00Z" if spec["terminating"] else None,
         phase=spec["phase"],
         host_network=spec["host_network"],
+        hostname_override=spec["override"],
     )
 
 
@@ -92,7 +101,7 @@ def _check(store, static_lines: list[tuple[str, list[str]]]) -> None:
         assert len(targets) <= 1, f"{ip} has several PTRs: {targets}"
         if targets and targets[0].endswith(ZONE):
             assert ip in _addresses(store, targets[0]), f"PTR {ip} -> {targets[0]}, which does not resolve back to it"
-    for name in POD_NAMES + STATIC_ONLY[:-1]:
+    for name in POD_NAMES + OVERRIDES + STATIC_ONLY[:-1]:
         for ip in _addresses(store, name):
             if not _in_reverse_zone(ip):
                 continue
@@ -109,12 +118,23 @@ def test_every_answer_is_forward_confirmed_after_every_change(steps):
     store, registry = build([], fallback_ptr=True)
     sink = registry.sink("test")
     static_lines: list[tuple[str, list[str]]] = []
+    record_lines: list[tuple[str, list[str]]] = []
     for kind, value in steps:
         if kind == "upsert":
             sink.upsert(strip_pod(_pod(value)))
         elif kind == "delete":
             sink.delete(f"uid-{value[0]}-{value[1]}")
+        elif kind == "records":  # the records file: A as hosts lines, PTR when forward-confirmed
+            text = "".join(
+                f"{name}. {'AAAA' if ':' in ip else 'A'} {ip}\n"
+                if rtype == "A"
+                else f"{ipaddress.ip_address(ip).reverse_pointer}. PTR {name}.\n"
+                for rtype, ip, name in value
+            )
+            record_lines = [(ip, [name]) for rtype, ip, name in value if rtype == "A"]
+            registry.replace_records(parse_records_text("records", text, ZONE, 30))
         else:
             static_lines = value
             registry.replace_static([StaticEntry(ip, tuple(n), i + 1) for i, (ip, n) in enumerate(value)])
-        _check(store, static_lines)
+        lines = static_lines + record_lines
+        _check(store, lines)

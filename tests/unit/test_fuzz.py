@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from server.sources.pods import strip_pod
+from server.sources.recordsfile import parse_records_text
 from server.zone import message
 from server.zone.answer import answer, zone_of_missing
 from server.zone.fastpath import fast_answer, respond
@@ -28,10 +29,19 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
-BASE_PODS = [pod(f"k-{i}", f"10.244.{i % 3}.{i + 1}", f"k-{i}", "k") for i in range(6)] + [
-    pod("d-0", ["10.244.5.5", "fd00:10:244::5"], "d-0", "d", "other")
+BASE_PODS = [pod(f"k-{i}", f"10.244.{i % 3}.{i + 1}", f"k-{i}", "k", ports=[("web", 80)]) for i in range(6)] + [
+    pod("d-0", ["10.244.5.5", "fd00:10:244::5"], "d-0", "d", "other", ports=[("db", 5432), ("db", 5432, "UDP")])
 ]
-VIEW, _ = build(BASE_PODS)
+# Every kind of stored answer the fast path meets: SRV with additional records, CNAME, TXT, MX, CAA.
+RECORDS = """$TTL 60
+alias      CNAME k.default
+alias-out  CNAME www.example.com.
+_txt       TXT "one" "two"
+@          MX 10 mail.corp.example.com.
+@          CAA 0 issue "letsencrypt.org"
+"""
+VIEW, _REGISTRY = build(BASE_PODS)
+_REGISTRY.replace_records(parse_records_text("records", RECORDS, ZONE, 30))
 VIEW.chaos_txt = {to_wire("version.bind"): "pod-identity-dns test"}
 
 QNAMES = [
@@ -42,6 +52,11 @@ QNAMES = [
     f"nope.{ZONE}",
     ZONE,
     f"d-0.d.other.{ZONE}",
+    f"_web._tcp.k.default.{ZONE}",
+    f"_db._udp.d-0.d.other.{ZONE}",
+    f"alias.{ZONE}",
+    f"ALIAS-out.{ZONE}",
+    f"_txt.{ZONE}",
     "1.0.244.10.in-addr.arpa",
     "9.9.244.10.in-addr.arpa",
     "244.10.in-addr.arpa",
@@ -50,7 +65,7 @@ QNAMES = [
     "version.bind",
     ".",
 ]
-QTYPES = ["A", "AAAA", "PTR", "ANY", "SOA", "NS", "MX", "TXT", "AXFR", "TYPE65280", "OPT"]
+QTYPES = ["A", "AAAA", "PTR", "ANY", "SOA", "NS", "MX", "TXT", "SRV", "CNAME", "CAA", "AXFR", "TYPE65280", "OPT"]
 
 
 def _valid_query(qname: str, qtype: str, edns: int, payload: int, do: bool, rd: bool, options: bool, qclass: str = "IN") -> bytes:
@@ -242,7 +257,10 @@ def test_fast_path_takes_plain_queries(query, tcp):
         assert fast == full
     message = dns.message.from_wire(query)
     plain = message.edns <= 0 and not message.options and message.question[0].rdclass == 1 and message.question[0].rdtype not in (41, 252)
-    if plain:
+    # Handed over by design: an alias chased for another type, and an answer cut to the requester's size.
+    alias = message.question[0].name.to_text().lower().startswith("alias") and message.question[0].rdtype not in (5, 255)
+    cut = answer(query, VIEW, True) != full
+    if plain and not alias and not cut:
         assert fast is not None, "a plain query fell back to the slow path"
 
 
