@@ -73,6 +73,7 @@ class App:
                 publish_not_ready=config.publish == "not-ready",
                 fallback_ptr=config.fallback_ptr,
                 cluster_domain=config.cluster_domain,
+                srv_records=config.srv_records,
             ),
         )
         self.observer = observer

@@ -46,6 +46,7 @@ class Config:
     publish: str
     fallback_ptr: bool
     cluster_domain: str
+    srv_records: str
     metrics_listen: tuple[str, int] | None
     metrics_max_connections: int
     metrics_idle_timeout: float

@@ -265,6 +265,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("cluster_domain", "--cluster-domain", "cluster.local", "cluster domain used by --fallback-ptr names"),
     Option(
+        "srv_records",
+        "--srv-records",
+        "all",
+        "SRV per named container port: all (_port._proto.<set> and .<member>), sets (the sets' only: less memory), or off",
+        choices=("all", "sets", "off"),
+    ),
+    Option(
         "metrics_listen",
         "--metrics-listen",
         "127.0.0.1:9153",

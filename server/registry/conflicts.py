@@ -33,7 +33,7 @@ def describe_party(party: Party | None) -> str:
     if party is None:
         return "-"
     if party == STATIC:
-        return "static host entry"
+        return "static entry (hosts or records file)"
     return party.describe() if isinstance(party, Claim) else str(party)
 
 

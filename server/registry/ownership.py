@@ -26,7 +26,7 @@ from .naming import Naming
 from .records import RecordsTable, replace_records, write_records
 from .sets import SetJoins
 from .sink import RegistrySink, bulk
-from .srv import SrvRecords, Target, ports_of
+from .srv import SrvRecords
 from .statics import StaticTable
 
 
@@ -37,6 +37,7 @@ class RegistrySettings:
     publish_not_ready: bool = True
     fallback_ptr: bool = False
     cluster_domain: str = "cluster.local"
+    srv_records: str = "all"  # SRV per named port: "all" (sets and members), "sets", "off"
 
 
 class Registry:
@@ -51,7 +52,7 @@ class Registry:
         self._ips: ClaimIndex[str] = ClaimIndex()  # IP -> identity claims
         self._fallback: ClaimIndex[str] = ClaimIndex()  # IP -> claims of pods without an identity
         self._sets = SetJoins()
-        self._srv = SrvRecords(store)
+        self._srv = SrvRecords(store, settings.srv_records)
         self._static = StaticTable()  # the hosts file's entries and the records file's addresses and PTRs
         self._hosts_static = StaticTable()
         self._records = RecordsTable()
@@ -361,12 +362,12 @@ class Registry:
                     a, aaaa = members.a_body(), members.aaaa_body()
                     store.set_rrset_body(name, 1, a, len(a) // 16)
                     store.set_rrset_body(name, 28, aaaa, len(aaaa) // 28)
-                    self._write_set_srv(name, members.members)
+                    self._srv.set(name, members.members)
                     return
                 ips: tuple[str, ...] | list[str] = ()
             else:
                 ips = [ip for ip in static_ips if self._ip_owner(ip) is None]
-            self._srv.write(name, {})  # no pod here any more: no SRV below it
+            self._srv.forget(name)  # no pod here any more: no SRV below it
             store.set_addresses(name, *store.encode_addresses(ips))
             parent = self._sets.set_of_override.pop(name, None) or names.parent(name)
             if self.naming.sets_enabled and parent in self._sets:
@@ -379,8 +380,8 @@ class Registry:
             ips = [ip for ip in ips if self._ip_owner(ip) is owner]
         a_body, a_count, aaaa_body, aaaa_count = store.encode_addresses(ips)
         store.set_addresses(name, a_body, a_count, aaaa_body, aaaa_count)
-        if owner.pod.ports or self._srv.names_of(name):  # a name with no address gets no SRV
-            self._srv.write(name, ports_of(owner.pod.ports, name, a_body + aaaa_body) if ips else {})
+        if owner.pod.ports or self._srv.has_member(name):  # a name with no address gets no SRV
+            self._srv.member(name, owner.pod.ports, a_body + aaaa_body)
         earlier = self._sets.set_of_override.get(name)
         if earlier is not None and earlier != owner.set_name:  # an override name whose new owner is of another set
             del self._sets.set_of_override[name]
@@ -393,17 +394,6 @@ class Registry:
                 self._sets.set_of_override[name] = owner.set_name
         if owner.set_name is not None and sets is not None:
             sets.add(owner.set_name)
-
-    def _write_set_srv(self, set_name: bytes, members: dict[bytes, tuple[bytes, bytes]]) -> None:
-        """A set's SRV RRsets: for each named port, every member that declares it and serves an address."""
-        groups: dict[tuple[str, str], list[Target]] = {}
-        for member, (a_body, aaaa_body) in members.items():
-            owner = self._names.owner(member)
-            if owner is None or not owner.pod.ports or not (a_body or aaaa_body):
-                continue
-            for key, targets in ports_of(owner.pod.ports, member, a_body + aaaa_body).items():
-                groups.setdefault(key, []).extend(targets)
-        self._srv.write(set_name, groups)
 
     def _write_ptr(self, ip: str) -> None:
         self._ptr_count += self.store.set_ptr(names.reverse_name(ip), self._ptr_target(ip))

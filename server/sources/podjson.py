@@ -125,7 +125,7 @@ def record(obj: PodObject, report: Report = warn_once) -> PodRecord:
         status.podIP,
         [(cond.type, cond.status, cond.lastTransitionTime) for cond in status.conditions or ()],
         report,
-        [(port.name, port.protocol, port.containerPort) for c in spec.containers or () for port in c.ports or () if port.name],
+        tuple((port.name, port.protocol, port.containerPort) for c in spec.containers or () for port in c.ports or () if port.name),
         spec.hostnameOverride,
     )
 

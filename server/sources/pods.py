@@ -139,13 +139,13 @@ def strip_pod(obj: Any, report: Report = warn_once) -> PodRecord:
         status.get("podIP"),
         conditions,
         report,
-        [
+        tuple(
             (port.get("name"), port.get("protocol"), port.get("containerPort"))
             for container in _list(spec.get("containers"))
             if isinstance(container, dict)
             for port in _list(container.get("ports"))
             if isinstance(port, dict) and port.get("name")
-        ],
+        ),
         spec.get("hostnameOverride"),
     )
 
@@ -169,7 +169,7 @@ def pod_record(
     pod_ip: Any,
     conditions: Iterable[tuple[Any, Any, Any]],
     report: Report = warn_once,
-    ports: Iterable[tuple[Any, Any, Any]] = (),
+    ports: tuple[tuple[Any, Any, Any], ...] = (),
     hostname_override: Any = None,
 ) -> PodRecord:
     """The PodRecord of a pod's raw field values: the one place their meaning is decided.
@@ -213,7 +213,7 @@ def pod_record(
         hostname = subdomain = None
         override = ""
         ips = ()
-    named_ports = _named_ports(ports, namespace, name, report) if ports else ()
+    named_ports = (_PORT_SETS.get(ports) or _named_ports(ports, namespace, name, report)) if ports else ()
     created_at = _timestamp(created)
     # tuple.__new__ in C, not the NamedTuple's Python-level __new__: one per watch event.
     return _new_record(
@@ -240,33 +240,48 @@ def pod_record(
 
 def _named_ports(ports: Iterable[tuple[Any, Any, Any]], namespace: str, name: str, report: Report) -> tuple[tuple[str, str, int], ...]:
     """The named container ports as (name, protocol label, number), first of each name and protocol;
-    unnamed ones are skipped silently, invalid ones told."""
-    kept: dict[tuple[str, str], int] = {}
-    for port_name, protocol, number in ports:
-        if not port_name:
-            continue
-        problem = port_name_problem(port_name) if isinstance(port_name, str) else "a port name that is not a string"
-        label = PORT_PROTOCOLS.get(protocol or "TCP") if isinstance(protocol or "TCP", str) else None
-        if problem is None and label is None:
-            problem = f"port {shown(port_name)}: protocol {shown(protocol)} is not TCP, UDP or SCTP"
-        if problem is None and not (type(number) is int and 0 < number < 65536):
-            problem = f"port {shown(port_name)}: containerPort {shown(number)} is not a port number"
-        if problem is not None:
-            report(INVALID_PORT, _pod(namespace, name), f"{problem}: no SRV record for it")
-            continue
-        kept.setdefault((port_name, label), number)  # type: ignore[arg-type]
-    return tuple(_intern_port(port_name, label, number) for (port_name, label), number in kept.items())
+    unnamed ones are skipped silently, invalid ones told. Every member of a set declares the same ports:
+    each (name, protocol, number) is checked once and its tuple shared."""
+    kept: list[tuple[str, str, int]] = []
+    refused = False
+    for declared in ports:
+        port = _PORTS.get(declared)
+        if port is None:
+            port, problem = _checked_port(*declared)
+            if problem is not None:
+                report(INVALID_PORT, _pod(namespace, name), f"{problem}: no SRV record for it")
+                refused = True
+                continue
+            if len(_PORTS) > 100_000:
+                _PORTS.clear()
+            _PORTS[declared] = port
+        if all(k[0] != port[0] or k[1] != port[1] for k in kept):
+            kept.append(port)
+    if not refused and isinstance(ports, tuple):  # the next pod declaring the same gets the same tuple at once
+        if len(_PORT_SETS) > 100_000:
+            _PORT_SETS.clear()
+        _PORT_SETS[ports] = tuple(kept)
+    return tuple(kept)
 
 
-_PORTS: dict[tuple[str, str, int], tuple[str, str, int]] = {}
+def _checked_port(port_name: Any, protocol: Any, number: Any) -> tuple[Any, str | None]:
+    if not isinstance(port_name, str):
+        return None, "a port name that is not a string"
+    problem = port_name_problem(port_name)
+    if problem is not None:
+        return None, problem
+    label = PORT_PROTOCOLS.get(protocol or "TCP") if isinstance(protocol or "TCP", str) else None
+    if label is None:
+        return None, f"port {shown(port_name)}: protocol {shown(protocol)} is not TCP, UDP or SCTP"
+    if not (type(number) is int and 0 < number < 65536):
+        return None, f"port {shown(port_name)}: containerPort {shown(number)} is not a port number"
+    return (port_name, label, number), None
 
 
-def _intern_port(name: str, protocol: str, number: int) -> tuple[str, str, int]:
-    """One shared tuple per (name, protocol, number): every broker of a set declares the same ports."""
-    port = (name, protocol, number)
-    if len(_PORTS) > 100_000:
-        _PORTS.clear()
-    return _PORTS.setdefault(port, port)
+_PORTS: dict[tuple, tuple[str, str, int]] = {}
+_PORT_SETS: dict[
+    tuple, tuple[tuple[str, str, int], ...]
+] = {}  # a pod's declared ports -> its named ports  # (name, protocol, number) as declared -> the checked port, shared
 
 
 _new_record = tuple.__new__

@@ -87,13 +87,22 @@ def answer(query: bytes, store: ZoneStore, tcp: bool = False) -> bytes | None:
     return qid + wire.reply_headers(rcode, aa, 0, 0, tc=True)[variant] + question + tail
 
 
+def _record_end(body: bytes, start: int) -> int:
+    """Where a stored record ends: its owner (a pointer, or a whole name), type, class, TTL, RDATA."""
+    i = start
+    while body[i] and body[i] < 0xC0:
+        i += 1 + body[i]
+    i += 2 if body[i] else 1
+    return i + 10 + ((body[i + 8] << 8) | body[i + 9])
+
+
 def _fit_additional(headers: tuple[bytes, ...], body: bytes, answer_end: int, room: int) -> tuple[tuple[bytes, ...], bytes] | None:
     """The answer with as many of its additional records as fit in `room` bytes; None if the answer alone does not."""
     if answer_end > room:
         return None
     end, kept = answer_end, 0
     while end < len(body):
-        record_end = end + 12 + ((body[end + 10] << 8) | body[end + 11])
+        record_end = _record_end(body, end)
         if record_end > room:
             break
         end, kept = record_end, kept + 1

@@ -62,28 +62,28 @@ CASES = [
         f"_kafka._tcp.kafka.default.{ZONE}",
         "SRV",
         "NOERROR",
-        [f"_kafka._tcp.kafka.default.{ZONE}. 30 IN SRV 0 50 9092 {K0}.", f"_kafka._tcp.kafka.default.{ZONE}. 30 IN SRV 0 50 9092 {K1}."],
+        [f"_kafka._tcp.kafka.default.{ZONE}. 30 IN SRV 0 1 9092 {K0}.", f"_kafka._tcp.kafka.default.{ZONE}. 30 IN SRV 0 1 9092 {K1}."],
         additional=[f"{K0}. 30 IN A 10.244.1.10", f"{K1}. 30 IN A 10.244.1.11", f"{K1}. 30 IN AAAA fd00:10:244:1::11"],
     ),
     Case(
         f"_kafka._tcp.{K1}",
         "SRV",
         "NOERROR",
-        [f"_kafka._tcp.{K1}. 30 IN SRV 0 100 9092 {K1}."],
+        [f"_kafka._tcp.{K1}. 30 IN SRV 0 1 9092 {K1}."],
         additional=[f"{K1}. 30 IN A 10.244.1.11", f"{K1}. 30 IN AAAA fd00:10:244:1::11"],
     ),
     Case(
         f"_jmx._tcp.kafka.default.{ZONE}",
         "SRV",
         "NOERROR",
-        [f"_jmx._tcp.kafka.default.{ZONE}. 30 IN SRV 0 100 7071 {K0}."],
+        [f"_jmx._tcp.kafka.default.{ZONE}. 30 IN SRV 0 1 7071 {K0}."],
         additional=[f"{K0}. 30 IN A 10.244.1.10"],
     ),
     Case(
         f"_gossip._udp.{K1}",
         "SRV",
         "NOERROR",
-        [f"_gossip._udp.{K1}. 30 IN SRV 0 100 7946 {K1}."],
+        [f"_gossip._udp.{K1}. 30 IN SRV 0 1 7946 {K1}."],
         additional=[f"{K1}. 30 IN A 10.244.1.11", f"{K1}. 30 IN AAAA fd00:10:244:1::11"],
     ),
     Case(f"_kafka._tcp.{K2}", "SRV", "NXDOMAIN", ns=[SOA]),
@@ -162,7 +162,7 @@ def test_srv_follows_the_pods():
     srv = f"_kafka._tcp.kafka.default.{ZONE}"
     assert len(answer_text(ask(store, srv, "SRV"))) == 2
     sink.upsert(strip_pod(sts_pod("kafka", 1, "10.244.1.11")))  # the port is gone from kafka-1
-    assert answer_text(ask(store, srv, "SRV")) == [f"{srv}. 30 IN SRV 0 100 9092 {K0}."]
+    assert answer_text(ask(store, srv, "SRV")) == [f"{srv}. 30 IN SRV 0 1 9092 {K0}."]
     assert rcode(ask(store, f"_kafka._tcp.{K1}", "SRV")) == "NXDOMAIN"
     sink.delete("uid-default-kafka-0")
     assert rcode(ask(store, srv, "SRV")) == "NXDOMAIN"
