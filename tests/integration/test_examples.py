@@ -15,60 +15,22 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
-import time
-from pathlib import Path
 
 import dns.message
 import dns.query
 import dns.rcode
 import dns.reversename
 import pytest
-import yaml
 
-from tests.manifests import DEPLOY, EXAMPLES, SBIN, kustomize, one, tool
+from tests.examples import DEPLOY_CONFIG, KAFKA, KERBEROS, REALM, TEMPLATE, ZONE, controller_pods, identity, krb5_profile, pod_list
+from tests.kdc import Realm
+from tests.loopback import free_port
+from tests.manifests import kustomize, one, tool
 from tests.serverproc import ServerProcess
 
-KAFKA = EXAMPLES / "kafka"
-KERBEROS = EXAMPLES / "kerberos"
-DEPLOY_CONFIG = yaml.safe_load((DEPLOY / "config.yaml").read_text())
-ZONE = DEPLOY_CONFIG["zones"][0]
-TEMPLATE = DEPLOY_CONFIG["name_template"]
-REALM = ZONE.upper()
 # Enough addresses for the examples' pods, one /24 each so PTRs are easy to read.
 POD_IPS = (f"10.244.{n}.{n + 10}" for n in range(1, 250))
-
-
-def identity(pod: dict) -> str:
-    """The name pod-identity-dns gives this pod, from deploy/config.yaml's zone and template."""
-    spec, meta = pod["spec"], pod["metadata"]
-    fields = {"hostname": spec["hostname"], "subdomain": spec["subdomain"], "namespace": meta["namespace"], "pod": meta["name"]}
-    return f"{TEMPLATE.format(**fields)}.{ZONE}"
-
-
-def controller_pods(docs: list[dict]) -> list[dict]:
-    """The pods the StatefulSet and Deployment controllers would create from these manifests, with IPs."""
-    pods = []
-    for doc in docs:
-        if doc["kind"] not in ("StatefulSet", "Deployment"):
-            continue
-        for index in range(doc["spec"].get("replicas", 1)):
-            name = (
-                f"{doc['metadata']['name']}-{index}" if doc["kind"] == "StatefulSet" else f"{doc['metadata']['name']}-6d4cf56db6-x{index}"
-            )
-            template = doc["spec"]["template"]
-            labels = dict(template["metadata"]["labels"])
-            spec = dict(template["spec"])
-            if doc["kind"] == "StatefulSet":  # what the StatefulSet controller sets on each member
-                labels["apps.kubernetes.io/pod-index"] = str(index)
-                spec["hostname"], spec["subdomain"] = name, doc["spec"]["serviceName"]
-            ip = next(POD_IPS)
-            meta = {"name": name, "namespace": doc["metadata"]["namespace"], "uid": f"uid-{name}", "labels": labels}
-            meta["creationTimestamp"] = "2026-11-01T10:00:00Z"
-            status = {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}], "conditions": [{"type": "Ready", "status": "True"}]}
-            pods.append({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status})
-    return pods
 
 
 def container_env(pod: dict, container: dict) -> dict[str, str]:
@@ -93,26 +55,6 @@ def container_env(pod: dict, container: dict) -> dict[str, str]:
     return env
 
 
-def krb5_profile(path: Path) -> dict[str, dict]:
-    """An MIT profile file (krb5.conf, kdc.conf): {section: {relation: [values] or {subsection}}}."""
-    sections: dict[str, dict] = {}
-    stack: list[dict] = []
-    for raw in path.read_text().splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if header := re.fullmatch(r"\[(\w+)\]", line):
-            stack = [sections.setdefault(header.group(1), {})]
-        elif line == "}":
-            stack.pop()
-        elif opening := re.fullmatch(r"(\S+)\s*=\s*\{", line):
-            stack.append(stack[-1].setdefault(opening.group(1), {}))
-        else:
-            key, value = (part.strip() for part in line.split("=", 1))
-            stack[-1].setdefault(key, []).append(value)
-    return sections
-
-
 @pytest.fixture(scope="module")
 def kafka_docs() -> list[dict]:
     return kustomize(KAFKA)
@@ -125,14 +67,14 @@ def kerberos_docs() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def kafka_pods(kafka_docs) -> list[dict]:
-    return controller_pods(kafka_docs)
+    return controller_pods(kafka_docs, POD_IPS)
 
 
 @pytest.fixture(scope="module")
 def kdc_pods(kerberos_docs) -> dict[str, dict]:
     return {
         pod["spec"]["hostname"]: pod
-        for pod in controller_pods(kerberos_docs)
+        for pod in controller_pods(kerberos_docs, POD_IPS)
         if pod["metadata"]["labels"]["app.kubernetes.io/name"] == "kdc"
     }
 
@@ -299,7 +241,7 @@ def ask(port: int, name: str, qtype: str) -> list[str]:
 def test_every_name_the_examples_use_resolves_and_its_ptr_names_it_back(kafka_pods, kdc_pods, tmp_path):
     pods = kafka_pods + list(kdc_pods.values())
     pods_file = tmp_path / "pods.json"
-    pods_file.write_text(yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": pods}))
+    pods_file.write_text(pod_list(pods))
     ip_of = {identity(pod): pod["status"]["podIP"] for pod in pods}
     names = names_the_examples_use(kafka_pods, kdc_pods)
     assert names == set(ip_of)  # every name in a config is some pod's identity, and every pod is named
@@ -315,64 +257,26 @@ def test_every_name_the_examples_use_resolves_and_its_ptr_names_it_back(kafka_po
 # -- the primary KDC, run with the real MIT tools ----------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_the_primary_s_first_start_makes_a_realm_that_issues_tickets_for_both_kdcs(kdc_pods, tmp_path):
     """scripts/create-realm.sh with kdb5_util and kadmin.local, then krb5kdc, kinit and kvno on loopback."""
-    data, etc = tmp_path / "data", tmp_path / "etc"
-    data.mkdir()
-    etc.mkdir()
-    port = free_port()
-    kdc_conf = (KERBEROS / "kdc.conf").read_text().replace("/var/lib/krb5kdc", str(data)).replace("/etc/krb5kdc", str(etc))
-    kdc_conf = re.sub(r"kdc(_tcp)?_listen = 88", rf"kdc\1_listen = 127.0.0.1:{port}", kdc_conf)
-    (etc / "kdc.conf").write_text(kdc_conf)
-    (etc / "kadm5.acl").write_text((KERBEROS / "kadm5.acl").read_text())
     kdc_0, kdc_1 = identity(kdc_pods["kdc-0"]), identity(kdc_pods["kdc-1"])
-    # Both krb5.conf files with the KDC at loopback instead of its (here unresolvable) name.
-    for name in ("krb5-kdc-host.conf", "krb5.conf"):
-        text = (KERBEROS / name).read_text()
-        text = text.replace(f"kdc = {kdc_0}", f"kdc = 127.0.0.1:{port}").replace(f"kdc = {kdc_1}\n", "")
-        (etc / name).write_text(text)
-    env = {
-        **os.environ,
-        "PATH": os.pathsep.join([os.environ["PATH"], *SBIN]),
-        "KRB5_CONFIG": str(etc / "krb5-kdc-host.conf"),
-        "KRB5_KDC_PROFILE": str(etc / "kdc.conf"),
-        "KRB5RCACHEDIR": str(tmp_path),
-        "KRB5CCNAME": f"FILE:{tmp_path / 'ccache'}",
-        "KDC_DATA": str(data),
-        "KDC_NAME": kdc_0,
-        "REPLICA_NAME": kdc_1,
-        "MASTER_PASSWORD": "a master password",
-    }
-
-    def run(*args: str, stdin: str | None = None, **extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run(args, env={**env, **extra}, input=stdin, capture_output=True, text=True, timeout=30)
-
-    created = run("sh", str(KERBEROS / "scripts" / "create-realm.sh"))
+    realm = Realm(tmp_path, ["127.0.0.1"], free_port(), kdc_0, kdc_1)
+    created = realm.create()
     assert created.returncode == 0, created.stdout + created.stderr
-    keytab = run(tool("klist"), "-k", str(data / "kprop.keytab"))
+    keytab = realm.run(tool("klist"), "-k", str(realm.data / "kprop.keytab"))
     assert set(re.findall(r"\d+ (\S+)", keytab.stdout)) == {f"host/{kdc_0}@{REALM}"}
-    again = run("sh", str(KERBEROS / "scripts" / "create-realm.sh"))
+    again = realm.create()
     assert again.returncode == 0 and "exists" in again.stdout
-    assert run(tool("kadmin.local"), "-q", "addprinc -pw alice-password alice").returncode == 0
+    realm.add_principal("alice", "alice-password")
+    # The clients' krb5.conf with the KDC at loopback instead of its (here unresolvable) name.
+    client_conf = tmp_path / "krb5.conf"
+    text = (KERBEROS / "krb5.conf").read_text()
+    client_conf.write_text(text.replace(f"kdc = {kdc_0}", f"kdc = 127.0.0.1:{realm.port}").replace(f"kdc = {kdc_1}\n", ""))
+    client = {"KRB5_CONFIG": str(client_conf)}
 
-    log = (tmp_path / "krb5kdc.log").open("w")
-    kdc = subprocess.Popen([tool("krb5kdc"), "-n"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        client = {"KRB5_CONFIG": str(etc / "krb5.conf")}
-        deadline = time.monotonic() + 20
-        while (kinit := run(tool("kinit"), "alice", stdin="alice-password\n", **client)).returncode != 0:
-            assert kdc.poll() is None and time.monotonic() < deadline, kinit.stderr + (tmp_path / "krb5kdc.log").read_text()
-            time.sleep(0.1)
+    with realm.kdc():
+        kinit = realm.run(tool("kinit"), "alice", stdin="alice-password\n", **client)
+        assert kinit.returncode == 0, kinit.stderr + realm.log()
         for principal in (f"host/{kdc_0}", f"host/{kdc_1}"):
-            kvno = run(tool("kvno"), principal, **client)
+            kvno = realm.run(tool("kvno"), principal, **client)
             assert kvno.returncode == 0 and f"{principal}@{REALM}: kvno = " in kvno.stdout, kvno.stderr
-    finally:
-        kdc.terminate()
-        kdc.wait(10)
-        log.close()
