@@ -2,13 +2,17 @@
 
 The manifests are rendered with kustomize (test_deploy.py validates them in
 strict mode with the rest of deploy/). Here the names they configure
-(advertised listeners, controller voters, the bootstrap, the KDCs in
-krb5.conf, the principals of kprop and kpropd) are worked out the way
+(advertised listeners, controller voters, the bootstrap, the KDCs in the KDC
+pods' krb5.conf, the principals of kprop and kpropd) are worked out the way
 Kubernetes expands them, then asked of the real server, fed the pods the
-controllers would create: each must resolve, and each pod IP's one PTR must
-name it back. The krb5.conf files are held to the keys the README promises
-and parsed by MIT Kerberos itself, and the primary KDC's realm creation runs
-with the real MIT tools and a real KDC that issues tickets for both KDCs.
+controllers would create and the records file of
+deploy/components/records-file: each name must resolve, each pod IP's one
+PTR must name it back, and the realm's SRV records must name the KDCs that
+run each service at the ports their containers declare. The krb5.conf files
+are held to the keys the README promises and parsed by MIT Kerberos itself,
+and the primary KDC's realm creation runs with the real MIT tools and a real
+KDC that issues tickets for both KDCs (a client finding that KDC through the
+SRV records: test_kerberos_srv.py).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import pytest
 from tests.examples import DEPLOY_CONFIG, KAFKA, KERBEROS, REALM, TEMPLATE, ZONE, controller_pods, identity, krb5_profile, pod_list
 from tests.kdc import Realm
 from tests.loopback import free_port
-from tests.manifests import kustomize, one, tool
+from tests.manifests import RECORDS_COMPONENT, kustomize, one, tool
 from tests.serverproc import ServerProcess
 
 # Enough addresses for the examples' pods, one /24 each so PTRs are easy to read.
@@ -151,28 +155,38 @@ def test_client_krb5_conf_has_the_keys_the_readme_promises(kdc_pods):
     assert libdefaults["default_realm"] == [REALM]
     assert libdefaults["rdns"] == ["true"]
     assert libdefaults["dns_canonicalize_hostname"] == ["true"]
-    assert libdefaults["dns_lookup_kdc"] == ["false"]  # until the records file serves the SRV records
-    comments = " ".join(line.strip(" #") for line in (KERBEROS / "krb5.conf").read_text().splitlines() if line.strip().startswith("#"))
-    assert "(dns_lookup_kdc = true" in comments and "comes with the records file" in comments
-    realm = profile["realms"][REALM]
-    assert realm["kdc"] == [identity(kdc_pods["kdc-0"]), identity(kdc_pods["kdc-1"])]
-    assert realm["admin_server"] == realm["primary_kdc"] == [identity(kdc_pods["kdc-0"])]
+    # The KDCs come from the records file's SRV records: a kdc line in [realms] would be used instead.
+    assert libdefaults["dns_lookup_kdc"] == ["true"]
+    assert REALM not in profile.get("realms", {})
     assert profile["domain_realm"][f".{ZONE}"] == [REALM]
     readme = (KERBEROS / "README.md").read_text()
-    for promise in ("`dns_canonicalize_hostname = true`", "`rdns = true`", "`dns_lookup_kdc = true`"):
+    for promise in ("`dns_canonicalize_hostname = true`", "`rdns = true`", "`dns_lookup_kdc = true`", "deploy/components/records-file"):
         assert promise in readme
     assert f"kvno host/{identity(kdc_pods['kdc-1'])}" in readme and f"kvno -S host {identity(kdc_pods['kdc-1'])}" in readme
-    assert "dig +short -x" in readme
+    assert "dig +short -x" in readme and f"dig +short _kerberos._udp.{ZONE} SRV" in readme
+
+
+def test_the_readme_s_records_are_the_component_s():
+    """The SRV and TXT lines the README shows are in deploy/components/records-file's file, as written."""
+    readme = (KERBEROS / "README.md").read_text()
+    (snippet,) = re.findall(r"```dns\n(.*?)```", readme, re.DOTALL)
+    shipped = {" ".join(line.split()) for line in (RECORDS_COMPONENT / "records.zone").read_text().splitlines()}
+    lines = [" ".join(line.split()) for line in snippet.splitlines() if line.strip() and not line.startswith(";")]
+    assert lines and all(line in shipped for line in lines), lines
 
 
 def test_kdc_pods_name_themselves_by_their_identity(kdc_pods, kerberos_docs):
     host = krb5_profile(KERBEROS / "krb5-kdc-host.conf")
     client = krb5_profile(KERBEROS / "krb5.conf")
     assert host["libdefaults"]["dns_canonicalize_hostname"] == ["false"]
+    assert host["libdefaults"]["dns_lookup_kdc"] == ["false"]  # a KDC pod's tools name the KDCs themselves
+    realm = host["realms"][REALM]
+    assert realm["kdc"] == [identity(kdc_pods["kdc-0"]), identity(kdc_pods["kdc-1"])]
+    assert realm["admin_server"] == realm["primary_kdc"] == [identity(kdc_pods["kdc-0"])]
     # The short host name plus this suffix is the identity name of either KDC.
     suffix = host["libdefaults"]["qualify_shortname"][0]
     assert {f"{name}.{suffix}" for name in kdc_pods} == {identity(pod) for pod in kdc_pods.values()}
-    assert host["realms"] == client["realms"] and host["domain_realm"] == client["domain_realm"]
+    assert host["domain_realm"] == client["domain_realm"]
     acl = [line for line in (KERBEROS / "kpropd.acl").read_text().splitlines() if line and not line.startswith("#")]
     assert acl == [f"host/{identity(kdc_pods['kdc-0'])}@{REALM}"]
     configmap = next(doc for doc in kerberos_docs if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("kdc-config"))
@@ -224,7 +238,7 @@ def names_the_examples_use(kafka_pods: list[dict], kdc_pods: dict[str, dict]) ->
         env = kafka_env(pod)
         names.add(host_of(env["KAFKA_ADVERTISED_LISTENERS"]))
         names.update(host_of(voter) for voter in env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(","))
-    realm = krb5_profile(KERBEROS / "krb5.conf")["realms"][REALM]
+    realm = krb5_profile(KERBEROS / "krb5-kdc-host.conf")["realms"][REALM]
     names.update(realm["kdc"] + realm["admin_server"])
     names.update(
         line.split("/", 1)[1].split("@")[0] for line in (KERBEROS / "kpropd.acl").read_text().splitlines() if line.startswith("host/")
@@ -238,7 +252,31 @@ def ask(port: int, name: str, qtype: str) -> list[str]:
     return sorted(rdata.to_text() for rrset in reply.answer for rdata in rrset)
 
 
+def declared_port(pod: dict, name: str) -> int:
+    """The containerPort a pod declares under `name`, in any of its containers."""
+    (port,) = [p["containerPort"] for c in pod["spec"]["containers"] for p in c.get("ports", []) if p.get("name") == name]
+    return port
+
+
+def kerberos_services(kdc_pods: dict[str, dict]) -> dict[str, list[tuple[int, str]]]:
+    """The SRV records a client of the realm asks (RFC 4120 §7.2.3, MIT's primary, kadmin and kpasswd), each as the
+    (port, target) pairs the KDC Deployments make true: the ports their containers declare, the KDCs that run them."""
+    kdc_0 = kdc_pods["kdc-0"]
+    both = list(kdc_pods.values())
+    services = {
+        "_kerberos._udp": (both, "kerberos-udp"),
+        "_kerberos._tcp": (both, "kerberos-tcp"),
+        "_kerberos-master._udp": ([kdc_0], "kerberos-udp"),
+        "_kerberos-master._tcp": ([kdc_0], "kerberos-tcp"),
+        "_kerberos-adm._tcp": ([kdc_0], "kadmin"),
+        "_kpasswd._udp": ([kdc_0], "kpasswd-udp"),
+        "_kpasswd._tcp": ([kdc_0], "kpasswd-tcp"),
+    }
+    return {f"{name}.{REALM}": sorted((declared_port(pod, port), identity(pod)) for pod in pods) for name, (pods, port) in services.items()}
+
+
 def test_every_name_the_examples_use_resolves_and_its_ptr_names_it_back(kafka_pods, kdc_pods, tmp_path):
+    """The examples' pods and the records file of deploy/components/records-file, served by the real server."""
     pods = kafka_pods + list(kdc_pods.values())
     pods_file = tmp_path / "pods.json"
     pods_file.write_text(pod_list(pods))
@@ -246,12 +284,20 @@ def test_every_name_the_examples_use_resolves_and_its_ptr_names_it_back(kafka_po
     names = names_the_examples_use(kafka_pods, kdc_pods)
     assert names == set(ip_of)  # every name in a config is some pod's identity, and every pod is named
     cidrs = [arg for cidr in DEPLOY_CONFIG["reverse_cidrs"] for arg in ("--reverse-cidr", cidr)]
-    with ServerProcess("--zone", ZONE, *cidrs, "--name-template", TEMPLATE, "--pods-file", str(pods_file)) as server:
+    records = ["--records-file", str(RECORDS_COMPONENT / "records.zone")]
+    with ServerProcess("--zone", ZONE, *cidrs, "--name-template", TEMPLATE, "--pods-file", str(pods_file), *records) as server:
         for name in sorted(names):
             assert ask(server.port, name, "A") == [ip_of[name]], name
             assert ask(server.port, dns.reversename.from_address(ip_of[name]).to_text(), "PTR") == [f"{name}."]
-        bootstrap = f"{kafka_pods[0]['spec']['subdomain']}.{kafka_pods[0]['metadata']['namespace']}.{ZONE}"
-        assert ask(server.port, bootstrap, "A") == sorted(pod["status"]["podIP"] for pod in kafka_pods)
+        kafka_set = f"{kafka_pods[0]['spec']['subdomain']}.{kafka_pods[0]['metadata']['namespace']}.{ZONE}"
+        brokers = sorted(pod["status"]["podIP"] for pod in kafka_pods)
+        assert ask(server.port, kafka_set, "A") == brokers
+        # The records file: the realm's KDCs by their identity names and the ports they declare, the Kafka bootstrap.
+        for service, expected in kerberos_services(kdc_pods).items():
+            assert ask(server.port, service, "SRV") == sorted(f"0 0 {port} {target}." for port, target in expected), service
+        assert ask(server.port, f"_kerberos.{REALM}", "TXT") == [f'"{REALM}"']
+        assert ask(server.port, f"kafka-bootstrap.{ZONE}", "A") == sorted([*brokers, f"{kafka_set}."])
+        assert not [line for line in server.lines if "WARNING" in line], server.lines
 
 
 # -- the primary KDC, run with the real MIT tools ----------------------------------------
@@ -268,15 +314,12 @@ def test_the_primary_s_first_start_makes_a_realm_that_issues_tickets_for_both_kd
     again = realm.create()
     assert again.returncode == 0 and "exists" in again.stdout
     realm.add_principal("alice", "alice-password")
-    # The clients' krb5.conf with the KDC at loopback instead of its (here unresolvable) name.
-    client_conf = tmp_path / "krb5.conf"
-    text = (KERBEROS / "krb5.conf").read_text()
-    client_conf.write_text(text.replace(f"kdc = {kdc_0}", f"kdc = 127.0.0.1:{realm.port}").replace(f"kdc = {kdc_1}\n", ""))
-    client = {"KRB5_CONFIG": str(client_conf)}
 
+    # The KDC pods' krb5.conf, its KDC at loopback instead of its (here unresolvable) name; the clients' own,
+    # which finds the KDC through SRV records, runs in test_kerberos_srv.py.
     with realm.kdc():
-        kinit = realm.run(tool("kinit"), "alice", stdin="alice-password\n", **client)
+        kinit = realm.run(tool("kinit"), "alice", stdin="alice-password\n")
         assert kinit.returncode == 0, kinit.stderr + realm.log()
         for principal in (f"host/{kdc_0}", f"host/{kdc_1}"):
-            kvno = realm.run(tool("kvno"), principal, **client)
+            kvno = realm.run(tool("kvno"), principal)
             assert kvno.returncode == 0 and f"{principal}@{REALM}: kvno = " in kvno.stdout, kvno.stderr
