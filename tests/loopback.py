@@ -34,11 +34,16 @@ def free_port(*addresses: str) -> int:
     raise RuntimeError(f"no port free on {', '.join(addresses)}")
 
 
+def random_address(prefix: str = "127.53") -> str:
+    """A loopback address under `prefix` (a /16), at random so two test runs at once rarely take the same one."""
+    return f"{prefix}.{random.randrange(256)}.{random.randrange(1, 255)}"
+
+
 def free_address(port: int, prefix: str = "127.53") -> str | None:
-    """A loopback address under `prefix` (a /16) where `port` is free, or None when `port` cannot be bound
-    (below 1024 without the privilege). Random, so two test runs at once rarely try the same one."""
+    """A random loopback address under `prefix` where `port` is free, or None when `port` cannot be bound
+    (below 1024 without the privilege)."""
     for _ in range(20):
-        address = f"{prefix}.{random.randrange(256)}.{random.randrange(1, 255)}"
+        address = random_address(prefix)
         if is_free(address, port):
             return address
     return None
