@@ -32,6 +32,7 @@ EXAMPLES = DEPLOY / "examples"
 SBIN = ("/usr/sbin", "/sbin")
 COMPONENTS = DEPLOY / "components"
 HOSTS_COMPONENT = COMPONENTS / "hosts-file"
+RECORDS_COMPONENT = COMPONENTS / "records-file"
 
 
 def tool(name: str) -> str:

@@ -26,6 +26,7 @@ from tests.manifests import (
     COMPONENTS,
     DEPLOY,
     HOSTS_COMPONENT,
+    RECORDS_COMPONENT,
     REPO,
     kustomization_files,
     kustomize,
@@ -102,11 +103,6 @@ def with_component(tmp_path_factory) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def with_hosts(tmp_path_factory) -> list[dict]:
-    return overlay(tmp_path_factory.mktemp("hosts-overlay"), HOSTS_COMPONENT)
-
-
-@pytest.fixture(scope="module")
 def config(base) -> dict:
     configmap = one(base, "ConfigMap")
     return yaml.safe_load(configmap["data"]["config.yaml"])
@@ -146,9 +142,11 @@ def test_component_adds_only_the_servicemonitor(base, with_component):
 
 def test_every_component_composes_with_the_base(tmp_path):
     components = sorted(path for path in COMPONENTS.iterdir() if path.is_dir())
-    assert {path.name for path in components} == {"servicemonitor", "hosts-file", "zone-transfers"}
+    assert {path.name for path in components} == {"servicemonitor", "hosts-file", "records-file", "zone-transfers"}
     everything = overlay(tmp_path, *components)
-    assert one(everything, "ServiceMonitor") and len([doc for doc in everything if doc["kind"] == "ConfigMap"]) == 2
+    assert one(everything, "ServiceMonitor") and len([doc for doc in everything if doc["kind"] == "ConfigMap"]) == 3
+    (container,) = one(everything, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "--hosts-file" in container["args"] and "--records-file" in container["args"]
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS, ids=lambda path: str(path.relative_to(DEPLOY)) if path != DEPLOY else "base")
@@ -189,20 +187,40 @@ def test_kustomization_lists_every_file_in_its_directory(directory):
     assert all((directory / path).is_file() for path in listed)
 
 
-def test_hosts_component_mounts_its_configmap_where_the_hosts_file_flag_points(base, with_hosts):
-    assert [doc["kind"] for doc in with_hosts if doc not in base] == ["ConfigMap", "Deployment"]
-    hosts = next(doc for doc in with_hosts if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "pod-identity-dns-hosts")
-    assert hosts["metadata"]["namespace"] == one(base, "Deployment")["metadata"]["namespace"]
-    spec = one(with_hosts, "Deployment")["spec"]["template"]["spec"]
+def parses_as_hosts(text: str) -> bool:
+    from server.sources.hostsfile import parse_hosts_text
+
+    return bool(parse_hosts_text("hosts", text))
+
+
+def parses_as_records(text: str) -> bool:
+    from server.sources.recordsfile import parse_records_text
+
+    return bool(parse_records_text("records.zone", text, "pods.example.internal", 30))
+
+
+@pytest.mark.parametrize(
+    ("component", "flag", "configmap", "parses"),
+    [
+        (HOSTS_COMPONENT, "--hosts-file", "pod-identity-dns-hosts", parses_as_hosts),
+        (RECORDS_COMPONENT, "--records-file", "pod-identity-dns-records", parses_as_records),
+    ],
+    ids=["hosts-file", "records-file"],
+)
+def test_file_component_mounts_its_configmap_where_its_flag_points(base, tmp_path, component, flag, configmap, parses):
+    docs = overlay(tmp_path, component)
+    assert [doc["kind"] for doc in docs if doc not in base] == ["ConfigMap", "Deployment"]
+    data = next(doc for doc in docs if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == configmap)
+    assert data["metadata"]["namespace"] == one(base, "Deployment")["metadata"]["namespace"]
+    spec = one(docs, "Deployment")["spec"]["template"]["spec"]
     (container,) = spec["containers"]
-    path = Path(container["args"][container["args"].index("--hosts-file") + 1])
+    path = Path(container["args"][container["args"].index(flag) + 1])
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent)]
     assert "subPath" not in mount  # a subPath mount never sees the ConfigMap change
-    assert volumes[mount["name"]]["configMap"]["name"] == hosts["metadata"]["name"]
-    assert list(hosts["data"]) == [path.name]
-    server_hosts = pytest.importorskip("server.sources.hostsfile")
-    assert server_hosts.parse_hosts_text("hosts", hosts["data"][path.name])
+    assert volumes[mount["name"]]["configMap"]["name"] == configmap
+    assert list(data["data"]) == [path.name]
+    assert parses(data["data"][path.name])
 
 
 # --- the values that tie the pieces together -----------------------------------

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
-import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
@@ -19,68 +16,12 @@ import yaml
 
 from tests.conftest import REVERSE_ZONE, ZONE
 from tests.helpers import pod
+from tests.loopback import free_port
 from tests.serverproc import ROOT, ServerProcess
+from tests.unboundproc import UnboundProcess
 
 KAFKA0 = f"kafka-0.kafka.default.{ZONE}"
 NEGATIVE_TTL = 2
-
-
-def _unbound_binary() -> str:
-    found = shutil.which("unbound", path=os.environ.get("PATH", "") + os.pathsep + "/usr/sbin" + os.pathsep + "/sbin")
-    assert found, "Unbound is missing: run scripts/setup-tests.sh (apt-get install unbound)"
-    return found
-
-
-def _free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1 (Unbound listens on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
-
-
-def unbound_config(directory: Path, port: int, server_port: int) -> str:
-    return f"""\
-server:
-    interface: 127.0.0.1
-    port: {port}
-    do-ip6: no
-    do-daemonize: no
-    username: ""
-    chroot: ""
-    directory: "{directory}"
-    pidfile: "{directory}/unbound.pid"
-    logfile: "{directory}/unbound.log"
-    use-syslog: no
-    verbosity: 1
-    num-threads: 1
-    so-reuseport: no
-    access-control: 127.0.0.0/8 allow
-    # Our server is on localhost, which Unbound refuses to ask by default.
-    do-not-query-localhost: no
-    # No validator: the private zones are unsigned.
-    module-config: "iterator"
-    # 10.in-addr.arpa is one of the RFC 1918 zones Unbound answers itself (empty) by default.
-    local-zone: "10.in-addr.arpa." nodefault
-
-remote-control:
-    control-enable: no
-
-stub-zone:
-    name: "{ZONE}"
-    stub-addr: 127.0.0.1@{server_port}
-
-stub-zone:
-    name: "{REVERSE_ZONE}"
-    stub-addr: 127.0.0.1@{server_port}
-"""
 
 
 def resolve(port: int, qname: str, qtype: str = "A") -> dns.message.Message:
@@ -105,40 +46,9 @@ def server(pods_file):
 @pytest.fixture(scope="module")
 def unbound(server, tmp_path_factory):
     """Unbound's port; Unbound is stopped when the module's tests are done."""
-    binary = _unbound_binary()
     directory = tmp_path_factory.mktemp("unbound")
-    port = _free_port()
-    config = directory / "unbound.conf"
-    config.write_text(unbound_config(directory, port, server.port))
-    check = subprocess.run([binary.replace("unbound", "unbound-checkconf"), str(config)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
-    proc = subprocess.Popen([binary, "-d", "-c", str(config)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            assert proc.poll() is None, f"unbound exited with {proc.returncode}: {_unbound_log(directory, proc)}"
-            try:
-                resolve(port, ZONE, "SOA")
-                break
-            except (dns.exception.Timeout, ConnectionRefusedError, OSError):
-                assert time.monotonic() < deadline, f"unbound did not answer: {_unbound_log(directory, proc)}"
-                time.sleep(0.1)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _unbound_log(directory: Path, proc: subprocess.Popen) -> str:
-    log = directory / "unbound.log"
-    text = log.read_text() if log.exists() else ""
-    if proc.poll() is not None and proc.stdout:
-        text += proc.stdout.read().decode(errors="replace")
-    return text
+    with UnboundProcess(directory, "127.0.0.1", free_port(), [ZONE, REVERSE_ZONE], server.port) as running:
+        yield running.port
 
 
 def test_forward_and_exactly_one_ptr_through_unbound(unbound):
