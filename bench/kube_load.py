@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
     results["pod_bytes"] = info["pod_bytes"]
     fake_port = info["control_port"]
     server_args = ["serve", "--zone", ZONE, "--reverse-cidr", REVERSE_CIDR, "--kubeconfig", info["kubeconfig"]]
-    server_args += ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--lameduck", "0"]
+    server_args += ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--lameduck", "0", "--srv-records", args.srv_records]
     if args.profile:
         argv = [sys.executable, __file__, "--profiled-server", args.profile, *server_args]
     else:
@@ -349,6 +349,9 @@ def main() -> int:
         default=120,
         metavar="SECONDS",
         help="before starting the server, wait up to this long for other processes to leave the CPUs idle (default: 120)",
+    )
+    parser.add_argument(
+        "--srv-records", default="all", choices=("all", "sets", "off"), help="the server's --srv-records (the pods declare named ports)"
     )
     parser.add_argument("--paged", action="store_true", help="the fake API refuses streaming lists: the server lists in pages")
     args = parser.parse_args()

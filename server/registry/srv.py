@@ -18,7 +18,10 @@ from ..zone import names, wire
 WEIGHT = 1  # equal weights: every target as likely as the next
 MODES = ("all", "sets", "off")  # --srv-records
 
-Piece = tuple[bytes, bytes, int]  # (the SRV record, its target's address records, how many)
+# One target's records: (the `_<port>._<proto>` labels, the SRV record followed by its target's address
+# records, where the SRV record ends, how many address records). One bytes object, so a member's own SRV
+# answer and its set's join share it.
+Piece = tuple[bytes, bytes, int, int]
 PortKey = bytes  # the `_<port>._<proto>` labels in wire form
 
 
@@ -27,11 +30,11 @@ def port_key(port_name: str, protocol: str) -> PortKey:
     return bytes((len(port_label),)) + port_label + bytes((len(protocol_label),)) + protocol_label
 
 
-def piece(ttl: int, port: int, target: bytes, addresses: bytes) -> Piece:
+def piece(key: PortKey, ttl: int, port: int, target: bytes, addresses: bytes) -> Piece:
     """One target's SRV record and its addresses, owned by the target's name."""
     record = wire.rr(wire.QNAME_POINTER, wire.SRV, ttl, struct.pack("!HHH", 0, WEIGHT, port) + target)
     additional, count = wire.reowned(addresses, target)
-    return record, additional, count
+    return key, record + additional, len(record), count
 
 
 class SrvRecords:
@@ -41,7 +44,7 @@ class SrvRecords:
         self.store = store
         self.mode = mode
         self.ttl = store.settings.ttl
-        self._members: dict[bytes, dict[PortKey, Piece]] = {}  # member -> its pieces, by port
+        self._members: dict[bytes, tuple[Piece, ...]] = {}  # member -> its pieces, one per port
         self._written: dict[bytes, tuple[bytes, ...]] = {}  # member or set -> the SRV owner names written below it
         self.count = 0  # SRV names served
 
@@ -49,13 +52,13 @@ class SrvRecords:
         """A member's named ports (none: it has no SRV); `addresses` its served A and AAAA records."""
         if self.mode == "off":
             return
-        pieces = {port_key(p, proto): piece(self.ttl, number, name, addresses) for p, proto, number in ports} if addresses else {}
+        pieces = tuple(piece(port_key(p, proto), self.ttl, number, name, addresses) for p, proto, number in ports) if addresses else ()
         if pieces:
             self._members[name] = pieces
         else:
             self._members.pop(name, None)
         if self.mode == "all":
-            self._write(name, {key: [p] for key, p in pieces.items()})
+            self._write(name, {p[0]: [p] for p in pieces})
 
     def set(self, set_name: bytes, members: Iterable[bytes]) -> None:
         """A set's SRV RRsets: for each port, every member declaring it, in the set's order."""
@@ -66,8 +69,8 @@ class SrvRecords:
         for member in members:
             pieces = pieces_of(member)
             if pieces:
-                for key, p in pieces.items():
-                    groups.setdefault(key, []).append(p)
+                for p in pieces:
+                    groups.setdefault(p[0], []).append(p)
         self._write(set_name, groups)
 
     def forget(self, name: bytes) -> None:
@@ -85,9 +88,13 @@ class SrvRecords:
             owner = key + base
             if len(owner) > names.MAX_NAME:
                 continue
-            answer = b"".join([p[0] for p in pieces])
-            additional = b"".join([p[1] for p in pieces])
-            self.store.set_rrset_body(owner, wire.SRV, answer, len(pieces), additional, sum(p[2] for p in pieces))
+            if len(pieces) == 1:  # a member's own: the piece's bytes, shared
+                _, body, split, count = pieces[0]
+                self.store.set_rrset_body(owner, wire.SRV, body, 1, additional_count=count, joined=split)
+            else:
+                answer = b"".join([p[1][: p[2]] for p in pieces])
+                additional = b"".join([p[1][p[2] :] for p in pieces])
+                self.store.set_rrset_body(owner, wire.SRV, answer, len(pieces), additional, sum(p[3] for p in pieces))
             written.append(owner)
         for stale in old:
             if stale not in written:

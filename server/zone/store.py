@@ -179,17 +179,30 @@ class ZoneStore:
         body = wire.encode_rrset(rtype, self.settings.ttl, rdatas) if rdatas else b""
         return self.set_rrset_body(name, rtype, body, len(rdatas))
 
-    def set_rrset_body(self, name: bytes, rtype: int, body: bytes, count: int, additional: bytes = b"", additional_count: int = 0) -> bool:
+    def set_rrset_body(
+        self,
+        name: bytes,
+        rtype: int,
+        body: bytes,
+        count: int,
+        additional: bytes = b"",
+        additional_count: int = 0,
+        joined: int | None = None,
+    ) -> bool:
         """set_rrset for records already encoded (as `body(...)` returns them): joins of
         other names' bodies make a set's RRset without encoding anything again.
 
         `additional`: records for the additional section that come with this
-        RRset's answer (an SRV's targets' addresses), owned by pointers into it.
+        RRset's answer (an SRV's targets' addresses); or, with `joined`, they
+        are in `body` already, after its first `joined` bytes (kept as is: shared).
         """
         node = self.nodes.get(name)
         key = key_for(rtype)
-        stored = body + additional if body else b""
-        answer_end = len(body) if body and additional else None
+        if joined is not None:  # `body` already holds the additional records after `joined` bytes
+            stored, answer_end = body, (joined if body and joined < len(body) else None)
+        else:
+            stored = body + additional if body else b""
+            answer_end = len(body) if body and additional else None
         headers = wire.reply_headers(wire.NOERROR, True, count, 0, arcount=additional_count if body else 0)
         if node is None:
             if not body:
