@@ -24,7 +24,7 @@ from .serve.udpfront import UdpListener, serve_udp
 from .sources.filesource import HostsFileSource, PodFileSource, RecordsFileSource
 from .sources.filewatch import WatchedFile
 from .sources.podfile import StartedPodFile
-from .status import AppStatus
+from .appstatus import AppStatus
 from .zone import names
 from .zone.answer import answer
 from .zone.fastpath import fast_answer, respond
