@@ -350,6 +350,8 @@ def test_malformed_event_lines_are_skipped(shared: Cluster) -> None:
         shared.fake.call(shared.fake.kube.inject_line, raw)
     shared.add(ident("after-0", "malformed", "10.244.9.1"))
     until(port, name, "A", A("10.244.9.1"))
+    # The log is read from the server's output by a thread of its own: it may trail the answer a moment.
+    shared.wait_log_count("skipped malformed watch event", skipped + 3)
     assert shared.log_count("skipped malformed watch event") == skipped + 3
     assert shared.lists() == lists
     assert shared.fake.call(lambda: len(shared.fake.kube.pod_requests(watch=True))) == watches
