@@ -11,6 +11,7 @@ import socket
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .appstatus import AppStatus
 from .config import Config
 from .model import Source
 from .registry import Registry, RegistrySettings
@@ -24,7 +25,6 @@ from .serve.udpfront import UdpListener, serve_udp
 from .sources.filesource import HostsFileSource, PodFileSource, RecordsFileSource
 from .sources.filewatch import WatchedFile
 from .sources.podfile import StartedPodFile
-from .appstatus import AppStatus
 from .zone import names
 from .zone.answer import answer
 from .zone.fastpath import fast_answer, respond

@@ -1,14 +1,12 @@
-"""Serial number arithmetic (RFC 1982) for 32-bit SOA serials."""
+"""Serial numbers in SOA records: RFC 1982 comparison (the store's own), and reading or setting one."""
 
 from __future__ import annotations
 
-HALF = 1 << 31
+from ..zone.store import serial_after as newer
+
 MASK = 0xFFFFFFFF
 
-
-def newer(a: int, b: int) -> bool:
-    """Whether serial `a` is greater than `b` in RFC 1982 terms (undefined pairs are not)."""
-    return a != b and (a - b) & MASK < HALF
+__all__ = ["MASK", "newer", "replace_soa_serial", "soa_serial"]
 
 
 def replace_soa_serial(rdata: bytes, serial: int) -> bytes:
