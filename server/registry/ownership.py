@@ -191,8 +191,7 @@ class Registry:
             return False
         old_ips, new_ips = claim.pod.ips, pod.ips
         reranked = claim.pod.ownership_rank() != pod.ownership_rank()
-        if reranked:
-            self._touch_name(name, dirty)
+        self._touch_name(name, dirty)  # a crowd's owner noted, so settling it costs only what changed
         for ip in {*old_ips, *new_ips}:
             self._touch_ip(ip, dirty)
         claim.pod = pod

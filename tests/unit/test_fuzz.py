@@ -178,8 +178,13 @@ def _check_reply(packet: bytes, reply: bytes | None, tcp: bool) -> None:
     assert reply is not None, "a query whose header could be read got no reply"
     assert reply[:2] == packet[:2]
     assert reply[2] & 0x80
-    assert len(reply) <= (65535 if tcp else max(512, 1232))
-    dns.message.from_wire(reply)  # every reply is well-formed
+    parsed = dns.message.from_wire(reply)  # every reply is well-formed
+    if tcp:
+        assert len(reply) <= 65535
+    else:  # the requester's size: 512 without EDNS (RFC 1035 §4.2.1), else its payload, at most ours
+        opt = message.find_opt(packet) if parsed.edns >= 0 else None
+        limit = 512 if opt is None else min(max(512, opt.payload), 1232)
+        assert len(reply) <= limit, f"a {len(reply)}-byte UDP reply where the requester takes {limit}"
 
 
 @FUZZ

@@ -193,3 +193,25 @@ def test_identity_name_is_the_template_text_as_a_dns_name(hostname, subdomain, n
     if expected:
         assert view.rrset(expected, 1) == [bytes([10, 244, 0, 5])]
         assert view.rrset(reverse_name("10.244.0.5"), 12) == [expected]
+
+
+def test_a_crowd_on_one_name_keeps_one_owner_through_every_change():
+    """A Deployment whose pods all set one hostname and subdomain: the oldest owns the name (bench/crowds.py
+    shows the cost stays linear in the crowd to load and constant per change of a loser)."""
+    crowd = [
+        pod(f"w-{i}", f"10.244.{i // 250}.{i % 250 + 1}", "w", "s", created=f"2026-11-01T00:{i // 60:02d}:{i % 60:02d}Z")
+        for i in range(1500)
+    ]
+    view, registry = build(crowd)
+    name = f"w.s.default.{ZONE}"
+    assert answer_text(ask(view, name)) == [f"{name}. 30 IN A 10.244.0.1"]
+    assert registry.stats()["conflicts"] == 1499
+    sink = registry.sink("test")
+    sink.upsert(strip_pod(pod("w-7", "10.244.9.9", "w", "s", created="2026-11-01T00:00:07Z")))  # a loser moves
+    assert rcode(ask(view, "9.9.244.10.in-addr.arpa", "PTR")) == "NXDOMAIN" and registry.stats()["conflicts"] == 1499
+    sink.delete("uid-default-w-0")  # the owner goes: the next oldest has the name
+    assert answer_text(ask(view, name)) == [f"{name}. 30 IN A 10.244.0.2"]
+    assert ptrs(view, "2.0.244.10.in-addr.arpa") == [f"2.0.244.10.in-addr.arpa. 30 IN PTR {name}."]
+    assert registry.stats()["conflicts"] == 1498
+    sink.replace_all([])
+    assert rcode(ask(view, name)) == "NXDOMAIN" and registry.stats()["conflicts"] == 0

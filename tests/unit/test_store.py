@@ -76,3 +76,38 @@ def test_answers_follow_the_writes(steps, qname, qtype):
     assert reply.rcode() == dns.rcode.NOERROR
     wanted = records if qtype == "ANY" else {t: c for t, c in records.items() if wire.TYPE_NAMES[t] == qtype}
     assert {rrset.rdtype: len(rrset) for rrset in reply.answer} == wanted
+
+
+def _records(store: ZoneStore, apex: bytes) -> set:
+    """Every record of one zone but its SOA, as the store holds them."""
+    return set(store.snapshot(apex).records())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(writes, min_size=1, max_size=6), st.booleans())
+def test_replaying_the_reported_changes_on_a_copy_gives_the_store(commits, snapshot_between):
+    """What an IXFR journal consumes: each commit's ZoneChange (old and new serial, records removed and
+    added), applied in order to a copy of the zone taken at the start, gives the zone the store holds."""
+    store = _view()
+    apex = to_wire(ZONE)
+    reported = []
+    store.add_listener(reported.extend)
+    store.commit()
+    copy = _records(store, apex)
+    serial = store.zones[apex].serial
+    for steps in commits:
+        for name, rtype, count in steps:
+            _apply(store, name, rtype, count)
+        if snapshot_between:
+            store.snapshot(apex)  # nodes older than a snapshot are copied before a write: same changes
+        store.commit()
+    for change in reported:
+        if change.removed is None:  # the first serial, or too big to work out: a full transfer instead
+            continue
+        assert change.apex == apex and change.old_serial == serial, "the changes chain serial to serial"
+        assert set(change.removed) <= copy, "a removed record was not there"
+        assert not set(change.added) & copy, "an added record was there already"
+        copy = (copy - set(change.removed)) | set(change.added)
+        serial = change.new_serial
+    assert serial == store.zones[apex].serial
+    assert copy == _records(store, apex)
