@@ -137,7 +137,7 @@ class ZoneSnapshot:
             if node.zone is not zone:
                 continue
             if type(node) is Leaf:
-                yield name, node[0], node[2] if len(node) == 4 else node[2][: node[4]]
+                yield name, node.key, node.answer
                 continue
             for key, value in node.items():  # Node.rrsets() inline: a generator per name costs
                 if key != ANY_KEY and (key != _SOA_KEY or name != apex):

@@ -57,7 +57,7 @@ def fast_answer(query: bytes, store: ZoneStore, tcp: bool = False) -> bytes | No
     node = store.nodes.get(key)
     if node is not None:
         if type(node) is Leaf:
-            found = (node[1], node[2]) if typeclass == node[0] or typeclass == _ANY_IN else None
+            found = (node.headers, node.body) if typeclass == node.key or typeclass == _ANY_IN else None
         else:
             found = node.get(typeclass)
         if found is None:

@@ -119,6 +119,11 @@ class Leaf(tuple):
             return tuple.__new__(cls, (key, headers, body, zone))
         return tuple.__new__(cls, (key, headers, body, zone, answer_end))
 
+    @property
+    def answer(self) -> bytes:
+        """The answer records alone (without any additional records that follow them)."""
+        return self[2] if len(self) == 4 else self[2][: self[4]]
+
     def value(self) -> tuple:
         """The stored answer, as a Node holds it."""
         return (self[1], self[2]) if len(self) == 4 else (self[1], self[2], self[4])
