@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from functools import lru_cache
 
 from ..zone import names, wire
 
@@ -25,6 +26,7 @@ Piece = tuple[bytes, bytes, int, int]
 PortKey = bytes  # the `_<port>._<proto>` labels in wire form
 
 
+@lru_cache(maxsize=4096)  # one bytes object per port name, not one per member: ~90 bytes a pod
 def port_key(port_name: str, protocol: str) -> PortKey:
     port_label, protocol_label = b"_" + port_name.encode(), b"_" + protocol.encode()
     return bytes((len(port_label),)) + port_label + bytes((len(protocol_label),)) + protocol_label

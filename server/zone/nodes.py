@@ -1,5 +1,5 @@
-"""The shapes a served name takes in the zone store: Zone (an apex), Node (a name with several RRsets or
-names below it) and Leaf (a name with one RRset and nothing below, which is almost every name)."""
+"""The shapes a served name takes in the zone store: Zone (an apex), Node (a name with several RRsets, or
+an empty non-terminal) and Leaf (a name with one RRset, which is almost every name)."""
 
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ def type_key(rtype: int) -> bytes:
 
 ANY_KEY = type_key(wire.ANY)
 # One shared key object per type: a fresh bytes key in every node would cost ~70 bytes a name.
-TYPE_KEYS = {t: type_key(t) for t in (wire.A, wire.NS, wire.SOA, wire.PTR, wire.TXT, wire.AAAA, wire.ANY)}
+TYPE_KEYS = {t: type_key(t) for t in (wire.A, wire.NS, wire.CNAME, wire.SOA, wire.PTR, wire.MX, wire.TXT, wire.AAAA, wire.SRV, wire.ANY)}
 
 
 def key_for(rtype: int) -> bytes:
     return TYPE_KEYS.get(rtype) or type_key(rtype)
 
 
-CNAME_KEY = type_key(wire.CNAME)
+CNAME_KEY = TYPE_KEYS[wire.CNAME]
 
 
 def answer_of(value: tuple) -> bytes:
@@ -96,8 +96,9 @@ class Node(dict):
 
 
 class Leaf(tuple):
-    """A name with one RRset and no names below it: (type key, reply_headers variants, answer bytes, zone)
-    and, when additional records follow the answer in those bytes, where the answer ends.
+    """A name with one RRset: (type key, reply_headers variants, answer bytes, zone) and, when additional
+    records follow the answer in those bytes, where the answer ends; and, when names lie below it (an
+    identity with SRV names under it), where the answer ends (or None) and how many names lie below.
 
     72 bytes where a Node with its answer tuple is ~300: at 100k pods (200k
     names) that is ~45 MiB. Reads like a Node; the store turns one into the
@@ -107,26 +108,41 @@ class Leaf(tuple):
 
     __slots__ = ()
 
-    below = 0
     key = property(itemgetter(0), doc="the type key of its one RRset")
     headers = property(itemgetter(1), doc="reply_headers variants for that RRset")
     body = property(itemgetter(2), doc="the RRset, encoded for the answer section")
     zone = property(itemgetter(3), doc="the Zone it lies in")
 
     @classmethod
-    def make(cls, key: bytes, headers: tuple, body: bytes, zone: Zone, answer_end: int | None = None) -> Leaf:
+    def make(cls, key: bytes, headers: tuple, body: bytes, zone: Zone, answer_end: int | None = None, below: int = 0) -> Leaf:
+        if below:
+            return tuple.__new__(cls, (key, headers, body, zone, answer_end, below))
         if answer_end is None:
             return tuple.__new__(cls, (key, headers, body, zone))
         return tuple.__new__(cls, (key, headers, body, zone, answer_end))
 
     @property
+    def below(self) -> int:
+        """Existing names one label below this one."""
+        return self[5] if len(self) == 6 else 0
+
+    @property
+    def answer_end(self) -> int | None:
+        return None if len(self) == 4 else self[4]
+
+    def with_below(self, below: int) -> Leaf:
+        """The same records with another count of names below."""
+        return Leaf.make(self[0], self[1], self[2], self[3], self.answer_end, below)
+
+    @property
     def answer(self) -> bytes:
         """The answer records alone (without any additional records that follow them)."""
-        return self[2] if len(self) == 4 else self[2][: self[4]]
+        return self[2] if len(self) == 4 else self[2][: self[4]]  # [:None] is the whole
 
     def value(self) -> tuple:
         """The stored answer, as a Node holds it."""
-        return (self[1], self[2]) if len(self) == 4 else (self[1], self[2], self[4])
+        end = self.answer_end
+        return (self[1], self[2]) if end is None else (self[1], self[2], end)
 
     def get(self, key: bytes, default=None):
         return self.value() if key == self[0] or key == ANY_KEY else default
