@@ -1,6 +1,7 @@
 """Load benchmark of the Kubernetes source: N realistic pods in the fake API, the real server watching it.
 
-    .venv/bin/python bench/kube_load.py [--pods 100000] [--events 50000] [--samples 200] [--paged] [--profile FILE]
+    .venv/bin/python bench/kube_load.py [--pods 100000] [--events 50000] [--samples 200] [--paged]
+        [--srv-records all|sets|off] [--server-repo DIR] [--profile FILE]
 
 1. starts the fake API (bench/kube_cluster.py) in a process of its own,
    loaded with N StatefulSet pods of about --pod-bytes each (containers with
@@ -28,6 +29,8 @@
    exits 1 if a step failed or missed its target. Every child is stopped on
    exit, error or Ctrl-C, and the whole run is bounded by --timeout.
 
+--server-repo DIR runs the server of another checkout (a `git worktree` of an
+older commit) under this same bench and fake API, for before/after figures.
 --profile FILE runs the server under cProfile (stats written when it stops)
 and prints the top functions; the figures of a profiled run are slower.
 The fake is a separate process because a 100k-pod cluster in it would share
@@ -97,7 +100,9 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
     results["pod_bytes"] = info["pod_bytes"]
     fake_port = info["control_port"]
     server_args = ["serve", "--zone", ZONE, "--reverse-cidr", REVERSE_CIDR, "--kubeconfig", info["kubeconfig"]]
-    server_args += ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--lameduck", "0", "--srv-records", args.srv_records]
+    server_args += ["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--lameduck", "0"]
+    if args.srv_records:  # not given: the server's default (a checkout from before SRV has no such flag)
+        server_args += ["--srv-records", args.srv_records]
     if args.profile:
         argv = [sys.executable, __file__, "--profiled-server", args.profile, *server_args]
     else:
@@ -107,7 +112,7 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
         print(f"  waited {waited:.0f} s for other processes to go quiet", flush=True)
     print("starting the server ...", flush=True)
     started = time.monotonic()
-    server = Child("server", argv, workdir / "server.log")
+    server = Child("server", argv, workdir / "server.log", cwd=args.server_repo)
     children.append(server)
     ours = [os.getpid(), fake.proc.pid, server.proc.pid]
     load = OtherLoad(ours)
@@ -351,7 +356,14 @@ def main() -> int:
         help="before starting the server, wait up to this long for other processes to leave the CPUs idle (default: 120)",
     )
     parser.add_argument(
-        "--srv-records", default="all", choices=("all", "sets", "off"), help="the server's --srv-records (the pods declare named ports)"
+        "--srv-records", choices=("all", "sets", "off"), help="the server's --srv-records (the pods declare named ports; default: the server's)"
+    )
+    parser.add_argument(
+        "--server-repo",
+        type=Path,
+        default=REPO,
+        metavar="DIR",
+        help="run `python -m server` from this checkout (e.g. a git worktree of an older commit), for before/after figures",
     )
     parser.add_argument("--paged", action="store_true", help="the fake API refuses streaming lists: the server lists in pages")
     args = parser.parse_args()

@@ -76,13 +76,13 @@ class OtherLoad:
 class Child:
     """A child process whose output lines are collected; stopped with TERM, then KILL."""
 
-    def __init__(self, label: str, argv: list[str], log_path: Path, stdin: bool = False) -> None:
+    def __init__(self, label: str, argv: list[str], log_path: Path, stdin: bool = False, cwd: Path = REPO) -> None:
         self.label = label
         self.lines: list[str] = []
         self.log = open(log_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(
             argv,
-            cwd=REPO,
+            cwd=cwd,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
