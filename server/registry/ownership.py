@@ -272,8 +272,8 @@ class Registry:
         for name in list(dirty.names):
             self._settle_name(name, dirty)
         names_to_write = set(dirty.names)
-        for ip in dirty.ips:
-            self._settle_ip(ip, dirty, names_to_write)
+        # Who owns each IP is settled here and stays so until the flush ends: the PTRs reuse it.
+        ip_owners = {ip: self._settle_ip(ip, dirty, names_to_write) for ip in dirty.ips}
         # Members before sets: a set's records are joined from its members'.
         sets = {name for name in names_to_write if name in self._sets and self._names.count(name) == 0}
         for name in names_to_write:
@@ -285,8 +285,8 @@ class Registry:
         for name in names_to_write:
             if name in rrsets or name in written:
                 write_records(self, name)
-        for ip in dirty.ips:
-            self._write_ptr(ip)
+        for ip, owner in ip_owners.items():
+            self._write_ptr(ip, owner)
         if commit:
             self.store.commit(self._version)
             self._version = None
@@ -325,8 +325,8 @@ class Registry:
             losers.append(STATIC)
         self.book.settle("name", name, owner, losers)
 
-    def _settle_ip(self, ip: str, dirty: Dirty, names_to_write: set[bytes]) -> None:
-        """Record the conflicts of an IP; mark every name whose addresses may change with it."""
+    def _settle_ip(self, ip: str, dirty: Dirty, names_to_write: set[bytes]) -> Claim | None:
+        """Record the conflicts of an IP; mark every name whose addresses may change with it. Returns its owner."""
         index = self._ips
         owner = self._ip_owner(ip)
         static_names = self._static.names_of_ip.get(ip)
@@ -340,11 +340,12 @@ class Registry:
             for claim in index.claimants(ip):
                 names_to_write.add(claim.name)  # type: ignore[arg-type]
         if (owner is None or (index.count(ip) <= 1 and not static_names)) and not self.book.has("ip", ip):
-            return  # nobody loses it: no pod owns it, or one pod does and no hosts line names it
+            return owner  # nobody loses it: no pod owns it, or one pod does and no hosts line names it
         losers: list = [c for c in index.claimants(ip) if c is not owner and self._owns_name(c)] if owner is not None else []
         if owner is not None and ip in self._static.ptr_names:
             losers.append(STATIC)
         self.book.settle("ip", ip, owner, losers)
+        return owner
 
     def _write_forward(self, name: bytes, sets: set[bytes] | None) -> None:
         """A/AAAA of a name: its owner pod's IPs that it owns, else its static IPs no pod owns, else its set's join.
@@ -394,13 +395,15 @@ class Registry:
         if owner.set_name is not None and sets is not None:
             sets.add(owner.set_name)
 
-    def _write_ptr(self, ip: str) -> None:
-        self._ptr_count += self.store.set_ptr(names.reverse_name(ip), self._ptr_target(ip))
+    def _write_ptr(self, ip: str, owner: Claim | None) -> None:
+        self._ptr_count += self.store.set_ptr(names.reverse_name(ip), self._ptr_target(ip, owner))
 
-    def _ptr_target(self, ip: str) -> bytes | None:
-        """The name an IP's PTR gives: its identity owner, else the first static name still owned, else a fallback."""
-        owner = self._ip_owner(ip)
-        if owner is not None:
+    def _ptr_target(self, ip: str, owner: Claim | bool | None = False) -> bytes | None:
+        """The name an IP's PTR gives: its identity owner, else the first static name still owned, else a fallback.
+        `owner`: the IP's owner when the caller knows it already (False: look it up)."""
+        if owner is False:
+            owner = self._ip_owner(ip)
+        if isinstance(owner, Claim):
             return owner.name
         for name in self._static.ptr_names.get(ip, ()):
             if self._static_owns_name(name) and self._confirms(name, ip):

@@ -200,32 +200,36 @@ class ZoneStore:
         key = key_for(rtype)
         if joined is not None:  # `body` already holds the additional records after `joined` bytes
             stored, answer_end = body, (joined if body and joined < len(body) else None)
+        elif additional and body:
+            stored, answer_end = body + additional, len(body)
         else:
-            stored = body + additional if body else b""
-            answer_end = len(body) if body and additional else None
-        headers = wire.reply_headers(wire.NOERROR, True, count, 0, arcount=additional_count if body else 0)
+            stored, answer_end = body, None
+        # Read by index, headers made only for a write: this runs for every record of every event.
         if node is None:
             if not body:
                 return False
             if self.changes.active:
                 self.changes.before_write(name, None)
+            headers = wire.reply_headers(wire.NOERROR, True, count, 0, arcount=additional_count)
             if not self._add_leaf(name, key, headers, stored, answer_end):
                 raise ValueError(f"{names.to_text(name)} is outside every zone")
             return True
         if isinstance(node, Leaf):
-            if key == node.key:
-                if stored == node.body:
+            if key == node[0]:
+                if stored == node[2]:
                     return False
                 if self.changes.active:
                     self.changes.before_write(name, node)
-                node.zone.dirty = True
+                zone = node[3]
+                zone.dirty = True
                 if body:
-                    self.nodes[name] = Leaf.make(key, headers, stored, node.zone, answer_end, node.below)
+                    headers = wire.reply_headers(wire.NOERROR, True, count, 0, arcount=additional_count)
+                    self.nodes[name] = Leaf.make(key, headers, stored, zone, answer_end, node.below)
                 elif node.below:  # names below keep it: an empty non-terminal now
-                    ent = self.nodes[name] = Node(node.zone, self._generation)
+                    ent = self.nodes[name] = Node(zone, self._generation)
                     ent.below = node.below
                 else:
-                    self._remove(name, node.zone)
+                    self._remove(name, zone)
                 return True
             if not body:
                 return False
@@ -240,6 +244,7 @@ class ZoneStore:
                 self.changes.before_write(name, node)
             if node.generation != self._generation:
                 node = self.nodes[name] = node.copy_for_write(self._generation)
+        headers = wire.reply_headers(wire.NOERROR, True, count, 0, arcount=additional_count if body else 0)
         self._write(node, key, headers, stored, answer_end)
         node.zone.dirty = True
         if name != node.zone.apex:
