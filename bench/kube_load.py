@@ -356,7 +356,9 @@ def main() -> int:
         help="before starting the server, wait up to this long for other processes to leave the CPUs idle (default: 120)",
     )
     parser.add_argument(
-        "--srv-records", choices=("all", "sets", "off"), help="the server's --srv-records (the pods declare named ports; default: the server's)"
+        "--srv-records",
+        choices=("all", "sets", "off"),
+        help="the server's --srv-records (the pods declare named ports; default: the server's)",
     )
     parser.add_argument(
         "--server-repo",
