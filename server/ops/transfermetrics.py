@@ -27,9 +27,10 @@ TRANSFER_RESULTS = (
     "badkey",
     "badsig",
     "badtime",
+    "badtrunc",
     "other",
 )
-TSIG_RESULTS = ("ok", "badkey", "badsig", "badtime", "formerr", "other")
+TSIG_RESULTS = ("ok", "badkey", "badsig", "badtime", "badtrunc", "formerr", "other")
 NOTIFY_RESULTS = ("sent", "answered", "refused", "failed")
 # A transfer of one change takes a millisecond; of 100k pods, a second or two; a slow reader, minutes.
 TRANSFER_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)

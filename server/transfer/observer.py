@@ -2,10 +2,10 @@
 
 Proposed metrics for the lead's metrics module (labels bounded):
   poddns_transfers_total{type="axfr|ixfr", result="full|incremental|current|truncated|refused|notauth|
-      servfail|formerr|badkey|badsig|badtime|aborted"}
+      servfail|formerr|badkey|badsig|badtime|badtrunc|aborted"}
   poddns_transfer_records_total{type}, poddns_transfer_bytes_total{type},
   poddns_transfer_duration_seconds{type} (histogram)
-  poddns_tsig_queries_total{result="ok|badkey|badsig|badtime|formerr"} (signed ordinary queries)
+  poddns_tsig_queries_total{result="ok|badkey|badsig|badtime|badtrunc|formerr"} (signed ordinary queries)
   poddns_notifies_total{result="sent|answered|refused|failed"}
   poddns_ixfr_journal_changes{zone}, poddns_ixfr_journal_bytes{zone}
 """

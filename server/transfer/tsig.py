@@ -25,8 +25,8 @@ from .shape import Request
 
 FUDGE = 300
 RCODE_FORMERR, RCODE_REFUSED, RCODE_NOTAUTH = 1, 5, 9
-BADSIG, BADKEY, BADTIME = 16, 17, 18
-ERROR_NAMES = {BADSIG: "badsig", BADKEY: "badkey", BADTIME: "badtime", RCODE_FORMERR: "formerr"}
+BADSIG, BADKEY, BADTIME, BADTRUNC = 16, 17, 18, 22
+ERROR_NAMES = {BADSIG: "badsig", BADKEY: "badkey", BADTIME: "badtime", BADTRUNC: "badtrunc", RCODE_FORMERR: "formerr"}
 FLAG_QR, FLAG_TC = 0x8000, 0x0200
 
 _TSIG_FIXED = struct.Struct("!HHIH")
@@ -44,7 +44,7 @@ class Verified:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A request whose TSIG failed: `error` (BADSIG, BADKEY, BADTIME, or FORMERR) and the reply to send."""
+    """A request whose TSIG failed: `error` (BADSIG, BADKEY, BADTIME, BADTRUNC, or FORMERR) and the reply to send."""
 
     error: int
     key_name: str
@@ -68,8 +68,12 @@ def verify(message: bytes, request: Request, keys: KeyRing, now: float, fudge: i
     key = keys.get(owner_text)
     if key is None or key.key.algorithm != rdata.algorithm:
         return Rejected(BADKEY, owner_text, unsigned_error(message, request, owner, rdata, BADKEY, now, fudge))
-    if len(rdata.mac) != key.mac_size:  # truncated MACs (RFC 8945 §5.2.2.1) are not accepted
-        return Rejected(BADSIG, key.name, unsigned_error(message, request, owner, rdata, BADSIG, now, fudge))
+    if len(rdata.mac) != key.mac_size:
+        # RFC 8945 §5.2.2.1: longer than the hash, or shorter than max(10, half of it), is malformed;
+        # a truncation the RFC allows is below our policy (full MACs only): BADTRUNC, unsigned.
+        if len(rdata.mac) > key.mac_size or len(rdata.mac) < max(10, key.mac_size // 2):
+            return Rejected(RCODE_FORMERR, key.name, _bare_reply(message, request, RCODE_FORMERR))
+        return Rejected(BADTRUNC, key.name, unsigned_error(message, request, owner, rdata, BADTRUNC, now, fudge))
     try:
         dns.tsig.validate(message, key.key, owner, rdata, int(now), None, request.tsig_start)
     except dns.tsig.BadTime:
@@ -146,7 +150,7 @@ def append_tsig(
 def unsigned_error(
     message: bytes, request: Request, owner: dns.name.Name, rdata: dns.rdtypes.ANY.TSIG.TSIG, error: int, now: float, fudge: int
 ) -> bytes:
-    """NOTAUTH with an unsigned TSIG carrying `error` (BADKEY, BADSIG: RFC 8945 §5.3.2): the question, nothing else."""
+    """NOTAUTH with an unsigned TSIG carrying `error` (BADKEY, BADSIG, BADTRUNC: RFC 8945 §5.3.2): the question, nothing else."""
     body = _error_header(message, request, RCODE_NOTAUTH) + request.question
     return append_tsig(
         body, name_wire(owner.canonicalize()), name_wire(rdata.algorithm), int(now), fudge, b"", rdata.original_id, error, b""

@@ -170,6 +170,41 @@ async def test_wrong_algorithm_for_a_known_name_is_badkey():
     assert tsig_error(reply)[0] == dns.rcode.BADKEY
 
 
+def with_mac_length(wire: bytes, key, length: int) -> bytes:
+    """A signed request whose full MAC (the TSIG's last field but three) is cut to, or padded to, `length` bytes."""
+    full = key.mac_size
+    rdlength = len(key.algorithm_wire) + 16 + full
+    rdata_start = len(wire) - rdlength
+    mac_start = rdata_start + len(key.algorithm_wire) + 10
+    mac = wire[mac_start : mac_start + full]
+    mac = mac[:length] if length <= full else mac + bytes(length - full)
+    new_rdlength = rdlength - full + length
+    return (
+        wire[: rdata_start - 2]
+        + new_rdlength.to_bytes(2, "big")
+        + wire[rdata_start : mac_start - 2]
+        + length.to_bytes(2, "big")
+        + mac
+        + wire[mac_start + full :]
+    )
+
+
+async def test_a_truncated_mac_is_badtrunc_and_an_impossible_length_formerr():
+    """RFC 8945 §5.2.2.1: a MAC cut to an allowed length (at least max(10, half the hash)) is below our
+    policy of full MACs, BADTRUNC unsigned; longer than the hash or shorter than that, FORMERR."""
+    service, _, recorder = make_service()
+    wire = request(FORWARD, "AXFR", KEY_1).to_wire()
+    assert service.handle(with_mac_length(wire, KEY_1, KEY_1.mac_size), PEER, True) is not None
+    reply = service.handle(with_mac_length(wire, KEY_1, 16), PEER, True)
+    assert_learns_nothing(reply, NOTAUTH)
+    assert tsig_error(reply)[:2] == (dns.rcode.BADTRUNC, b"")
+    assert recorder.events[-1].result == "badtrunc"
+    for length in (8, 0, KEY_1.mac_size + 8):
+        reply = service.handle(with_mac_length(wire, KEY_1, length), PEER, True)
+        assert_learns_nothing(reply, dns.rcode.FORMERR)
+        assert recorder.events[-1].result == "formerr"
+
+
 @pytest.mark.parametrize("skew", [-310, 310, 5000])  # clear of the 300 s fudge even on a slow machine
 async def test_a_time_outside_the_fudge_is_badtime_signed_with_the_server_time(skew):
     server_now = time.time() + skew
