@@ -229,6 +229,9 @@ class TransferService:
             self._report(request, peer, tcp, result, key, started)
             return refusal(query, request, rcode, signer)
 
+        if request.edns_version > 0:  # RFC 6891 §6.1.3: only version 0 is ours
+            self._report(request, peer, tcp, "badvers", key, started)
+            return refusal(query, request, 0, signer, ext_rcode=wire.BADVERS >> 4)
         if not self.policy.allows(key, peer):
             return refuse(RCODE_REFUSED, "refused")
         zone = self.store.zones.get(request.qname) if request.qclass == CLASS_IN else None
@@ -238,8 +241,8 @@ class TransferService:
             return refuse(RCODE_SERVFAIL, "servfail")  # nothing is served before the first complete state, as for queries
         if request.qtype == TYPE_AXFR and not tcp:
             return refuse(RCODE_FORMERR, "formerr")  # AXFR is defined over TCP only (RFC 5936 §4.2)
-        if request.qtype == TYPE_IXFR and request.soa_serial is None:
-            return refuse(RCODE_FORMERR, "formerr")  # RFC 1995 §3: the request carries the client's SOA
+        if request.qtype == TYPE_IXFR and (request.soa_serial is None or not request.soa_owner_ok):
+            return refuse(RCODE_FORMERR, "formerr")  # RFC 1995 §3: the request carries the client's SOA of this zone
 
         apex, serial = zone.apex, zone.serial
         opt = wire.opt_record(request.edns_do) if request.edns_payload is not None else b""

@@ -14,6 +14,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+import dns.exception
+import dns.name
+
 QUERY, NOTIFY = 0, 4
 TYPE_SOA, TYPE_OPT, TYPE_TSIG, TYPE_IXFR, TYPE_AXFR = 6, 41, 250, 251, 252
 CLASS_IN, CLASS_ANY = 1, 255
@@ -38,8 +41,10 @@ class Request:
     edns_payload: int | None  # None: no OPT record
     edns_do: bool
     soa_serial: int | None  # the first SOA in the authority section (the IXFR client's serial)
+    soa_owner_ok: bool  # that SOA is owned by the question's name (RFC 1995 §3), or there is none
     tsig_start: int | None  # offset of the TSIG record (the last record), None when unsigned
     tsig_rdata: tuple[int, int] | None  # (offset, length) of its rdata
+    edns_version: int = 0
 
     @property
     def opcode(self) -> int:
@@ -99,6 +104,8 @@ def scan(message: bytes) -> Request | None:
     edns_payload: int | None = None
     edns_do = False
     soa_serial: int | None = None
+    soa_owner_ok = True
+    edns_version = 0
     tsig_start: int | None = None
     tsig_rdata: tuple[int, int] | None = None
     total = ancount + nscount + arcount
@@ -120,11 +127,12 @@ def scan(message: bytes) -> Request | None:
         elif rtype == TYPE_OPT:
             if not in_additional or edns_payload is not None:
                 return None
-            edns_payload, edns_do = rclass, bool(ttl & 0x8000)
+            edns_payload, edns_do, edns_version = rclass, bool(ttl & 0x8000), (ttl >> 16) & 0xFF
         elif rtype == TYPE_SOA and ancount <= index < ancount + nscount and soa_serial is None:
             if rdlength < 22:
                 return None
             soa_serial = int.from_bytes(message[offset - 20 : offset - 16], "big")
+            soa_owner_ok = _owner_is(message, start, message[12:name_end].lower())
     if offset != len(message):
         return None
     return Request(
@@ -138,9 +146,22 @@ def scan(message: bytes) -> Request | None:
         edns_payload=edns_payload,
         edns_do=edns_do,
         soa_serial=soa_serial,
+        soa_owner_ok=soa_owner_ok,
         tsig_start=tsig_start,
         tsig_rdata=tsig_rdata,
+        edns_version=edns_version,
     )
+
+
+def _owner_is(message: bytes, offset: int, qname: bytes) -> bool:
+    """Whether the (possibly compressed) name at `offset` is `qname` (lower-cased wire form)."""
+    if message[offset : offset + 2] == b"\xc0\x0c":  # a pointer to the question's name, as clients write it
+        return True
+    try:
+        name, _ = dns.name.from_wire(message, offset)
+    except dns.exception.DNSException:
+        return False
+    return name.canonicalize().to_wire() == qname
 
 
 def may_concern_transfers(message: bytes) -> bool:

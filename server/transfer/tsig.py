@@ -20,6 +20,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TSIG
 import dns.tsig
 
+from ..zone import wire
 from .keys import KeyRing, TsigKey, name_wire
 from .shape import Request
 
@@ -79,7 +80,7 @@ def verify(message: bytes, request: Request, keys: KeyRing, now: float, fudge: i
     except dns.tsig.BadTime:
         other = int(now).to_bytes(6, "big")
         signer = Signer(key, rdata.mac, rdata.original_id, fudge, clock=lambda: rdata.time_signed)
-        reply = signer.sign(_error_header(message, request, RCODE_NOTAUTH) + request.question, error=BADTIME, other=other)
+        reply = signer.sign(_bare_reply(message, request, RCODE_NOTAUTH), error=BADTIME, other=other)
         return Rejected(BADTIME, key.name, reply)
     except (dns.tsig.BadSignature, dns.tsig.BadKey, dns.tsig.BadAlgorithm):
         return Rejected(BADSIG, key.name, unsigned_error(message, request, owner, rdata, BADSIG, now, fudge))
@@ -151,23 +152,22 @@ def unsigned_error(
     message: bytes, request: Request, owner: dns.name.Name, rdata: dns.rdtypes.ANY.TSIG.TSIG, error: int, now: float, fudge: int
 ) -> bytes:
     """NOTAUTH with an unsigned TSIG carrying `error` (BADKEY, BADSIG, BADTRUNC: RFC 8945 §5.3.2): the question, nothing else."""
-    body = _error_header(message, request, RCODE_NOTAUTH) + request.question
+    body = _bare_reply(message, request, RCODE_NOTAUTH)
     return append_tsig(
         body, name_wire(owner.canonicalize()), name_wire(rdata.algorithm), int(now), fudge, b"", rdata.original_id, error, b""
     )
 
 
-def refusal(message: bytes, request: Request, rcode: int, signer: Signer | None) -> bytes:
-    """A reply with the question only and `rcode` (REFUSED, NOTAUTH, FORMERR), signed when the request was."""
-    body = _error_header(message, request, rcode) + request.question
+def refusal(message: bytes, request: Request, rcode: int, signer: Signer | None, ext_rcode: int = 0) -> bytes:
+    """A reply with the question only and `rcode` (REFUSED, NOTAUTH, FORMERR; with `ext_rcode` 1 and an
+    EDNS request, BADVERS), signed when the request was."""
+    body = _bare_reply(message, request, rcode, ext_rcode)
     return signer.sign(body) if signer is not None else body
 
 
-def _error_header(message: bytes, request: Request, rcode: int) -> bytes:
-    # QR set, opcode and RD copied, AA clear; one question, no records.
+def _bare_reply(message: bytes, request: Request, rcode: int, ext_rcode: int = 0) -> bytes:
+    """QR set, opcode and RD copied, AA clear; the question, and our OPT when the request had one
+    (RFC 6891 §7: an EDNS request gets OPT in every reply)."""
     flags = FLAG_QR | (request.flags & 0x7900) | rcode
-    return message[:2] + struct.pack("!HHHHH", flags, 1, 0, 0, 0)
-
-
-def _bare_reply(message: bytes, request: Request, rcode: int) -> bytes:
-    return _error_header(message, request, rcode) + request.question
+    opt = wire.opt_record(request.edns_do, ext_rcode) if request.edns_payload is not None else b""
+    return message[:2] + struct.pack("!HHHHH", flags, 1, 0, 0, 1 if opt else 0) + request.question + opt

@@ -11,6 +11,7 @@ import time
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import dns.tsig
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -203,6 +204,41 @@ async def test_a_truncated_mac_is_badtrunc_and_an_impossible_length_formerr():
         reply = service.handle(with_mac_length(wire, KEY_1, length), PEER, True)
         assert_learns_nothing(reply, dns.rcode.FORMERR)
         assert recorder.events[-1].result == "formerr"
+
+
+async def test_an_edns_request_gets_opt_in_every_refusal_and_edns_version_1_is_badvers():
+    """RFC 6891 §7: OPT in the reply to every EDNS request; §6.1.3: a version we do not speak is BADVERS."""
+    service, _, recorder = make_service()
+    stranger = make_key("stranger", "hmac-sha256", b"x" * 32)
+    refused = [
+        (request(FORWARD, "AXFR", None, use_edns=0), dns.rcode.REFUSED),  # unsigned, from an untrusted network
+        (request("example.com", "AXFR", KEY_1, use_edns=0), NOTAUTH),  # not a zone of ours
+        (request(FORWARD, "AXFR", stranger, use_edns=0), NOTAUTH),  # BADKEY
+        (request(FORWARD, "IXFR", KEY_1, use_edns=0), dns.rcode.FORMERR),  # no SOA
+    ]
+    for query, rcode in refused:
+        reply = service.handle(query.to_wire(), PEER, True)
+        assert_learns_nothing(reply, rcode)
+        assert dns.message.from_wire(reply, keyring=lambda m, n: False).edns == 0, (query.question, rcode)
+    query = request(FORWARD, "AXFR", KEY_1, use_edns=1)
+    reply = dns.message.from_wire(service.handle(query.to_wire(), PEER, True), keyring=KEY_1.key, request_mac=query.mac)
+    assert reply.rcode() == dns.rcode.BADVERS and reply.edns == 0
+    assert not reply.answer and not reply.authority
+    assert recorder.events[-1].result == "badvers"
+
+
+async def test_an_ixfr_whose_soa_is_of_another_zone_is_formerr():
+    """RFC 1995 §3: the authority section holds the client's SOA of the zone asked for."""
+    service, _, recorder = make_service()
+    query = request(FORWARD, "IXFR", None)
+    query.authority.append(dns.rrset.from_text("example.com.", 0, "IN", "SOA", ". . 1 0 0 0 0"))
+    query.use_tsig(KEY_1.key)
+    reply = service.handle(query.to_wire(), PEER, True)
+    assert_learns_nothing(reply, dns.rcode.FORMERR)
+    assert recorder.events[-1].result == "formerr"
+    query = request(FORWARD, "IXFR", KEY_1, serial=1)  # the same, owned by the zone: answered
+    first = parse_all(await collect(service.handle(query.to_wire(), PEER, True)), query, ixfr=True)[0]
+    assert first.rcode() == dns.rcode.NOERROR and first.answer[0].rdtype == dns.rdatatype.SOA
 
 
 @pytest.mark.parametrize("skew", [-310, 310, 5000])  # clear of the 300 s fudge even on a slow machine
