@@ -188,8 +188,8 @@ def clear_peak(pid: int) -> None:
 
 
 def measure(servers: dict[str, tuple[int, int]], expected: dict[str, int], runs: int, probe_name: str) -> dict:
-    """Per server and zone: the first AXFR since the server started (ours encodes the zone then; later
-    ones of the same serial are copied from its cache), with the UDP prober running and the peak memory
+    """Per server and zone: the first AXFR after Knot has started (ours has kept the zone's chunks by then:
+    its warmer encodes them a second after the load), with the UDP prober running and the peak memory
     reset; then AXFR times (runs interleaved between the servers, so both see the same machine); then dig."""
     out: dict = {label: {} for label in servers}
     for zone, count in expected.items():
@@ -257,8 +257,10 @@ def ixfr_server_time(store, rounds: int = 200) -> list[float]:
 
 
 def axfr_in_process(store, rounds: int = 3) -> dict[str, float]:
-    """Milliseconds to encode the forward zone's AXFR in process, best of `rounds`: the engine's way (the
-    store's RRsets spliced in, cache cleared first), record by record, and copied from the cache."""
+    """Milliseconds for an AXFR of the forward zone in process, best of `rounds`: the engine with nothing
+    kept (planned and encoded from a snapshot), after one change (its chunk encoded from a snapshot),
+    after one change the warmer has encoded, and with every chunk kept; and the encoder alone, the
+    store's RRsets spliced and record by record."""
     import asyncio
     from operator import itemgetter
 
@@ -267,31 +269,49 @@ def axfr_in_process(store, rounds: int = 3) -> dict[str, float]:
     apex = names.to_wire(FORWARD)
     service = TransferService(TransferSettings(allow_unsigned=("127.0.0.0/8",)), store, ordinary_answers(store))
     query = bl.query_bytes(FORWARD + ".", wire.AXFR, False)
+    assert service.chunks is not None
 
     async def transfer() -> None:
         async for _ in service.handle(query, ("127.0.0.1", 1), True):
             pass
 
-    def best(run) -> float:
+    def best(run, before=lambda: None) -> float:
         times = []
         for _ in range(rounds):
+            before()
             started = time.perf_counter()
             run()
             times.append((time.perf_counter() - started) * 1000)
         return min(times)
 
-    def fresh() -> None:
-        service.full.forget(apex)
-        asyncio.run(transfer())
+    moves = itertools.count()
+
+    def one_change() -> None:
+        move_pod(store, 11, f"10.201.{next(moves) % 250}.1")
+
+    def warmed_change() -> None:
+        one_change()
+        service.chunks.warm(apex, store.live(apex), 10.0)
 
     question = apex + b"\x00\xfc\x00\x01"
     snapshot = store.snapshot(apex)
     spliced = best(lambda: sum(1 for _ in pack_pieces(map(itemgetter(0, 2), snapshot.rrsets()), b"\x00\x01", 0x8400, question, 16384)))
     one_by_one = best(lambda: sum(1 for _ in pack_messages(snapshot.records(), b"\x00\x01", 0x8400, question, 16384)))
-    engine = best(fresh)
-    asyncio.run(transfer())
-    cached = best(lambda: asyncio.run(transfer()))
-    return {"engine": engine, "spliced": spliced, "one_by_one": one_by_one, "cached": cached}
+    cold = best(lambda: asyncio.run(transfer()), lambda: service.chunks.forget(apex))
+    changed = best(lambda: asyncio.run(transfer()), one_change)
+    warmed = best(lambda: asyncio.run(transfer()), warmed_change)
+    kept = best(lambda: asyncio.run(transfer()))
+    chunks = service.chunks.zones[apex]
+    return {
+        "cold": cold,
+        "changed": changed,
+        "warmed": warmed,
+        "kept": kept,
+        "spliced": spliced,
+        "one_by_one": one_by_one,
+        "chunks": chunks.count,
+        "kept_mib": chunks.kept_bytes / 2**20,
+    }
 
 
 def encoding_costs(store, sample: int = 20000) -> dict[str, float]:
@@ -396,6 +416,13 @@ def real_server(procs: bl.Processes, work: Path, pods: int, key_file: Path, runs
     print(
         f"the real server answers after {took:.1f} s ({pods} pods in a pod file, VmHWM {bl.memory(ours.pid)['VmHWM']:.0f} MiB)", flush=True
     )
+    expected = {zone: count_records(path) + 1 for zone, path in files.items()}
+    cold = {zone: raw_axfr(port, zone, count)[0] for zone, count in expected.items()}  # before the warmer has run
+    print(
+        "  AXFR the moment it answers (nothing kept yet): "
+        + ", ".join(f"{zone} {seconds * 1000:.0f} ms" for zone, seconds in cold.items()),
+        flush=True,
+    )
     compare(procs, work, "pod-identity-dns", ours, port, files, runs, pods, bl.zone_file_serial(files[FORWARD]))
 
 
@@ -451,9 +478,10 @@ def main() -> int:
     )
     axfr = axfr_in_process(store)
     print(
-        f"  AXFR of the forward zone encoded in process: {axfr['engine']:.0f} ms (the encoder alone: RRsets spliced"
-        f" {axfr['spliced']:.0f} ms, record by record {axfr['one_by_one']:.0f} ms); the same serial again, from the cache:"
-        f" {axfr['cached']:.0f} ms"
+        f"  AXFR of the forward zone in process ({axfr['chunks']} chunks, {axfr['kept_mib']:.1f} MiB kept): nothing kept"
+        f" {axfr['cold']:.0f} ms, after one change {axfr['changed']:.1f} ms, after one change the warmer encoded"
+        f" {axfr['warmed']:.1f} ms, everything kept {axfr['kept']:.1f} ms (the encoder alone over the zone: RRsets spliced"
+        f" {axfr['spliced']:.0f} ms, record by record {axfr['one_by_one']:.0f} ms)"
     )
     costs = encoding_costs(store)
     print(

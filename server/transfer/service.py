@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ import dns.message
 import dns.rdatatype
 
 from ..zone import wire
-from .encoder import Record
-from .fullcache import FullTransferCache, Variant, replayed
+from .chunks import ChunkCache
+from .encoder import Record, record_piece
 from .journal import Change, Journal
 from .keys import KeyFileError, KeyRing, TsigKey, load_key_files
 from .notify import NotifySender
@@ -31,7 +32,9 @@ from .policy import TransferPolicy
 from .serial import newer, replace_soa_serial, soa_serial
 from .shape import CLASS_IN, QUERY, TYPE_AXFR, TYPE_IXFR, TYPE_SOA, Request, may_concern_transfers, scan
 from .source import ZoneSource
-from .tsig import FLAG_TC, FUDGE, RCODE_FORMERR, RCODE_NOTAUTH, RCODE_REFUSED, Rejected, Signer, Verified, refusal, verify
+from .tsig import FLAG_TC, FUDGE, RCODE_FORMERR, RCODE_NOTAUTH, RCODE_REFUSED, Rejected, Signer, Verified, refusal, tsig_reserve, verify
+
+log = logging.getLogger("pod_identity_dns.transfer")
 
 __all__ = ["TransferService", "TransferSettings", "TransferSetupError", "check_settings", "may_concern_transfers"]
 
@@ -40,6 +43,9 @@ TCP_LIMIT = 65535
 RCODE_SERVFAIL = 2
 BUSY_WAIT = 3.0  # seconds a full transfer waits for a change written in steps to be committed
 BUSY_POLL = 0.01
+WARM_QUIET = 1.0  # seconds without a commit before changed chunks are encoded in the background
+WARM_LONGEST = 10.0  # ... or at the latest this long after the first change, however busy the zone
+WARM_STEP = 0.005  # seconds of encoding per turn of the event loop
 
 Reply = bytes | AsyncIterator[bytes] | None
 Answer = Callable[[bytes, bool], "bytes | None"]  # (query, over TCP?) -> the ordinary reply
@@ -115,7 +121,11 @@ class TransferService:
             else None
         )
         self._soa: dict[bytes, Record] = {}
-        self.full = FullTransferCache()
+        # Large zones' full transfers from kept chunks, when the store hands out views to encode them from.
+        reserve = max((tsig_reserve(key) for key in map(self.keys.get, self.keys.names()) if key is not None), default=0)
+        self.chunks = ChunkCache(settings.message_size - reserve) if hasattr(store, "live") else None
+        self._commits = asyncio.Event()
+        self._warmer: asyncio.Task | None = None
         store.add_listener(self._committed)
 
     # -- lifecycle ------------------------------------------------------
@@ -125,15 +135,24 @@ class TransferService:
         store has synced nothing is announced: its first commit moves every serial, and that announces them."""
         if self.notifier is not None:
             await self.notifier.start(list(self.store.zones) if self.store.synced else [])
+        if self.chunks is not None:
+            self._warmer = asyncio.create_task(self._warm(), name="transfer-chunks")
+            if self.store.synced:
+                self._commits.set()
 
     async def stop(self) -> None:
+        if self._warmer is not None:
+            self._warmer.cancel()
+            await asyncio.gather(self._warmer, return_exceptions=True)
         if self.notifier is not None:
             await self.notifier.stop()
 
     def _committed(self, changes: Sequence[Change]) -> None:
         self.journal.record(changes)
-        for change in changes:
-            self.full.forget(change.apex)
+        if self.chunks is not None:
+            for change in changes:
+                self.chunks.changed(change.apex, change.removed, change.added)
+            self._commits.set()
         if self.notifier is not None:
             for change in changes:
                 self.notifier.changed(change.apex)
@@ -272,12 +291,10 @@ class TransferService:
             if not tcp:
                 return self._single_soa(request, apex, signer, opt, report, "truncated")
 
-        qname = request.question[:-4]
-        variant = Variant(serial, limit, opt, len(request.question), qname == qname.lower())
-        kept = self.full.get(apex, variant)  # the same serial is the same zone, busy or not
-        if kept is not None:
-            encoded = replayed(kept, request.id, reply_flags(request.flags), request.question)
-            return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
+        chunks = self.chunks.zones.get(apex) if self.chunks is not None else None
+        if chunks is not None and not chunks.unkept and not chunks.misplanned:
+            # Every chunk is kept: they hold the committed state of this serial, half-written change or not.
+            return self._chunked(request, apex, chunks, None, self.current_soa(apex), limit, opt, signer, report)
         if self.store.busy:  # a change is half written: a snapshot now would mix two states
             if waited:
                 return refuse(RCODE_SERVFAIL, "servfail")
@@ -285,9 +302,45 @@ class TransferService:
         snapshot = self.store.snapshot(apex)
         self._soa[apex] = snapshot.soa
         serial = snapshot.serial
+        if self.chunks is not None:
+            chunks = self.chunks.chunks_for(apex, snapshot)  # type: ignore[arg-type]
+            return self._chunked(request, apex, chunks, snapshot, snapshot.soa, limit, opt, signer, report)
         encoded = piece_messages(axfr_pieces(snapshot), request.id, request.flags, request.question, limit, opt)
-        encoded = self.full.filling(apex, variant._replace(serial=serial), encoded)
         return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
+
+    def _chunked(self, request: Request, apex: bytes, chunks, snapshot, soa: Record, limit: int, opt: bytes, signer, report) -> Reply:
+        """A full transfer of the zone from its chunks (a snapshot when some must be encoded)."""
+        assert self.chunks is not None
+        flags = reply_flags(request.flags)
+        encoded = self.chunks.messages(apex, chunks, snapshot, record_piece(soa), request.id, flags, request.question, limit, opt)
+        return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
+
+    async def _warm(self) -> None:
+        """Encode the chunks commits touched, once commits pause for WARM_QUIET (or WARM_LONGEST after the
+        first), WARM_STEP at a time, so that the next full transfer copies them."""
+        assert self.chunks is not None
+        while True:
+            await self._commits.wait()
+            started = time.monotonic()
+            while True:
+                self._commits.clear()
+                await asyncio.sleep(WARM_QUIET)
+                if not self._commits.is_set() or time.monotonic() - started >= WARM_LONGEST:
+                    break
+            for apex in list(self.store.zones):
+                while apex in self.store.zones and self.store.synced:
+                    if self.store.busy:
+                        await asyncio.sleep(BUSY_POLL)
+                        continue
+                    try:
+                        done = self.chunks.warm(apex, self.store.live(apex), WARM_STEP)  # type: ignore[attr-defined]
+                    except Exception:  # a bug here must not stop transfers: they encode what is not kept
+                        log.exception("transfer: encoding the chunks of %s failed; its transfers encode them", apex)
+                        self.chunks.forget(apex)
+                        done = True
+                    await asyncio.sleep(0)
+                    if done:
+                        break
 
     def _single_soa(self, request: Request, apex: bytes, signer: Signer | None, opt: bytes, report, result: str) -> bytes:
         """The current SOA alone (RFC 1995 §4: the client is current, or the answer does not fit UDP)."""

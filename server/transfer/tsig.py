@@ -90,6 +90,11 @@ def verify(message: bytes, request: Request, keys: KeyRing, now: float, fudge: i
     return Verified(key, rdata.mac, rdata.original_id, unsigned)
 
 
+def tsig_reserve(key: TsigKey) -> int:
+    """Bytes a TSIG record with `key` adds to a message (BADTIME's other data included)."""
+    return len(key.wire_name) + 10 + len(key.algorithm_wire) + 16 + key.mac_size + 6
+
+
 class Signer:
     """Signs the messages of one reply in order: the first over the request's MAC, each
     later one over the MAC before it (RFC 8945 §5.3.1)."""
@@ -106,7 +111,7 @@ class Signer:
     @property
     def reserve(self) -> int:
         """Bytes a TSIG record adds to a message (BADTIME's other data included)."""
-        return len(self.key.wire_name) + 10 + len(self.key.algorithm_wire) + 16 + self.key.mac_size + 6
+        return tsig_reserve(self.key)
 
     def sign(self, message: bytes, error: int = 0, other: bytes = b"") -> bytes:
         """`message` (without TSIG) with its TSIG record appended and ARCOUNT raised."""

@@ -3,7 +3,7 @@ differences per zone (ZoneChange, what an IXFR journal consumes) and consistent 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import wire
@@ -142,6 +142,33 @@ class ZoneSnapshot:
             for key, value in node.items():  # Node.rrsets() inline: a generator per name costs
                 if key != ANY_KEY and (key != _SOA_KEY or name != apex):
                     yield name, key, value[1] if len(value) == 2 else value[1][: value[2]]
+
+    def names(self) -> Iterator[tuple[bytes, int]]:
+        """Each name of the zone with the bytes of its stored RRsets (its rough share of a transfer;
+        empty non-terminals count 0)."""
+        zone = self.zone
+        for name, node in self._nodes.items():
+            if node.zone is not zone:
+                continue
+            if type(node) is Leaf:
+                yield name, len(name) + len(node.body)
+            else:
+                yield name, len(name) + sum(len(value[1]) for key, value in node.items() if key != ANY_KEY)
+
+    def rrsets_of(self, wanted: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
+        """(owner, encoded RRset) as rrsets() gives them, for the names of `wanted` in the zone (the rest
+        are skipped), a name's RRsets together."""
+        zone, apex, nodes = self.zone, self.apex, self._nodes
+        for name in wanted:
+            node = nodes.get(name)
+            if node is None or node.zone is not zone:
+                continue
+            if type(node) is Leaf:
+                yield name, node.answer
+                continue
+            for key, value in node.items():
+                if key != ANY_KEY and (key != _SOA_KEY or name != apex):
+                    yield name, value[1] if len(value) == 2 else value[1][: value[2]]
 
     def records(self) -> Iterator[RR]:
         """Every record of the zone except the apex SOA, from the state at snapshot time (apex records first:

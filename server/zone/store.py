@@ -165,6 +165,11 @@ class ZoneStore:
         # items would build a tuple per name, and the garbage collector would walk them all.
         return ZoneSnapshot(self.zones[apex], self.nodes.copy())
 
+    def live(self, apex: bytes) -> ZoneSnapshot:
+        """One zone as a snapshot reads it, without the copy: valid until the next write, so read it
+        within one turn of the event loop and never while a change is half written (`busy`)."""
+        return ZoneSnapshot(self.zones[apex], self.nodes)
+
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(changes)` after each commit with the ZoneChange of every zone it changed."""
         self.changes.listeners.append(listener)
