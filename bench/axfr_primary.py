@@ -195,6 +195,7 @@ def serve(pods: int, port: int, key_file: str, real: bool) -> None:
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", port))
         await asyncio.start_server(tcp, "127.0.0.1", port)
+        await service.start()  # its warmer keeps the zones' chunks, as in the server
         print("ready", flush=True)
         await asyncio.Event().wait()
 

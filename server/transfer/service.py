@@ -13,14 +13,14 @@ import asyncio
 import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dns.exception
 import dns.message
 import dns.rdatatype
 
-from ..zone import wire
+from ..zone import names, wire
 from .chunks import ChunkCache
 from .encoder import Record, record_piece
 from .journal import Change, Journal
@@ -45,7 +45,8 @@ BUSY_WAIT = 3.0  # seconds a full transfer waits for a change written in steps t
 BUSY_POLL = 0.01
 WARM_QUIET = 1.0  # seconds without a commit before changed chunks are encoded in the background
 WARM_LONGEST = 10.0  # ... or at the latest this long after the first change, however busy the zone
-WARM_STEP = 0.005  # seconds of encoding per turn of the event loop
+WARM_STEP = 0.002  # seconds of encoding per turn of the event loop
+WARM_ASIDE = 0.05  # the warmer waits while a full transfer has made a message this recently (it uses the loop's turns)
 
 Reply = bytes | AsyncIterator[bytes] | None
 Answer = Callable[[bytes, bool], "bytes | None"]  # (query, over TCP?) -> the ordinary reply
@@ -125,6 +126,8 @@ class TransferService:
         reserve = max((tsig_reserve(key) for key in map(self.keys.get, self.keys.names()) if key is not None), default=0)
         self.chunks = ChunkCache(settings.message_size - reserve) if hasattr(store, "live") else None
         self._commits = asyncio.Event()
+        self._plan_now = False  # a transfer found its zone unplanned: no waiting for commits to pause
+        self._last_message = 0.0  # when a full transfer last made a message (monotonic)
         self._warmer: asyncio.Task | None = None
         store.add_listener(self._committed)
 
@@ -292,7 +295,9 @@ class TransferService:
                 return self._single_soa(request, apex, signer, opt, report, "truncated")
 
         chunks = self.chunks.zones.get(apex) if self.chunks is not None else None
-        if chunks is not None and not chunks.unkept and not chunks.misplanned:
+        if chunks is not None and chunks.misplanned:
+            chunks = None  # the warmer plans it again
+        if chunks is not None and not chunks.unkept:
             # Every chunk is kept: they hold the committed state of this serial, half-written change or not.
             return self._chunked(request, apex, chunks, None, self.current_soa(apex), limit, opt, signer, report)
         if self.store.busy:  # a change is half written: a snapshot now would mix two states
@@ -302,45 +307,70 @@ class TransferService:
         snapshot = self.store.snapshot(apex)
         self._soa[apex] = snapshot.soa
         serial = snapshot.serial
-        if self.chunks is not None:
-            chunks = self.chunks.chunks_for(apex, snapshot)  # type: ignore[arg-type]
+        if chunks is not None:
             return self._chunked(request, apex, chunks, snapshot, snapshot.soa, limit, opt, signer, report)
+        if self.chunks is not None:  # not planned yet (or no longer fits its plan): the warmer plans it now
+            self._plan_now = True
+            self._commits.set()
         encoded = piece_messages(axfr_pieces(snapshot), request.id, request.flags, request.question, limit, opt)
-        return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
+        return stream(self._noted(encoded), signer, lambda done: report("full" if done.completed else "aborted", done))
 
     def _chunked(self, request: Request, apex: bytes, chunks, snapshot, soa: Record, limit: int, opt: bytes, signer, report) -> Reply:
         """A full transfer of the zone from its chunks (a snapshot when some must be encoded)."""
         assert self.chunks is not None
         flags = reply_flags(request.flags)
         encoded = self.chunks.messages(apex, chunks, snapshot, record_piece(soa), request.id, flags, request.question, limit, opt)
-        return stream(encoded, signer, lambda done: report("full" if done.completed else "aborted", done))
+        return stream(self._noted(encoded), signer, lambda done: report("full" if done.completed else "aborted", done))
+
+    def _noted(self, encoded: Iterable[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
+        """`encoded`, noting when each message was made: the warmer steps aside while transfers run."""
+        for item in encoded:
+            self._last_message = time.monotonic()
+            yield item
 
     async def _warm(self) -> None:
-        """Encode the chunks commits touched, once commits pause for WARM_QUIET (or WARM_LONGEST after the
-        first), WARM_STEP at a time, so that the next full transfer copies them."""
-        assert self.chunks is not None
+        """Plan each zone's chunks and encode those commits touched, once commits pause for WARM_QUIET (or
+        WARM_LONGEST after the first), WARM_STEP at a time, so that the next full transfer copies them."""
         while True:
             await self._commits.wait()
             started = time.monotonic()
-            while True:
+            if self.chunks is not None and any(self.chunks.needs_plan(apex) for apex in self.store.zones):
+                self._plan_now = True  # a zone never planned (the first load): no waiting for commits to pause
+            while not self._plan_now:
                 self._commits.clear()
                 await asyncio.sleep(WARM_QUIET)
                 if not self._commits.is_set() or time.monotonic() - started >= WARM_LONGEST:
                     break
+            self._plan_now = False
+            self._commits.clear()
             for apex in list(self.store.zones):
-                while apex in self.store.zones and self.store.synced:
-                    if self.store.busy:
-                        await asyncio.sleep(BUSY_POLL)
-                        continue
-                    try:
-                        done = self.chunks.warm(apex, self.store.live(apex), WARM_STEP)  # type: ignore[attr-defined]
-                    except Exception:  # a bug here must not stop transfers: they encode what is not kept
-                        log.exception("transfer: encoding the chunks of %s failed; its transfers encode them", apex)
+                try:
+                    await self._warm_zone(apex)
+                except Exception:  # a bug here must not stop transfers: they encode what is not kept
+                    log.exception("transfer: keeping the chunks of %s failed; its transfers encode them", names.to_text(apex))
+                    if self.chunks is not None:
                         self.chunks.forget(apex)
-                        done = True
+
+    async def _warm_zone(self, apex: bytes) -> None:
+        chunks, store = self.chunks, self.store
+        assert chunks is not None
+        plans = 3  # a plan is dropped when a change too big to track comes meanwhile: try again, not forever
+        while apex in store.zones and store.synced:
+            if store.busy or time.monotonic() - self._last_message < WARM_ASIDE:
+                await asyncio.sleep(BUSY_POLL)
+                continue
+            if chunks.needs_plan(apex):
+                if not plans:
+                    return
+                plans -= 1
+                for _ in chunks.plan_steps(apex, store.snapshot(apex), WARM_STEP):  # type: ignore[arg-type]
                     await asyncio.sleep(0)
-                    if done:
-                        break
+                await asyncio.sleep(0)
+                continue
+            done = chunks.encode_step(apex, store.live(apex), WARM_STEP)  # type: ignore[attr-defined]
+            await asyncio.sleep(0)
+            if done and not chunks.needs_plan(apex):  # encoded, the chunks may show the zone outgrew them
+                return
 
     def _single_soa(self, request: Request, apex: bytes, signer: Signer | None, opt: bytes, report, result: str) -> bytes:
         """The current SOA alone (RFC 1995 §4: the client is current, or the answer does not fit UDP)."""

@@ -144,16 +144,16 @@ class ZoneSnapshot:
                     yield name, key, value[1] if len(value) == 2 else value[1][: value[2]]
 
     def names(self) -> Iterator[tuple[bytes, int]]:
-        """Each name of the zone with the bytes of its stored RRsets (its rough share of a transfer;
-        empty non-terminals count 0)."""
+        """Each name of the zone with the bytes of its stored RRsets (about their share of a transfer;
+        0 for an empty non-terminal)."""
         zone = self.zone
         for name, node in self._nodes.items():
             if node.zone is not zone:
                 continue
             if type(node) is Leaf:
-                yield name, len(name) + len(node.body)
+                yield name, len(node.body)
             else:
-                yield name, len(name) + sum(len(value[1]) for key, value in node.items() if key != ANY_KEY)
+                yield name, sum(len(value[1]) for key, value in node.items() if key != ANY_KEY)
 
     def rrsets_of(self, wanted: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
         """(owner, encoded RRset) as rrsets() gives them, for the names of `wanted` in the zone (the rest

@@ -65,6 +65,14 @@ def service_for(store, message_size: int = 16384):
     return transfer_service.TransferService(settings, store, lambda query, tcp: None)
 
 
+def keep_all(service, store, apex: bytes = APEX) -> None:
+    """What the service's warmer does once commits pause: plan the zone, then encode every chunk."""
+    for _ in service.chunks.plan_steps(apex, store.snapshot(apex), 1.0):
+        pass
+    while not service.chunks.encode_step(apex, store.live(apex), 1.0):
+        pass
+
+
 def axfr_query(apex: bytes = APEX) -> bytes:
     return dns.message.make_query(names.to_text(apex), "AXFR").to_wire()
 
@@ -99,11 +107,16 @@ def check_framing(messages: list[bytes], limit: int) -> None:
 async def test_a_chunked_zone_transfers_exactly_its_records_and_a_change_costs_one_chunk():
     cluster = Cluster(3000)
     service = service_for(cluster.store)
-    messages = await collect(service.handle(axfr_query(), PEER, True))
+    plain = await collect(service.handle(axfr_query(), PEER, True))  # not planned yet: encoded the plain way
+    assert records_of(plain) == zone_now(cluster.store) and service.chunks.encoded == 0
+    keep_all(service, cluster.store)
     chunks = service.chunks.zones[APEX]
-    assert chunks.count >= 8 and service.chunks.encoded == chunks.count
+    assert chunks.count >= 4 and service.chunks.encoded == chunks.count
+    messages = await collect(service.handle(axfr_query(), PEER, True))
+    assert service.chunks.encoded == chunks.count  # copied
     assert records_of(messages) == zone_now(cluster.store)
     check_framing(messages, 16384)
+    assert len(messages) <= 2 * len(plain) + 2  # chunks fill their messages (3/4 of one, planned)
 
     cluster.put(42, "10.250.0.42")
     cluster.store.commit()
@@ -113,6 +126,7 @@ async def test_a_chunked_zone_transfers_exactly_its_records_and_a_change_costs_o
     assert ("pod-42.set-0.default.pods.example.internal.", dns.rdatatype.A, 30, "10.250.0.42") in records_of(changed)
 
     # The reverse zone is chunked on its own: the PTR moved with the address.
+    keep_all(service, cluster.store, REVERSE)
     reverse = await collect(service.handle(axfr_query(REVERSE), PEER, True))
     assert records_of(reverse) == zone_now(cluster.store, REVERSE)
     assert ("42.0.250.10.in-addr.arpa.", dns.rdatatype.PTR, 30, "pod-42.set-0.default.pods.example.internal.") in records_of(reverse)
@@ -121,8 +135,10 @@ async def test_a_chunked_zone_transfers_exactly_its_records_and_a_change_costs_o
 async def test_a_chunk_encoded_for_a_transfer_begun_before_a_change_is_not_kept_as_current():
     cluster = Cluster(3000)
     service = service_for(cluster.store)
+    for _ in service.chunks.plan_steps(APEX, cluster.store.snapshot(APEX), 1.0):
+        pass
     before = zone_now(cluster.store)
-    stream = service.handle(axfr_query(), PEER, True)  # every chunk is to be encoded, from this snapshot
+    stream = service.handle(axfr_query(), PEER, True)  # planned, nothing kept: every chunk encoded from this snapshot
     first = [await stream.__anext__()]
     for i in range(0, 3000, 97):
         cluster.put(i, address(i, 3))  # touches many chunks not encoded yet
@@ -135,6 +151,8 @@ async def test_a_chunk_encoded_for_a_transfer_begun_before_a_change_is_not_kept_
 async def test_a_zone_whose_chunks_are_all_kept_is_sent_without_a_snapshot_even_mid_change():
     cluster = Cluster(2000)
     service = service_for(cluster.store)
+    service.current_soa(APEX)  # the SOA template (the real server reads it from its answer path)
+    keep_all(service, cluster.store)
     first = await collect(service.handle(axfr_query(), PEER, True))
     taken: list[bytes] = []
     snapshot = cluster.store.snapshot
@@ -148,27 +166,51 @@ async def test_a_zone_whose_chunks_are_all_kept_is_sent_without_a_snapshot_even_
 async def test_a_small_zone_is_one_message_and_is_planned_again_as_it_grows():
     cluster = Cluster(10)
     service = service_for(cluster.store)
+    keep_all(service, cluster.store)
+    assert service.chunks.zones[APEX].count == 1
     (message,) = await collect(service.handle(axfr_query(), PEER, True))
     assert records_of([message]) == zone_now(cluster.store)
     for i in range(10, 3000):
         cluster.put(i, address(i))
     cluster.store.commit()
-    grown = await collect(service.handle(axfr_query(), PEER, True))  # one big chunk still: it is sent, then re-planned
+    grown = await collect(service.handle(axfr_query(), PEER, True))  # its one chunk encoded: far too big now
     assert records_of(grown) == zone_now(cluster.store)
+    assert service.chunks.needs_plan(APEX)
+    plain = await collect(service.handle(axfr_query(), PEER, True))  # sent the plain way until planned again
+    assert records_of(plain) == zone_now(cluster.store)
+    keep_all(service, cluster.store)
     again = await collect(service.handle(axfr_query(), PEER, True))
-    assert service.chunks.zones[APEX].count >= 8 and records_of(again) == zone_now(cluster.store)
+    assert service.chunks.zones[APEX].count >= 4 and records_of(again) == zone_now(cluster.store)
     for i in range(10, 3000):
         cluster.remove(i)
     cluster.store.commit()
     shrunk = await collect(service.handle(axfr_query(), PEER, True))
     assert records_of(shrunk) == zone_now(cluster.store)
+    keep_all(service, cluster.store)
+    assert service.chunks.zones[APEX].count == 1
+
+
+async def test_changes_committed_while_a_plan_is_made_are_in_it():
+    cluster = Cluster(3000)
+    service = service_for(cluster.store)
+    planning = service.chunks.plan_steps(APEX, cluster.store.snapshot(APEX), 0.0)  # yields every 1024 names
+    next(planning)
+    cluster.put(9, "10.253.0.9")
+    cluster.remove(10)
+    cluster.put(3001, "10.253.0.1")  # a name the snapshot does not have
+    cluster.store.commit()
+    for _ in planning:
+        pass
+    while not service.chunks.encode_step(APEX, cluster.store.live(APEX), 1.0):
+        pass
+    assert records_of(await collect(service.handle(axfr_query(), PEER, True))) == zone_now(cluster.store)
 
 
 async def test_a_change_too_big_to_track_plans_the_zone_again(monkeypatch):
     monkeypatch.setattr("server.zone.changes.TRACK_LIMIT", 50)
     cluster = Cluster(2000)
     service = service_for(cluster.store)
-    await collect(service.handle(axfr_query(), PEER, True))
+    keep_all(service, cluster.store)
     for i in range(200):
         cluster.put(i, address(i, 1))
     cluster.store.commit()  # 400 names changed: the difference is not worked out
@@ -180,6 +222,7 @@ async def test_signed_transfers_fit_the_message_size_whichever_key_signs():
     cluster = Cluster(3000)
     settings = transfer_service.TransferSettings(transfer_keys=("xfr-key", "other-key"), message_size=4096)
     service = transfer_service.TransferService(settings, cluster.store, lambda query, tcp: None, keys=KeyRing([KEY_1, KEY_2]))
+    keep_all(service, cluster.store)
     for key in (KEY_2, KEY_1):  # hmac-sha512 has the longer MAC; the chunks leave room for it
         query = request(ZONE, key=key)
         messages = await collect(service.handle(query.to_wire(), PEER, True))
@@ -230,6 +273,8 @@ operations = st.lists(
         st.tuples(st.just("start"), st.integers(0, 1), st.just(0)),
         st.tuples(st.just("read"), st.integers(0, 3), st.integers(1, 40)),
         st.tuples(st.just("warm"), st.integers(0, 1), st.just(0)),
+        st.tuples(st.just("plan"), st.integers(0, 1), st.just(0)),
+        st.tuples(st.just("plan more"), st.integers(0, 1), st.just(0)),
         st.tuples(st.just("unknown"), st.integers(0, 1), st.just(0)),
     ),
     max_size=60,
@@ -248,6 +293,7 @@ async def _interleave(steps) -> None:
     zones = (APEX, REVERSE)
     running: list[tuple[object, list[bytes], Counter]] = []  # (stream, messages so far, zone when it began)
     pending = False
+    plans: dict = {}  # plans begun, yielded once
 
     async def read(entry, count: int) -> bool:
         stream, got, _ = entry
@@ -278,7 +324,13 @@ async def _interleave(steps) -> None:
                 running.remove(entry)
                 assert records_of(entry[1]) == entry[2]
         elif action == "warm" and not pending:
-            service.chunks.warm(zones[a], cluster.store.live(zones[a]), 1.0)
+            service.chunks.encode_step(zones[a], cluster.store.live(zones[a]), 1.0)
+        elif action == "plan" and not pending and zones[a] not in plans:
+            plans[zones[a]] = service.chunks.plan_steps(zones[a], cluster.store.snapshot(zones[a]), 0.0)
+            next(plans[zones[a]], None)
+        elif action == "plan more" and zones[a] in plans:
+            for _ in plans.pop(zones[a]):
+                pass
         elif action == "unknown":
             service.chunks.changed(zones[a], None, None)
     for entry in running:

@@ -26,7 +26,7 @@ from server.transfer import service as transfer_service
 from server.zone import names
 from tests.conftest import ZONE
 from tests.helpers import build, sts_pod
-from tests.xfrclient import collect
+from tests.xfrclient import collect, parse_all
 
 KEY = 'key "xfr" {\n\talgorithm hmac-sha256;\n\tsecret "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==";\n};\n'
 
@@ -146,11 +146,17 @@ async def test_a_full_transfer_waits_for_a_change_written_in_steps(monkeypatch):
     assert any(f"half.{ZONE}." in line for line in text) and any(f"other-half.{ZONE}." in line for line in text)
     assert f"SOA ns.{ZONE}. hostmaster.{ZONE}. {store.zones[names.to_wire(ZONE)].serial} " in text[0]
 
-    # While the next change is written, the serial transferred already is sent again as it was, at once.
+    # Once its chunks are kept (the warmer does that when commits pause), the serial is sent again at
+    # once, as it was, while the next change is being written.
+    apex = names.to_wire(ZONE)
+    for _ in service.chunks.plan_steps(apex, store.snapshot(apex), 1.0):
+        pass
+    while not service.chunks.encode_step(apex, store.live(apex), 1.0):
+        pass
     store.busy = True
     store.set_addresses(names.to_wire(f"third.{ZONE}"), *store.encode_addresses(["10.244.9.11"]))
     again = await collect(axfr(service))
-    assert [m[2:] for m in again] == [m[2:] for m in messages]  # all but the ID
+    assert sorted(str(rrset) for m in again for rrset in dns.message.from_wire(m).answer) == sorted(text)
     assert not any(f"third.{ZONE}." in str(rrset) for m in again for rrset in dns.message.from_wire(m).answer)
 
     monkeypatch.setattr(transfer_service, "BUSY_WAIT", 0.05)
@@ -191,23 +197,32 @@ async def test_a_closed_stream_lets_go_of_its_snapshot():
         lambda: dns.message.make_query(ZONE, "AXFR", flags=0),  # RD clear
     ],
 )
-async def test_a_full_transfer_sent_again_is_what_encoding_it_afresh_gives(make):
+async def test_a_full_transfer_from_kept_chunks_carries_what_encoding_it_afresh_gives(make):
     store, _ = served_store(400)
     settings = transfer_service.TransferSettings(allow_unsigned=("127.0.0.0/8",), message_size=1024)
     warm = transfer_service.TransferService(settings, store, lambda query, tcp: None)
-    await collect(warm.handle(dns.message.make_query(ZONE, "AXFR").to_wire(), ("127.0.0.1", 1), True))  # fills the cache
+    apex = names.to_wire(ZONE)
+    warm.current_soa(apex)
+    for _ in warm.chunks.plan_steps(apex, store.snapshot(apex), 1.0):  # what the warmer does once commits pause
+        pass
+    while not warm.chunks.encode_step(apex, store.live(apex), 1.0):
+        pass
     taken = []
     snapshot = store.snapshot
     store.snapshot = lambda apex: taken.append(apex) or snapshot(apex)  # type: ignore[method-assign]
-    for query in (make(), make()):  # the first may fill the cache for its variant, the second finds it
-        wire = query.to_wire()
-        before = len(taken)
-        replayed = await collect(warm.handle(wire, ("127.0.0.1", 1), True))
-        from_cache = len(taken) == before
-        fresh = transfer_service.TransferService(settings, store, lambda query, tcp: None)
-        assert replayed == await collect(fresh.handle(wire, ("127.0.0.1", 1), True))
-        assert len(replayed) > 10
-    assert from_cache
+    query = make()
+    kept = await collect(warm.handle(query.to_wire(), ("127.0.0.1", 1), True))
+    assert taken == [] and len(kept) > 10  # every chunk copied
+    fresh = await collect(
+        transfer_service.TransferService(settings, store, lambda query, tcp: None).handle(query.to_wire(), ("127.0.0.1", 1), True)
+    )
+    parsed_kept, parsed_fresh = parse_all(kept, query, ixfr=True), parse_all(fresh, query, ixfr=True)  # one RR per RRset
+    assert sorted(str(rrset) for m in parsed_kept for rrset in m.answer) == sorted(str(rrset) for m in parsed_fresh for rrset in m.answer)
+    assert (
+        kept[0][12 : 12 + len(query.question[0].name.to_wire()) + 4] == query.to_wire()[12 : 12 + len(query.question[0].name.to_wire()) + 4]
+    )
+    assert all(len(m) <= 1024 and m[2:4] == fresh[0][2:4] for m in kept)  # the same flags (RD as asked)
+    assert (parsed_kept[0].edns >= 0) == (query.edns >= 0) and all(m.edns < 0 for m in parsed_kept[1:])
 
 
 # -- metrics through the server's own handler -------------------------------------------------
