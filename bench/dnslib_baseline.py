@@ -18,7 +18,7 @@ from pathlib import Path
 
 import dnslib
 import uvloop
-from dnslib import AAAA, EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, A, DNSRecord
+from dnslib import AAAA, EDNS0, NS, PTR, QTYPE, RCODE, RR, SOA, SRV, A, DNSRecord
 
 RDATA = {
     "A": lambda text: A(text),
@@ -26,6 +26,7 @@ RDATA = {
     "PTR": lambda text: PTR(text),
     "NS": lambda text: NS(text),
     "SOA": lambda text: (lambda f: SOA(f[0], f[1], tuple(int(x) for x in f[2:7])))(text.split()),
+    "SRV": lambda text: (lambda f: SRV(int(f[0]), int(f[1]), int(f[2]), f[3]))(text.split()),
 }
 
 
