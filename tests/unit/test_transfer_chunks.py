@@ -340,3 +340,25 @@ async def _interleave(steps) -> None:
         cluster.store.commit()
     for apex in zones:
         assert records_of(await collect(service.handle(axfr_query(apex), PEER, True))) == zone_now(cluster.store, apex)
+
+
+async def test_the_warmer_steps_aside_while_a_full_transfer_is_sent(monkeypatch):
+    monkeypatch.setattr(transfer_service, "WARM_QUIET", 0.05)
+    cluster = Cluster(3000)
+    service = service_for(cluster.store, message_size=1024)
+    service.current_soa(APEX)
+    await service.start()
+    try:
+        stream = service.handle(axfr_query(), PEER, True)  # not planned: sent the plain way, the warmer woken
+        for _ in range(40):  # a slow client: a message every 10 ms for 0.4 s
+            await stream.__anext__()
+            await asyncio.sleep(0.01)
+        assert service.chunks.encoded == 0, "the warmer encoded while the transfer was being sent"
+        await stream.aclose()
+        for _ in range(100):
+            await asyncio.sleep(0.02)
+            if service.chunks.encoded:
+                break
+        assert service.chunks.encoded, "the warmer went on once the transfer ended"
+    finally:
+        await service.stop()
