@@ -95,13 +95,13 @@ Entry = Claim | tuple[Claim, ...] | Crowd
 class ClaimIndex(Generic[K]):
     """Key (a name or an IP) -> the claims on it."""
 
-    __slots__ = ("_entries",)
+    __slots__ = ("entries",)
 
     def __init__(self) -> None:
-        self._entries: dict[K, Entry] = {}
+        self.entries: dict[K, Entry] = {}  # read by the registry's loops over many keys; written here only
 
     def add(self, key: K, claim: Claim) -> None:
-        entries = self._entries
+        entries = self.entries
         found = entries.get(key)
         if found is None:
             entries[key] = claim
@@ -114,8 +114,16 @@ class ClaimIndex(Generic[K]):
         else:
             found.add(claim)
 
+    def add_first(self, key: K, claim: Claim) -> bool:
+        """Add the first claim on `key`; False, adding nothing, when it has claims already (then `add`)."""
+        entries = self.entries
+        if key in entries:
+            return False
+        entries[key] = claim
+        return True
+
     def discard(self, key: K, claim: Claim) -> None:
-        entries = self._entries
+        entries = self.entries
         found = entries.get(key)
         if found is None:
             return
@@ -134,17 +142,17 @@ class ClaimIndex(Generic[K]):
 
     def rerank(self, key: K, claim: Claim) -> None:
         """A claimant's rank changed (it began terminating): a Crowd must re-sort it."""
-        found = self._entries.get(key)
+        found = self.entries.get(key)
         if isinstance(found, Crowd):
             found.add(claim)
 
     def sole(self, key: K) -> Claim | None:
         """The claim on `key` when it is the only one (the common case, one lookup), else None."""
-        found = self._entries.get(key)
+        found = self.entries.get(key)
         return found if isinstance(found, Claim) else None
 
     def claimants(self, key: K) -> tuple[Claim, ...]:
-        found = self._entries.get(key)
+        found = self.entries.get(key)
         if found is None:
             return ()
         if isinstance(found, Claim):
@@ -155,7 +163,7 @@ class ClaimIndex(Generic[K]):
 
     def holds(self, key: K, claim: Claim) -> bool:
         """Whether `claim` is among the claims on `key`."""
-        found = self._entries.get(key)
+        found = self.entries.get(key)
         if found is None or isinstance(found, Claim):
             return found is claim
         if isinstance(found, tuple):
@@ -163,14 +171,14 @@ class ClaimIndex(Generic[K]):
         return claim in found.members
 
     def count(self, key: K) -> int:
-        found = self._entries.get(key)
+        found = self.entries.get(key)
         if found is None:
             return 0
         return 1 if isinstance(found, Claim) else len(found)
 
     def owner(self, key: K) -> Claim | None:
         """The claimant of lowest rank, or None."""
-        found = self._entries.get(key)
+        found = self.entries.get(key)
         if found is None or isinstance(found, Claim):
             return found
         if isinstance(found, tuple):
@@ -179,7 +187,7 @@ class ClaimIndex(Generic[K]):
 
     def owner_where(self, key: K, eligible) -> Claim | None:
         """The claimant of lowest rank among those `eligible(claim)` accepts."""
-        found = self._entries.get(key)
+        found = self.entries.get(key)
         if found is None:
             return None
         if isinstance(found, Claim):
@@ -193,16 +201,16 @@ class ClaimIndex(Generic[K]):
         return next((c for c in found.in_rank_order() if eligible(c)), None)
 
     def is_crowd(self, key: K) -> bool:
-        return isinstance(self._entries.get(key), Crowd)
+        return isinstance(self.entries.get(key), Crowd)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._entries
+        return key in self.entries
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def keys(self):
-        return self._entries.keys()
+        return self.entries.keys()
 
 
 class Dirty:

@@ -20,11 +20,12 @@ from ..model import PodRecord, StaticEntry, StaticRecord, serves_identity
 from ..zone import names
 from ..zone.store import ZoneStore
 from . import steps
-from .claims import Claim, ClaimIndex, Dirty
-from .conflicts import STATIC, ConflictBook
+from .claims import Claim, ClaimIndex, Crowd, Dirty
+from .conflicts import ConflictBook
 from .naming import Naming
 from .records import RecordsTable, replace_records, write_records
 from .sets import SetJoins
+from .settle import settle_ips, settle_names
 from .sink import RegistrySink, bulk
 from .srv import SrvRecords
 from .statics import StaticTable
@@ -162,13 +163,16 @@ class Registry:
         if set_name is not None:
             self._sets.reserve(set_name, name)
             dirty.names.add(set_name)
-        self._touch_name(name, dirty)
-        self._names.add(name, claim)
-        self._note_crowd_change(name, claim, dirty)
+        # A name or IP nobody claimed before (a first load is all of them) is claimed in one step.
+        if not self._names.add_first(name, claim):
+            self._touch_name(name, dirty)
+            self._names.add(name, claim)
+            self._note_crowd_change(name, claim, dirty)
         dirty.names.add(name)
         for ip in pod.ips:
-            self._touch_ip(ip, dirty)
-            self._ips.add(ip, claim)
+            if not self._ips.add_first(ip, claim):
+                self._touch_ips((ip,), dirty)
+                self._ips.add(ip, claim)
             dirty.ips.add(ip)
         return claim
 
@@ -192,8 +196,7 @@ class Registry:
         old_ips, new_ips = claim.pod.ips, pod.ips
         reranked = claim.pod.ownership_rank() != pod.ownership_rank()
         self._touch_name(name, dirty)  # a crowd's owner noted, so settling it costs only what changed
-        for ip in {*old_ips, *new_ips}:
-            self._touch_ip(ip, dirty)
+        self._touch_ips(old_ips + new_ips, dirty)
         claim.pod = pod
         for ip in old_ips:
             if ip not in new_ips:
@@ -220,8 +223,8 @@ class Registry:
             self._names.discard(name, claim)
             self._note_crowd_change(name, claim, dirty)
             dirty.names.add(name)
+            self._touch_ips(claim.pod.ips, dirty)
             for ip in claim.pod.ips:
-                self._touch_ip(ip, dirty)
                 self._ips.discard(ip, claim)
                 dirty.ips.add(ip)
             if claim.set_name is not None:
@@ -236,9 +239,12 @@ class Registry:
         if name not in dirty.prior_name_owner and self._names.is_crowd(name):
             dirty.prior_name_owner[name] = self._names.owner(name)
 
-    def _touch_ip(self, ip: str, dirty: Dirty) -> None:
-        if ip not in dirty.prior_ip_owner and self._ips.is_crowd(ip):
-            dirty.prior_ip_owner[ip] = self._ip_owner(ip)
+    def _touch_ips(self, ips: Iterable[str], dirty: Dirty) -> None:
+        """_touch_name for IPs (one call for a pod's IPs: this runs for every event)."""
+        entries, prior = self._ips.entries, dirty.prior_ip_owner
+        for ip in ips:
+            if ip not in prior and type(entries.get(ip)) is Crowd:
+                prior[ip] = self._ip_owner(ip)
 
     def _note_crowd_change(self, name: bytes, claim: Claim, dirty: Dirty) -> None:
         if name in dirty.prior_name_owner:
@@ -269,11 +275,10 @@ class Registry:
 
     def _flush(self, dirty: Dirty, commit: bool = True) -> None:
         """Settle names, then IPs (who owns a name decides whose IPs count), then write records."""
-        for name in list(dirty.names):
-            self._settle_name(name, dirty)
+        settle_names(self, dirty)
         names_to_write = set(dirty.names)
         # Who owns each IP is settled here and stays so until the flush ends: the PTRs reuse it.
-        ip_owners = {ip: self._settle_ip(ip, dirty, names_to_write) for ip in dirty.ips}
+        ip_owners = settle_ips(self, dirty, names_to_write)
         # Members before sets: a set's records are joined from its members'.
         sets = {name for name in names_to_write if name in self._sets and self._names.count(name) == 0}
         for name in names_to_write:
@@ -285,74 +290,27 @@ class Registry:
         for name in names_to_write:
             if name in rrsets or name in written:
                 write_records(self, name)
+        set_ptr, reverse_name, ptr_target, ptrs = self.store.set_ptr, names.reverse_name, self._ptr_target, 0
+        static_ptrs, fallbacks = self._static.ptr_names, self._fallback.entries
         for ip, owner in ip_owners.items():
-            self._write_ptr(ip, owner)
+            if owner is not None:
+                target = owner.name
+            else:  # a static name or a fallback PTR, if the IP has either
+                target = ptr_target(ip, None) if ip in static_ptrs or ip in fallbacks else None
+            ptrs += set_ptr(reverse_name(ip), target)
+        self._ptr_count += ptrs
         if commit:
             self.store.commit(self._version)
             self._version = None
         self.book.end_change()
-
-    def _settle_name(self, name: bytes, dirty: Dirty) -> None:
-        """Record the conflicts of a name; when its owner changes, the IPs of both owners are dirty."""
-        index = self._names
-        count = index.count(name)
-        static_claims = name in self._static.addresses or name in self._records.rrsets
-        if static_claims:
-            dirty.ips.update(self._static.addresses.get(name, ()))  # their PTR may go to another static name now
-        if count <= 1 and not self.book.has("name", name):
-            if count == 1 and static_claims:
-                self.book.settle("name", name, index.owner(name), [STATIC])
-            return
-        owner = index.owner(name)
-        if name in dirty.prior_name_owner and index.is_crowd(name):
-            prior = dirty.prior_name_owner[name]
-            if owner is not None and prior is owner and self.book.winner("name", name) is owner:
-                for claim in dirty.crowd_claims.get(name, ()):  # only the claims that came or went
-                    if claim is not owner and index.holds(name, claim):
-                        self.book.add_loser("name", name, owner, claim)
-                    else:
-                        self.book.remove_loser("name", name, claim)
-                    dirty.ips.update(claim.pod.ips)
-                return
-            for party in (prior, owner):
-                if party is not None:
-                    dirty.ips.update(party.pod.ips)
-        else:
-            for claim in index.claimants(name):
-                dirty.ips.update(claim.pod.ips)
-        losers: list = [c for c in index.claimants(name) if c is not owner]
-        if owner is not None and static_claims:
-            losers.append(STATIC)
-        self.book.settle("name", name, owner, losers)
-
-    def _settle_ip(self, ip: str, dirty: Dirty, names_to_write: set[bytes]) -> Claim | None:
-        """Record the conflicts of an IP; mark every name whose addresses may change with it. Returns its owner."""
-        index = self._ips
-        owner = self._ip_owner(ip)
-        static_names = self._static.names_of_ip.get(ip)
-        if static_names:
-            names_to_write.update(static_names)
-        if ip in dirty.prior_ip_owner:
-            for claim in (dirty.prior_ip_owner[ip], owner):
-                if claim is not None:
-                    names_to_write.add(claim.name)  # type: ignore[arg-type]
-        else:
-            for claim in index.claimants(ip):
-                names_to_write.add(claim.name)  # type: ignore[arg-type]
-        if (owner is None or (index.count(ip) <= 1 and not static_names)) and not self.book.has("ip", ip):
-            return owner  # nobody loses it: no pod owns it, or one pod does and no hosts line names it
-        losers: list = [c for c in index.claimants(ip) if c is not owner and self._owns_name(c)] if owner is not None else []
-        if owner is not None and ip in self._static.ptr_names:
-            losers.append(STATIC)
-        self.book.settle("ip", ip, owner, losers)
-        return owner
 
     def _write_forward(self, name: bytes, sets: set[bytes] | None) -> None:
         """A/AAAA of a name: its owner pod's IPs that it owns, else its static IPs no pod owns, else its set's join.
 
         Adds to `sets` the sets whose joins this may have changed (to be written after their members).
         """
-        owner = self._names.owner(name)
+        found = self._names.entries.get(name)
+        owner = found if found is None or type(found) is Claim else self._names.owner(name)
         store = self.store
         if owner is None:
             static_ips = self._static.addresses.get(name)
@@ -375,28 +333,28 @@ class Registry:
                 if sets is not None:
                     sets.add(parent)
             return
-        ips = owner.pod.ips
-        if not (len(ips) == 1 and self._ips.sole(ips[0]) is owner):  # the common case: one IP, one claimant
+        # This runs for every pod of every event: attributes are read once.
+        pod, set_name, joins = owner.pod, owner.set_name, self._sets
+        ips = pod.ips
+        if not (len(ips) == 1 and self._ips.entries.get(ips[0]) is owner):  # the common case: one IP, one claimant
             ips = [ip for ip in ips if self._ip_owner(ip) is owner]
         a_body, a_count, aaaa_body, aaaa_count = store.encode_addresses(ips)
         store.set_addresses(name, a_body, a_count, aaaa_body, aaaa_count)
-        if owner.pod.ports or self._srv.has_member(name):  # a name with no address gets no SRV
-            self._srv.member(name, owner.pod.ports, a_body + aaaa_body)
-        earlier = self._sets.set_of_override.get(name)
-        if earlier is not None and earlier != owner.set_name:  # an override name whose new owner is of another set
-            del self._sets.set_of_override[name]
-            self._sets.drop(earlier, name)
+        if pod.ports or self._srv.has_member(name):  # a name with no address gets no SRV
+            self._srv.member(name, pod.ports, a_body + aaaa_body)
+        overrides = joins.set_of_override
+        earlier = overrides.get(name) if overrides else None
+        if earlier is not None and earlier != set_name:  # an override name whose new owner is of another set
+            del overrides[name]
+            joins.drop(earlier, name)
             if sets is not None:
                 sets.add(earlier)
-        if owner.set_name is not None:
-            self._sets.update(owner.set_name, name, a_body, aaaa_body)
-            if owner.set_name != names.parent(name):
-                self._sets.set_of_override[name] = owner.set_name
-        if owner.set_name is not None and sets is not None:
-            sets.add(owner.set_name)
-
-    def _write_ptr(self, ip: str, owner: Claim | None) -> None:
-        self._ptr_count += self.store.set_ptr(names.reverse_name(ip), self._ptr_target(ip, owner))
+        if set_name is not None:
+            joins.update(set_name, name, a_body, aaaa_body)
+            if set_name != name[name[0] + 1 :]:  # not the name's parent: a hostnameOverride's
+                overrides[name] = set_name
+            if sets is not None:
+                sets.add(set_name)
 
     def _ptr_target(self, ip: str, owner: Claim | bool | None = False) -> bytes | None:
         """The name an IP's PTR gives: its identity owner, else the first static name still owned, else a fallback.

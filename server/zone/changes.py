@@ -62,12 +62,13 @@ class ChangeTracker:
 
     def __init__(self) -> None:
         self.listeners: list[Listener] = []
+        self.active = False  # anyone listening: a plain attribute, read before every write
         self._before: dict[bytes, object] = {}
         self._overflow = False
 
-    @property
-    def active(self) -> bool:
-        return bool(self.listeners)
+    def add_listener(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+        self.active = True
 
     def before_write(self, name: bytes, node: Node | Leaf | None) -> None:
         """Call before changing `name` (whose current node is `node`)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from . import names, wire
 from .changes import ChangeTracker, Listener, ZoneSnapshot
-from .nodes import ANY_KEY, TYPE_KEYS, Leaf, Node, Zone, answer_of, key_for
+from .nodes import ANY_KEY, TYPE_KEYS, Leaf, Node, Zone, answer_of, key_for, type_key
 
 ZONE_CACHE_LIMIT = 20000
 
@@ -172,7 +172,7 @@ class ZoneStore:
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(changes)` after each commit with the ZoneChange of every zone it changed."""
-        self.changes.listeners.append(listener)
+        self.changes.add_listener(listener)
 
     # -- writing -------------------------------------------------------
 
@@ -202,7 +202,7 @@ class ZoneStore:
         are in `body` already, after its first `joined` bytes (kept as is: shared).
         """
         node = self.nodes.get(name)
-        key = key_for(rtype)
+        key = TYPE_KEYS.get(rtype) or type_key(rtype)
         if joined is not None:  # `body` already holds the additional records after `joined` bytes
             stored, answer_end = body, (joined if body and joined < len(body) else None)
         elif additional and body:
@@ -227,12 +227,16 @@ class ZoneStore:
                     self.changes.before_write(name, node)
                 zone = node[3]
                 zone.dirty = True
+                below = node[5] if len(node) == 6 else 0
                 if body:
                     headers = wire.reply_headers(wire.NOERROR, True, count, 0, arcount=additional_count)
-                    self.nodes[name] = Leaf.make(key, headers, stored, zone, answer_end, node.below)
-                elif node.below:  # names below keep it: an empty non-terminal now
+                    if answer_end is None and not below:  # the common shape, without Leaf.make's call
+                        self.nodes[name] = tuple.__new__(Leaf, (key, headers, stored, zone))
+                    else:
+                        self.nodes[name] = Leaf.make(key, headers, stored, zone, answer_end, below)
+                elif below:  # names below keep it: an empty non-terminal now
                     ent = self.nodes[name] = Node(zone, self._generation)
-                    ent.below = node.below
+                    ent.below = below
                 else:
                     self._remove(name, zone)
                 return True
@@ -278,8 +282,20 @@ class ZoneStore:
             if self.changes.active:
                 self.changes.before_write(name, None)
             return int(self._add_leaf(name, _PTR_KEY, _ONE_RECORD, self._ptr_prefix(target) + target))
-        body = self._ptr_prefix(target) + target if target is not None else b""
-        had = _PTR_KEY in node
+        body = self._ptr_head + len(target).to_bytes(2, "big") + target if target is not None else b""
+        if type(node) is Leaf and len(node) == 4 and node[0] == _PTR_KEY:  # almost every reverse name: its PTR alone
+            if body == node[2]:
+                return 0
+            if self.changes.active:
+                self.changes.before_write(name, node)
+            zone = node[3]
+            zone.dirty = True
+            if target is None:
+                self._remove(name, zone)
+                return -1
+            self.nodes[name] = tuple.__new__(Leaf, (_PTR_KEY, _ONE_RECORD, body, zone))
+            return 0
+        had = node[0] == _PTR_KEY if type(node) is Leaf else _PTR_KEY in node
         self.set_rrset_body(name, wire.PTR, body, 1)
         return (target is not None) - had
 
@@ -383,7 +399,9 @@ class ZoneStore:
         for ent_name in missing:
             ent = nodes[ent_name] = Node(zone, self._generation)
             ent.below = 1
-        nodes[name] = Leaf.make(key, headers, body, zone, answer_end)
+        nodes[name] = (
+            tuple.__new__(Leaf, (key, headers, body, zone)) if answer_end is None else Leaf.make(key, headers, body, zone, answer_end)
+        )
         zone.dirty = True
         return True
 
