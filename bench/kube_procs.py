@@ -22,7 +22,11 @@ class BenchError(Exception):
 
 def profiled_server(out: str, argv: list[str]) -> int:
     import cProfile
+    import sys
 
+    sys.path.insert(0, os.getcwd())  # the server of --server-repo (the child runs there), not this checkout's
+    for module in [name for name in sys.modules if name == "server" or name.startswith("server.")]:
+        del sys.modules[module]
     from server.cli import main
 
     profile = cProfile.Profile()
