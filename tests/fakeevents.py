@@ -3,15 +3,18 @@
 kube.events.writes        # every POST and PATCH, with its body and the status answered
 kube.events.stored        # (namespace, name) -> the Event as it is now
 kube.events.forbidden = True   # answer 403, like an API server whose RBAC does not grant it
+kube.events.granted            # the verbs allowed, at first those deploy/clusterrole.yaml grants; others get 403
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 from aiohttp import web
 
 from tests.fakepods import invalid_response, now_rfc3339, status_response
@@ -43,7 +46,8 @@ class FakeEvents:
     def __init__(self) -> None:
         self.stored: dict[tuple[str, str], dict[str, Any]] = {}
         self.writes: list[EventWrite] = []
-        self.forbidden = False  # 403 for every write, as without RBAC for events
+        self.forbidden = False  # 403 for every request, as without RBAC for events
+        self.granted = shipped_event_verbs()  # what else is refused with 403: the verbs deploy/'s ClusterRole lacks
         self._versions = 0
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
@@ -60,6 +64,9 @@ class FakeEvents:
         return [w for w in self.writes if w.method == "PATCH" and w.status == 200]
 
     # -- HTTP ---------------------------------------------------------------------
+
+    def _allows(self, verb: str) -> bool:
+        return not self.forbidden and verb in self.granted
 
     def _refuse(self, verb: str, namespace: str) -> web.Response:
         return status_response(
@@ -82,7 +89,7 @@ class FakeEvents:
         name = str(meta.get("name") or "")
         write = EventWrite("POST", namespace, name, body, 0, request.content_type)
         self.writes.append(write)
-        response = self._created(namespace, name, body, meta) if not self.forbidden else self._refuse("create", namespace)
+        response = self._created(namespace, name, body, meta) if self._allows("create") else self._refuse("create", namespace)
         write.status = response.status
         return response
 
@@ -108,7 +115,9 @@ class FakeEvents:
             return status_response(400, "BadRequest", f"the body is not JSON: {error}")
         write = EventWrite("PATCH", namespace, name, patch if isinstance(patch, dict) else {}, 0, request.content_type)
         self.writes.append(write)
-        response = self._patched(request.content_type, namespace, name, patch) if not self.forbidden else self._refuse("patch", namespace)
+        response = (
+            self._patched(request.content_type, namespace, name, patch) if self._allows("patch") else self._refuse("patch", namespace)
+        )
         write.status = response.status
         return response
 
@@ -138,9 +147,17 @@ class FakeEvents:
 
     async def _get(self, request: web.Request) -> web.Response:
         key = (request.match_info["namespace"], request.match_info["name"])
+        if not self._allows("get"):
+            return self._refuse("get", key[0])
         if key not in self.stored:
             return status_response(404, "NotFound", f'events.events.k8s.io "{key[1]}" not found')
         return web.Response(body=orjson.dumps(self.stored[key]), content_type="application/json")
+
+
+def shipped_event_verbs() -> set[str]:
+    """The verbs deploy/clusterrole.yaml grants on events.k8s.io events: the fake refuses the others, as RBAC would."""
+    role = yaml.safe_load((Path(__file__).resolve().parent.parent / "deploy" / "clusterrole.yaml").read_text(encoding="utf-8"))
+    return {verb for rule in role["rules"] if GROUP in rule["apiGroups"] and "events" in rule["resources"] for verb in rule["verbs"]}
 
 
 def _merge(target: Any, patch: Any) -> Any:

@@ -269,7 +269,7 @@ class EventPoster:
             pair.seen = pair.written  # given up: a later repeat tries afresh
         reason = str(error) or type(error).__name__
         forbidden = isinstance(error, ApiError) and error.category == "http_403"
-        hint = " (the server's role needs create and patch on events in events.k8s.io: deploy/clusterrole.yaml)" if forbidden else ""
+        hint = " (the server's role needs create, get and patch on events in events.k8s.io: deploy/clusterrole.yaml)" if forbidden else ""
         self._failed.warn(
             "could not write the Kubernetes Event for pod %s losing %s %s: %s%s; answers are not affected%s",
             pair.loser.key,

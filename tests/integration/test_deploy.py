@@ -312,7 +312,7 @@ def test_deployment_spreads_and_survives_disruption(base, pod_spec):
 def test_rbac_grants_reading_pods_and_writing_events_about_them(base):
     pods, events = one(base, "ClusterRole")["rules"]
     assert pods == {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}
-    assert events == {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}
+    assert events == {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "get", "patch"]}
     binding = one(base, "ClusterRoleBinding")
     account = one(base, "ServiceAccount")["metadata"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["name"], "namespace": account["namespace"]}]

@@ -21,6 +21,7 @@ from server.model import KubeObserver, PodRecord
 from server.sources.kube import KubeSettings, load_client_config
 from server.sources.kubeevents import EventPoster, EventSettings
 from tests.fakeevents import EventWrite
+from tests.fakeevents import shipped_event_verbs as kube_verbs
 from tests.fakekube import FakeKube
 from tests.integration.test_kube_e2e import NX, A, Cluster, cluster, fqdn, ident, look, rev, until
 from tests.integration.test_metrics import scrape, value
@@ -128,6 +129,26 @@ async def test_sibling_workers_make_one_event(tmp_path: Path) -> None:
         await eventually(lambda: two.results["updated"] == 1, "a repeat in the second")
         ((_, stored),) = kube.events.stored.items()
         assert stored["series"]["count"] == 3  # what the Event said (2), plus the second's own repeat
+
+
+async def test_continuing_a_siblings_event_needs_get_which_the_shipped_role_grants(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The fake refuses the verbs deploy/clusterrole.yaml lacks (the test above runs with exactly those):
+    a role without `get` cannot continue an Event another worker made, and the warning says what it needs."""
+    assert kube_verbs() >= {"create", "get", "patch"}
+    caplog.set_level(logging.WARNING, logger="pod_identity_dns.kube.events")
+    async with FakeKube() as kube, posting(kube, tmp_path) as (first, one), posting(kube, tmp_path) as (second, two):
+        kube.events.granted = {"create", "patch"}
+        first.report("name", NAME, YOUNG, OLD)
+        await eventually(lambda: one.results["posted"] == 1, "the first worker's Event")
+        second.report("name", NAME, YOUNG, OLD)
+        await eventually(lambda: two.results["posted"] == 1, "the second worker's 409")
+        second.report("name", NAME, YOUNG, OLD)
+        await eventually(lambda: two.results["failed"] == 1, "its repeat, refused")
+        assert [(w.method, w.status) for w in kube.events.writes] == [("POST", 201), ("POST", 409)]  # the GET got 403
+        logged = [r.getMessage() for r in caplog.records if "could not write the Kubernetes Event" in r.getMessage()]
+        assert len(logged) == 1 and "HTTP 403" in logged[0] and "create, get and patch" in logged[0]
 
 
 async def test_an_expired_event_is_made_again(tmp_path: Path) -> None:
