@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..zone import names, wire
+from ..zone import names
 from .claims import Claim
 from .conflicts import Conflict, describe_party, subject_text
 
@@ -81,10 +81,14 @@ def describe_steps(registry: Registry) -> Generator[None, None, dict]:
             yield
     identities.sort(key=lambda entry: entry["name"])
     yield
-    static: list[dict[str, Any]] = [
-        {"name": names.to_text(name), "ips": list(ips), "source": "hosts-file"} for name, ips in registry._static.addresses.items()
-    ]
-    static.sort(key=lambda entry: entry["name"])
+    static: list[dict[str, Any]] = []
+    from_hosts = registry._hosts_static.addresses
+    for name, ips in registry._static.addresses.items():
+        in_hosts = [ip for ip in ips if ip in from_hosts.get(name, ())]
+        for source, held in (("hosts-file", in_hosts), ("records-file", [ip for ip in ips if ip not in in_hosts])):
+            if held:
+                static.append({"name": names.to_text(name), "ips": held, "source": source})
+    static.sort(key=lambda entry: (entry["name"], entry["source"]))
     ptrs = []
     for count, ip in enumerate(_served_ips(registry), 1):
         entry = _ptr(registry, ip)
@@ -108,6 +112,8 @@ def describe_steps(registry: Registry) -> Generator[None, None, dict]:
 
 def _records(registry: Registry) -> list[dict[str, Any]]:
     """Every record beyond A, AAAA and PTR, with where it came from: a pod's named port, or the records file."""
+    from ..zone.zonefile import type_text  # dnspython's type names: loaded when /debug asks, not at start
+
     out: list[dict[str, Any]] = []
     for base, owners in registry._srv.written_items():
         claim = registry._names.owner(base)
@@ -116,9 +122,7 @@ def _records(registry: Registry) -> list[dict[str, Any]]:
     for name, types in registry._records_written.items():
         for rtype in types:
             line = registry._records.lines.get((name, rtype))
-            out.append(
-                {"name": names.to_text(name), "type": wire.TYPE_NAMES.get(rtype, f"TYPE{rtype}"), "source": f"records file line {line}"}
-            )
+            out.append({"name": names.to_text(name), "type": type_text(rtype), "source": f"records file line {line}"})
     for name in sorted(registry._records_blocked):
         out.append({"name": names.to_text(name), "type": "-", "source": "records file, not served: a pod's name, set or SRV holds it"})
     return sorted(out, key=lambda entry: (entry["name"], entry["type"]))
@@ -197,12 +201,12 @@ def _ptr(registry: Registry, ip: str) -> dict[str, Any] | None:
     owner = registry._ip_owner(ip)
     if owner is not None:
         return {"ip": ip, "name": names.to_text(owner.name), "reason": "identity", "pod": owner.pod.key}  # type: ignore[arg-type]
-    for name in registry._static.ptr_names.get(ip, ()):
-        if registry._static_owns_name(name):
-            return {"ip": ip, "name": names.to_text(name), "reason": "static", "source": "hosts-file"}
     target = registry._ptr_target(ip)
     if target is None:
         return None
+    if target in registry._static.ptr_names.get(ip, ()):
+        source = "hosts-file" if target in registry._hosts_static.ptr_names.get(ip, ()) else "records-file"
+        return {"ip": ip, "name": names.to_text(target), "reason": "static", "source": source}
     fallback = registry._fallback.owner(ip)
     return {"ip": ip, "name": names.to_text(target), "reason": "fallback", "pod": fallback.pod.key if fallback else None}
 

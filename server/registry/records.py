@@ -66,6 +66,12 @@ class RecordsTable:
                 ptr_records.append((ip, record.rdata.lower()))
                 continue
             ttl, rdatas = table.rrsets.setdefault(name, {}).get(record.rtype, (record.ttl, []))
+            if record.rtype == wire.CNAME and rdatas and record.rdata not in rdatas:
+                first = table.lines[(name, wire.CNAME)]
+                log.warning(
+                    "records file line %d: a second CNAME at %s (the first is on line %d): ignored", record.line, record.name, first
+                )
+                continue
             if record.rdata not in rdatas:
                 rdatas.append(record.rdata)
             table.rrsets[name][record.rtype] = (min(ttl, record.ttl), rdatas)  # one TTL per RRset (RFC 2181 §5.2)
@@ -127,13 +133,14 @@ def write_records(registry: Registry, name: bytes) -> None:
     """The records file's RRsets at `name`, unless a pod identity, a set or a pod's SRV holds the name;
     a CNAME also not beside static addresses."""
     wanted = registry._records.rrsets.get(name, {})
-    blocked = name in registry._names or name in registry._sets or registry._srv.is_srv_name(name)
-    if not blocked and wire.CNAME in wanted and name in registry._static.addresses:
-        blocked = True
-        if name not in registry._records_blocked:
+    held = name in registry._names or name in registry._sets or registry._srv.is_srv_name(name)
+    beside_static = not held and wire.CNAME in wanted and name in registry._static.addresses
+    blocked = held or beside_static
+    if blocked and wanted and name not in registry._records_blocked:  # told once, until it is served again
+        if beside_static:
             log.warning("records file: the CNAME at %s stands beside a hosts entry's addresses: not served", names.to_text(name))
-    if blocked and wanted and name not in registry._records_blocked and name not in registry._names:
-        log.warning("records file: %s belongs to a pod's set or SRV records: its records there are not served", names.to_text(name))
+        elif name not in registry._names:  # a pod's name: the conflict book has told it already
+            log.warning("records file: %s belongs to a pod's set or SRV records: its records there are not served", names.to_text(name))
     if blocked and wanted:
         registry._records_blocked.add(name)
     else:

@@ -21,7 +21,7 @@ def chase(store, name: bytes, node: Node | Leaf, question_size: int, typekey: by
     cname = answer_of(node.get(CNAME_KEY))  # type: ignore[arg-type]
     parts, count = [cname], 1
     rdata_at = 12 + question_size + _RECORD_HEAD  # where the CNAME's target name sits in the reply
-    target = cname[_RECORD_HEAD:]
+    target = cname[_RECORD_HEAD:].lower()  # the store's names are lower case; a target may be written otherwise
     seen = {name}
     for _ in range(MAX_CHAIN):
         if target in seen:  # a loop: the chain so far is the answer
@@ -44,5 +44,5 @@ def chase(store, name: bytes, node: Node | Leaf, question_size: int, typekey: by
         rdata_at = 12 + question_size + sum(len(p) for p in parts) + _RECORD_HEAD
         parts.append(record)
         count += 1
-        target = record[_RECORD_HEAD:]
+        target = record[_RECORD_HEAD:].lower()
     return wire.reply_headers(wire.NOERROR, True, count, 0), b"".join(parts)

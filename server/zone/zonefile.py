@@ -28,7 +28,8 @@ def _rdata_text(rtype: int, rdata: bytes) -> str:
     return dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.RdataType.make(rtype), rdata, 0, len(rdata)).to_text()
 
 
-def _type_text(rtype: int) -> str:
+def type_text(rtype: int) -> str:
+    """A record type as zone files write it (A, CAA, TYPE65280)."""
     return wire.TYPE_NAMES.get(rtype) or dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rtype))
 
 
@@ -40,7 +41,7 @@ def zone_text(store: ZoneStore, zone: Zone) -> str:
     for name, node in owned:
         for rtype in sorted(node.types(), key=lambda t: (t != wire.SOA, t)):
             for record in body_records(name, store.body(name, rtype)):
-                lines.append(f"{names.to_text(name)}\t{record.ttl}\tIN\t{_type_text(rtype)}\t{_rdata_text(rtype, record.rdata)}")
+                lines.append(f"{names.to_text(name)}\t{record.ttl}\tIN\t{type_text(rtype)}\t{_rdata_text(rtype, record.rdata)}")
     return "\n".join(lines) + "\n"
 
 

@@ -195,6 +195,8 @@ def test_state_gauges_build_info_and_no_created_series():
     assert value(samples, "poddns_records", kind="forward_names") >= 9
     assert value(samples, "poddns_records", kind="ptrs") >= 10
     assert value(samples, "poddns_records", kind="static_entries") == 3
+    assert value(samples, "poddns_records", kind="srv") == 7  # kafka's three members and their set, two KDCs and theirs
+    assert value(samples, "poddns_records", kind="static_records") == 7  # the RRsets of configs/demo-records.zone
     assert value(samples, "poddns_identity_conflicts") == 1  # the terminating kdc-1
     assert value(samples, "poddns_zone_serial", zone=f"{ZONE}.") == soa.answer[0][0].serial
     assert ("poddns_zone_serial", frozenset({("zone", "244.10.in-addr.arpa.")})) in samples

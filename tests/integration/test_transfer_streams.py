@@ -180,3 +180,29 @@ def test_export_zone_and_every_axfr_load_into_bind_and_knot(tmp_path):
             path = tmp_path / f"{zone}.axfr"
             path.write_text("\n".join(axfr_lines(server.port, zone)) + "\n")
             check_zone(zone, str(path))
+
+
+def test_the_demo_axfr_holds_what_export_zone_writes_srv_and_the_records_file_included(tmp_path):
+    """Every record kind the demo serves (pods' SRV, hosts entries, the records file's types) travels in AXFR,
+    exactly as export-zone writes it (the SOA aside: its serial is the running server's)."""
+    import dns.zone
+
+    out = tmp_path / "export"
+    exported = run_cli("export-zone", "--config", "configs/demo.yaml", "--output-dir", str(out))
+    assert exported.returncode == 0, exported.stderr
+    with ServerProcess(
+        "--config", "configs/demo.yaml", "--metrics-listen", "127.0.0.1:0", "--transfer-allow-unsigned", "127.0.0.0/8"
+    ) as server:
+        transferred = [line for line in axfr_lines(server.port, ZONE) if " IN SOA " not in line]
+    zone = dns.zone.from_file(str(out / f"{ZONE}.zone"), ZONE, relativize=False)
+    written = sorted(
+        f"{name.to_text()} {rdataset.ttl} IN {dns.rdatatype.to_text(rdataset.rdtype)} {rdata.to_text()}"
+        for name, rdataset in zone.iterate_rdatasets()
+        if rdataset.rdtype != dns.rdatatype.SOA
+        for rdata in rdataset
+    )
+    assert transferred == written
+    kinds = {line.split()[3] for line in transferred}
+    assert {"SRV", "TXT", "CNAME", "MX", "CAA", "A", "AAAA", "NS"} <= kinds
+    assert f"_kafka._tcp.kafka.default.{ZONE}. 30 IN SRV 0 1 9092 kafka-0.kafka.default.{ZONE}." in transferred
+    assert f"_kerberos._udp.{ZONE}. 300 IN SRV 0 0 88 kdc-1.kdc.security.{ZONE}." in transferred

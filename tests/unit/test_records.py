@@ -217,3 +217,65 @@ def test_debug_listing_says_where_each_record_came_from():
     assert records[(f"_kafka._tcp.kafka.default.{ZONE}.", "SRV")] == "named ports of the set's pods"
     assert records[(f"_kerberos.{ZONE}.", "TXT")] == "records file line 3"
     assert records[(f"{K0}.", "-")].startswith("records file, not served")
+
+
+def test_two_cnames_at_one_name_serve_the_first_and_the_second_is_logged(caplog):
+    caplog.set_level(logging.WARNING, "pod_identity_dns.registry")
+    store, registry = build([])
+    registry.replace_records(parse_records_text("r", "x CNAME one\nx CNAME two\none TXT a\n", ZONE, 30))
+    reply = ask(store, f"x.{ZONE}", "TXT")  # one CNAME, chased: a second would make a malformed answer
+    assert answer_text(reply) == [f'one.{ZONE}. 30 IN TXT "a"', f"x.{ZONE}. 30 IN CNAME one.{ZONE}."]
+    assert any(f"line 2: a second CNAME at x.{ZONE} (the first is on line 1): ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_a_cname_target_written_in_capitals_is_chased():
+    store, registry = build(PODS[:1])
+    registry.replace_records(parse_records_text("r", "upper CNAME Kafka-0.KAFKA.default\n", ZONE, 30))
+    target = f"Kafka-0.KAFKA.default.{ZONE}."  # served as written; looked up whatever its case
+    assert answer_text(ask(store, f"upper.{ZONE}", "A")) == [f"{K0}. 30 IN A 10.244.1.10", f"upper.{ZONE}. 30 IN CNAME {target}"]
+
+
+def test_srv_follows_the_publish_policy_and_sctp_ports_get_their_own_label():
+    unready = sts_pod("kafka", 1, "10.244.1.11", ready=False, ports=[("kafka", 9092)])
+    sctp = sts_pod("kafka", 2, "10.244.1.12", ports=[("sig", 3868, "SCTP")])
+    store, _ = build([PODS[0], unready, sctp], publish_not_ready=False)
+    assert answer_text(ask(store, f"_kafka._tcp.kafka.default.{ZONE}", "SRV")) == [
+        f"_kafka._tcp.kafka.default.{ZONE}. 30 IN SRV 0 1 9092 {K0}."
+    ]  # the member that is not ready is not published, nor is its SRV
+    assert rcode(ask(store, f"_kafka._tcp.{K1}", "SRV")) == "NXDOMAIN"
+    assert answer_text(ask(store, f"_sig._sctp.{K2}", "SRV")) == [f"_sig._sctp.{K2}. 30 IN SRV 0 1 3868 {K2}."]
+
+
+def test_an_override_outside_every_zone_is_logged_once(caplog):
+    caplog.set_level(logging.WARNING)
+    far = pod("far", "10.244.2.6", "far", "away", hostname_override="far.corp.example.com")
+    store, registry = build([far])
+    registry.sink("test").upsert(strip_pod(pod("far", "10.244.2.7", "far", "away", hostname_override="far.corp.example.com")))
+    logged = [r.getMessage() for r in caplog.records if "hostnameOverride" in r.getMessage()]
+    assert len(logged) == 1 and "outside every --zone" in logged[0]
+    assert answer_text(ask(store, f"far.away.default.{ZONE}")) == [f"far.away.default.{ZONE}. 30 IN A 10.244.2.7"]
+
+
+def test_records_the_file_cannot_serve_are_logged_with_their_line(caplog):
+    caplog.set_level(logging.WARNING, "pod_identity_dns.registry")
+    _, registry = build(PODS[:1], STATIC)
+    text = f"$TTL 60\ngw CNAME elsewhere\n{K0}. TXT mine\n$ORIGIN example.org.\nstray A 192.0.2.1\n"
+    registry.replace_records(parse_records_text("r", text, ZONE, 30))
+    logged = " | ".join(r.getMessage() for r in caplog.records)
+    assert "line 5: stray.example.org is outside every served zone: ignored" in logged
+    assert f"the CNAME at gw.{ZONE}. stands beside a hosts entry's addresses: not served" in logged
+    assert f"gw.{ZONE}. belongs to" not in logged  # one line, the right reason
+    assert f"conflict on name {K0}.: pod default/kafka-0" in logged and "static entry (hosts or records file) loses it" in logged
+
+
+def test_debug_listing_names_the_file_of_static_addresses_and_ptrs():
+    from server.registry.describe import describe
+
+    _, registry = build(PODS, STATIC)
+    registry.replace_records(parse_records_text("records", RECORDS, ZONE, 30))
+    listing = describe(registry)
+    static = {entry["name"]: entry["source"] for entry in listing["static"]}
+    assert static[f"gw.{ZONE}."] == "hosts-file" and static[f"printer.{ZONE}."] == "records-file"
+    ptrs = {entry["ip"]: entry for entry in listing["ptrs"]}
+    assert ptrs["10.244.0.9"]["source"] == "hosts-file" and ptrs["10.244.0.20"]["source"] == "records-file"
+    assert (f"{ZONE}.", "CAA") in {(entry["name"], entry["type"]) for entry in listing["records"]}
