@@ -53,6 +53,7 @@ EXPECTED_ALERTS = {
     "PodIdentityDNSWatchSilent",
     "PodIdentityDNSFileReloadFailed",
     "PodIdentityDNSTransfersRefused",
+    "PodIdentityDNSTransfersFailing",
     "PodIdentityDNSNotifyFailing",
 }
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
