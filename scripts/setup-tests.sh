@@ -33,4 +33,5 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+# The runtime dependencies at the versions the image ships (constraints.txt), the test tools at their newest.
+.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'

@@ -186,6 +186,11 @@ def _validate(raw: dict[str, Any]) -> Config:
         raise ConfigError("listen (--listen): at least one address is required")
     metrics = values["metrics_listen"]
     values["metrics_listen"] = None if metrics in (None, "", "off") else parse_hostport(metrics, "metrics_listen (--metrics-listen)")
+    if values["metrics_listen"] and values["metrics_listen"][1] and values["metrics_listen"][1] + values["workers"] - 1 > 65535:
+        raise ConfigError(
+            f"metrics_listen (--metrics-listen): {metrics!r}: with --workers {values['workers']} the workers' metrics ports"
+            f" (port + 0 to {values['workers'] - 1}) go past 65535"
+        )
     values["zones"] = tuple(z.lower().rstrip(".") for z in values["zones"])
     values["ns_name"] = tuple(n.lower().rstrip(".") for n in values["ns_name"])
     values["ns_addresses"] = tuple(ns_addresses) or _listen_addresses(values)

@@ -456,3 +456,10 @@ def test_readme_first_command_installs_what_the_image_ships():
     install = next(part for part in first.split("&&") if "pip install" in part).split()
     assert install[install.index("-c") + 1] == "constraints.txt"
     assert install[-2:] == ["-e", "."]
+
+
+def test_the_test_setup_installs_the_runtime_pins_too():
+    """The README's second command (scripts/setup-tests.sh, which CI runs) tests the versions the image ships."""
+    script = (REPO / "scripts" / "setup-tests.sh").read_text()
+    (install,) = [line.split() for line in script.splitlines() if "pip install" in line and not line.lstrip().startswith("#")]
+    assert install[install.index("-c") + 1] == "constraints.txt" and install[-2:] == ["-e", "'.[test]'"]

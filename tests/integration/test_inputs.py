@@ -43,6 +43,11 @@ def _one_line_exit_2(result) -> str:
         (["--metrics-listen", "127.0.0.1:-1"], "metrics_listen (--metrics-listen): '127.0.0.1:-1': the port must be between 0 and 65535"),
         (["--hosts-file-max-size", "0"], "hosts_file_max_size (--hosts-file-max-size): '0': must be between 1Ki and 4Gi"),
         (["--publish", "maybe"], "publish (--publish): 'maybe': must be one of not-ready, ready"),
+        (
+            ["--workers", "2", "--metrics-listen", "127.0.0.1:65535"],
+            "metrics_listen (--metrics-listen): '127.0.0.1:65535': with --workers 2 the workers' metrics ports (port + 0 to 1) go past 65535",
+        ),
+        (["--ns-address", "10.0.0.300"], "ns_addresses (--ns-address): '10.0.0.300' is not an IP address"),
     ],
 )
 def test_a_number_out_of_its_range_is_one_line_and_exit_2(args, message):
@@ -114,6 +119,17 @@ def test_names_that_are_not_names_are_neither_served_nor_exported(tmp_path):
         assert text in result.stderr
     assert "item 5 (pod default/kafka-9): the same metadata.uid 'uid-default-kafka-0' as item 0 (pod default/kafka-0)" in result.stderr
     assert "item 6 (pod default/kafka-8): status.podIPs: '10.244.5.300': not an IP address" in result.stderr
+    from tests.integration.test_metrics import scrape, value
+
+    with ServerProcess(
+        "--zone", ZONE, "--reverse-cidr", "10.244.0.0/16", "--pods-file", str(pods), "--metrics-listen", "127.0.0.1:0"
+    ) as server:
+        samples = scrape(server.metrics_port)
+    skipped = {
+        reason: value(samples, "poddns_file_items_skipped", file="pods", reason=reason)
+        for reason in ("invalid_name", "invalid_ip", "duplicate_uid")
+    }
+    assert skipped == {"invalid_name": 4, "invalid_ip": 1, "duplicate_uid": 1}
 
 
 def test_yaml_too_large_for_the_memory_limit_is_one_line_and_exit_2(tmp_path):
@@ -138,3 +154,27 @@ def test_a_hosts_file_refused_at_start_is_one_line_and_exit_2(tmp_path, content,
     pods = str(ROOT / "configs/demo-pods.yaml")
     result = run_cli(*SERVE, "--pods-file", pods, "--hosts-file", str(hosts), "--hosts-file-max-size", "1Ki")
     assert message in _error_line_exit_2(result)
+
+
+@pytest.mark.parametrize("wildcard", ["0.0.0.0:0", "[::]:0"])
+def test_only_wildcard_listens_and_no_ns_address_is_one_line_naming_the_flag(wildcard):
+    result = run_cli("serve", "--listen", wildcard, "--metrics-listen", "off", "--zone", ZONE)
+    assert "ns_addresses (--ns-address): required when every --listen is a wildcard address (0.0.0.0, [::])" in _one_line_exit_2(result)
+
+
+def test_ns_names_and_addresses_are_served_and_the_first_name_is_the_soa_mname():
+    import dns.message
+    import dns.query
+
+    args = ["--zone", ZONE, "--reverse-cidr", "10.244.0.0/16", "--ns-name", f"ns1.{ZONE}", "--ns-name", "ns2.example.net"]
+    args += ["--ns-address", "192.0.2.53", "--ns-address", "2001:db8::53", "--pods-file", str(ROOT / "configs" / "demo-pods.yaml")]
+    with ServerProcess(*args) as server:
+
+        def ask(name: str, rdtype: str) -> list[str]:
+            reply = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=server.port, timeout=3)
+            return sorted(rdata.to_text() for rrset in reply.answer for rdata in rrset)
+
+        assert ask(ZONE, "NS") == sorted([f"ns1.{ZONE}.", "ns2.example.net."])
+        assert ask(ZONE, "SOA")[0].startswith(f"ns1.{ZONE}. hostmaster.{ZONE}. ")
+        assert ask(f"ns1.{ZONE}", "A") == ["192.0.2.53"] and ask(f"ns1.{ZONE}", "AAAA") == ["2001:db8::53"]
+        assert ask("244.10.in-addr.arpa", "NS") == sorted([f"ns1.{ZONE}.", "ns2.example.net."])
