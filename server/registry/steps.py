@@ -8,7 +8,7 @@ until then (transfers wait for it).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ..model import PodRecord, StaticEntry
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 STEP_CHANGES = 2000  # pods applied between two yields (~25 ms)
 STEP_ENTRIES = 5000  # hosts-file entries read between two yields
 STEP_WRITES = 2000  # names and IPs written between two yields
+STEP_COMPARES = 20_000  # pods compared with what the registry holds between two yields (~10 ms)
 
 
 def replace_pods_steps(registry: Registry, source: str, pods: Iterable[PodRecord], version: str | None = None) -> Iterator[None]:
@@ -31,7 +32,7 @@ def replace_pods_steps(registry: Registry, source: str, pods: Iterable[PodRecord
     The records are written step by step, but the zones' serials move once,
     at the end: until then the store says it is busy (transfers wait for it).
     """
-    changed, gone = difference(registry, source, pods)
+    changed, gone = yield from _difference_steps(registry, source, pods)
     if len(changed) + len(gone) <= STEP_CHANGES:
         registry.update_pods(source, changed, gone, version)
         return
@@ -48,10 +49,33 @@ def replace_pods_steps(registry: Registry, source: str, pods: Iterable[PodRecord
 
 
 def difference(registry: Registry, source: str, pods: Iterable[PodRecord]) -> tuple[list[PodRecord], list[str]]:
+    """The pods that are new or changed against what the registry holds of `source`, and the uids gone."""
+    steps = _difference_steps(registry, source, pods)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def _difference_steps(
+    registry: Registry, source: str, pods: Iterable[PodRecord]
+) -> Generator[None, None, tuple[list[PodRecord], list[str]]]:
+    """difference, yielding every STEP_COMPARES pods: comparing 100k records is a relist's longest step otherwise."""
     held = registry._claims.setdefault(source, {})
-    fresh = {pod.uid: pod for pod in pods}
-    gone = [uid for uid in held if uid not in fresh]
-    changed = [pod for uid, pod in fresh.items() if (claim := held.get(uid)) is None or claim.pod != pod]
+    fresh: dict[str, PodRecord] = {}
+    for count, pod in enumerate(pods, 1):
+        fresh[pod.uid] = pod  # a uid twice: the later record (the sources warn)
+        if count % STEP_COMPARES == 0:
+            yield
+    changed: list[PodRecord] = []
+    for count, (uid, pod) in enumerate(fresh.items(), 1):
+        claim = held.get(uid)
+        if claim is None or claim.pod != pod:
+            changed.append(pod)
+        if count % STEP_COMPARES == 0:
+            yield
+    gone = [uid for uid in list(held) if uid not in fresh]  # a copy: another change may come between two steps
     return changed, gone
 
 
