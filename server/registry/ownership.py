@@ -20,7 +20,7 @@ from ..model import PodRecord, StaticEntry, StaticRecord, serves_identity
 from ..zone import names
 from ..zone.store import ZoneStore
 from . import steps
-from .claims import Claim, ClaimIndex, Crowd, Dirty
+from .claims import Claim, ClaimIndex, Dirty
 from .conflicts import ConflictBook
 from .naming import Naming
 from .records import RecordsTable, replace_records, write_records
@@ -167,7 +167,7 @@ class Registry:
         if not self._names.add_first(name, claim):
             self._touch_name(name, dirty)
             self._names.add(name, claim)
-            self._note_crowd_change(name, claim, dirty)
+        self._note_crowd_change(name, claim, dirty)
         dirty.names.add(name)
         for ip in pod.ips:
             if not self._ips.add_first(ip, claim):
@@ -235,15 +235,19 @@ class Registry:
                 dirty.ips.add(ip)
 
     def _touch_name(self, name: bytes, dirty: Dirty) -> None:
-        """Before a crowded name's claims change: remember its owner (only crowds need it; see _flush)."""
-        if name not in dirty.prior_name_owner and self._names.is_crowd(name):
-            dirty.prior_name_owner[name] = self._names.owner(name)
+        """Before a claimed name's claims first change in a change: remember its owner then. Settling a crowd
+        needs it (see settle.py), and a name may become a crowd within the change, so every claimed name's."""
+        prior = dirty.prior_name_owner
+        if name not in prior:
+            found = self._names.entries.get(name)
+            if found is not None:
+                prior[name] = found if type(found) is Claim else self._names.owner(name)
 
     def _touch_ips(self, ips: Iterable[str], dirty: Dirty) -> None:
         """_touch_name for IPs (one call for a pod's IPs: this runs for every event)."""
         entries, prior = self._ips.entries, dirty.prior_ip_owner
         for ip in ips:
-            if ip not in prior and type(entries.get(ip)) is Crowd:
+            if ip not in prior and ip in entries:
                 prior[ip] = self._ip_owner(ip)
 
     def _note_crowd_change(self, name: bytes, claim: Claim, dirty: Dirty) -> None:

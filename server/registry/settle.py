@@ -65,7 +65,8 @@ def settle_name(registry: Registry, name: bytes, dirty: Dirty) -> None:
 
 def settle_ips(registry: Registry, dirty: Dirty, names_to_write: set[bytes]) -> dict[str, Claim | None]:
     """settle_ip of every dirty IP, those nobody contests now or before (almost all) without its lookups:
-    an IP no pod claims has no owner; one a single pod claims, that owns its name, is that pod's."""
+    an IP no pod claims has no owner; one a single pod claims, that owns its name, is that pod's. Either
+    way the owner before the change rewrites its name (it may have lost the IP)."""
     ip_entries, name_entries, static_ips, prior = (
         registry._ips.entries,
         registry._names.entries,
@@ -75,14 +76,15 @@ def settle_ips(registry: Registry, dirty: Dirty, names_to_write: set[bytes]) -> 
     contested = registry.book.has if registry.book else None
     owners: dict[str, Claim | None] = {}
     for ip in dirty.ips:
-        if ip not in static_ips and ip not in prior and (contested is None or not contested("ip", ip)):
+        if ip not in static_ips and (contested is None or not contested("ip", ip)):
             found = ip_entries.get(ip)
-            if found is None:
-                owners[ip] = None
-                continue
-            if type(found) is Claim and name_entries.get(found.name) is found:  # type: ignore[arg-type]
-                names_to_write.add(found.name)  # type: ignore[arg-type]
-                owners[ip] = found
+            if found is None or (type(found) is Claim and name_entries.get(found.name) is found):  # type: ignore[arg-type]
+                before = prior.get(ip)
+                if before is not None:
+                    names_to_write.add(before.name)  # type: ignore[arg-type]
+                if found is not None:
+                    names_to_write.add(found.name)  # type: ignore[arg-type]
+                owners[ip] = found  # type: ignore[assignment]
                 continue
         owners[ip] = settle_ip(registry, ip, dirty, names_to_write)
     return owners

@@ -52,7 +52,10 @@ record_line = st.one_of(
     st.tuples(st.just("A"), st.sampled_from(V4 + V6), st.sampled_from(POD_NAMES + OVERRIDES + STATIC_ONLY)),
     st.tuples(st.just("PTR"), st.sampled_from(V4 + V6), st.sampled_from(POD_NAMES + OVERRIDES + STATIC_ONLY)),
 )
+# A crowd: more pods on one name (and IP) than a tuple holds, arriving or leaving in one change.
+crowd = st.tuples(st.integers(17, 20), st.sampled_from(HOSTS), st.sampled_from(V4), st.integers(1, 4), st.booleans())
 step = st.one_of(
+    st.tuples(st.just("crowd"), crowd),
     st.tuples(st.just("records"), st.lists(record_line, max_size=4)),
     st.tuples(st.just("upsert"), pod_spec),
     st.tuples(st.just("delete"), st.tuples(st.sampled_from(NAMESPACES), st.sampled_from(["a", "b", "c", "d", "e"]))),
@@ -124,6 +127,16 @@ def test_every_answer_is_forward_confirmed_after_every_change(steps):
             sink.upsert(strip_pod(_pod(value)))
         elif kind == "delete":
             sink.delete(f"uid-{value[0]}-{value[1]}")
+        elif kind == "crowd":
+            count, hostname, ip, created, leaving = value
+            uids = [f"uid-default-crowd-{i}" for i in range(count)]
+            if leaving:
+                sink.update([], uids)
+            else:
+                members = [
+                    pod(f"crowd-{i}", [ip], hostname, "s", created=f"2026-10-0{created}T0{i % 10}:00:00Z") for i in range(count)
+                ]  # older: they win
+                sink.update([strip_pod(member) for member in members], [])
         elif kind == "records":  # the records file: A as hosts lines, PTR when forward-confirmed
             text = "".join(
                 f"{name}. {'AAAA' if ':' in ip else 'A'} {ip}\n"

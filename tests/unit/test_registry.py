@@ -215,3 +215,23 @@ def test_a_crowd_on_one_name_keeps_one_owner_through_every_change():
     assert registry.stats()["conflicts"] == 1498
     sink.replace_all([])
     assert rcode(ask(view, name)) == "NXDOMAIN" and registry.stats()["conflicts"] == 0
+
+
+def test_a_name_that_becomes_a_crowd_in_one_change_leaves_no_stale_ptr():
+    """17 older pods take a pod's name in one change (the name passes from one claim to a tuple to a crowd):
+    the pod that owned it loses its PTR too, not only the name."""
+    store, registry = build([pod("a", "10.244.0.7", "h0", "s0", created="2026-11-01T10:00:00Z")])
+    older = [pod(f"c{i}", f"10.244.1.{i + 1}", "h0", "s0", created="2026-11-01T09:00:00Z", uid=f"uc{i:02d}") for i in range(17)]
+    registry.sink("test").update([strip_pod(p) for p in older], [])
+    assert answer_text(ask(store, f"h0.s0.default.{ZONE}")) == [f"h0.s0.default.{ZONE}. 30 IN A 10.244.1.1"]
+    assert rcode(ask(store, "7.0.244.10.in-addr.arpa", "PTR")) == "NXDOMAIN"
+
+
+def test_an_ip_that_becomes_a_crowd_in_one_change_leaves_the_old_owner_without_it():
+    """17 older pods, each with its own name, report a pod's IP in one change: the pod that owned the IP drops it
+    from its A record (a name left with no address is not served), and the PTR names the new owner."""
+    store, registry = build([pod("a", "10.244.0.7", "a", "s", created="2026-11-01T10:00:00Z")])
+    older = [pod(f"c{i}", "10.244.0.7", f"c{i}", "s", created="2026-11-01T09:00:00Z", uid=f"uc{i:02d}") for i in range(17)]
+    registry.sink("test").update([strip_pod(p) for p in older], [])
+    assert rcode(ask(store, f"a.s.default.{ZONE}")) == "NXDOMAIN"
+    assert answer_text(ask(store, "7.0.244.10.in-addr.arpa", "PTR")) == [f"7.0.244.10.in-addr.arpa. 30 IN PTR c0.s.default.{ZONE}."]
