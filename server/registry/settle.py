@@ -84,7 +84,7 @@ def settle_ips(registry: Registry, dirty: Dirty, names_to_write: set[bytes]) -> 
                     names_to_write.add(before.name)  # type: ignore[arg-type]
                 if found is not None:
                     names_to_write.add(found.name)  # type: ignore[arg-type]
-                owners[ip] = found  # type: ignore[assignment]
+                owners[ip] = found
                 continue
         owners[ip] = settle_ip(registry, ip, dirty, names_to_write)
     return owners
