@@ -214,7 +214,7 @@ class ClaimIndex(Generic[K]):
 
 
 class Dirty:
-    """What one change touched. Crowded names and IPs remember their owner from before it."""
+    """What one change touched. Names and IPs claimed before it remember their owner from before it."""
 
     __slots__ = ("crowd_claims", "ips", "names", "prior_ip_owner", "prior_name_owner")
 
@@ -223,4 +223,4 @@ class Dirty:
         self.ips: set[str] = set()
         self.prior_name_owner: dict[bytes, Claim | None] = {}
         self.prior_ip_owner: dict[str, Claim | None] = {}
-        self.crowd_claims: dict[bytes, list[Claim]] = {}  # crowded name -> claims added or removed
+        self.crowd_claims: dict[bytes, list[Claim]] = {}  # name -> claims added or removed since its owner was noted

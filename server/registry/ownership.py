@@ -195,7 +195,7 @@ class Registry:
             return False
         old_ips, new_ips = claim.pod.ips, pod.ips
         reranked = claim.pod.ownership_rank() != pod.ownership_rank()
-        self._touch_name(name, dirty)  # a crowd's owner noted, so settling it costs only what changed
+        self._touch_name(name, dirty)  # its owner before the change noted: settling a crowd costs only what changed
         self._touch_ips(old_ips + new_ips, dirty)
         claim.pod = pod
         for ip in old_ips:
