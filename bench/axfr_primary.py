@@ -51,12 +51,15 @@ def write_pod_file(pods: int, path: Path) -> None:
     path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
 
 
-def server_argv(pod_file: Path, command: str = "serve", port: int = 0, key_file: Path | None = None) -> list[str]:
-    """The real server (or its export-zone) serving the bench's zones from the pod file."""
+def server_argv(
+    pod_file: Path, command: str = "serve", port: int = 0, key_file: Path | None = None, metrics_port: int | None = None
+) -> list[str]:
+    """The real server (or its export-zone) serving the bench's zones from the pod file (/readyz on `metrics_port`)."""
     argv = [sys.executable, "-m", "server", command, "--pods-file", str(pod_file), "--zone", FORWARD, "--reverse-cidr", "10.0.0.0/8"]
     argv += ["--ns-name", NS_NAME, "--ns-address", "192.0.2.53"]
     if command == "serve":
-        argv += ["--listen", f"127.0.0.1:{port}", "--metrics-listen", "off", "--lameduck", "0"]
+        metrics = f"127.0.0.1:{metrics_port}" if metrics_port else "off"
+        argv += ["--listen", f"127.0.0.1:{port}", "--metrics-listen", metrics, "--lameduck", "0"]
         argv += ["--tsig-key-file", str(key_file), "--transfer-key", "bench-xfr"]
     return argv
 

@@ -116,8 +116,10 @@ class App:
 
     @property
     def ready(self) -> bool:
-        """Readiness: every source synced, listeners up, not shutting down."""
-        return self.store.synced and self.listening and not self.stopping
+        """Readiness: every source synced, listeners up, not shutting down, and with zone transfers the
+        first warm-up of their chunks done (bounded: TransferService.warming_up)."""
+        warming = self.transfer is not None and self.transfer.warming_up
+        return self.store.synced and self.listening and not self.stopping and not warming
 
     # -- sources -------------------------------------------------------
 

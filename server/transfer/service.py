@@ -20,7 +20,7 @@ import dns.exception
 import dns.message
 import dns.rdatatype
 
-from ..zone import names, wire
+from ..zone import wire
 from .chunks import ChunkCache
 from .encoder import Record, record_piece
 from .journal import Change, Journal
@@ -33,6 +33,7 @@ from .serial import newer, replace_soa_serial, soa_serial
 from .shape import CLASS_IN, QUERY, TYPE_AXFR, TYPE_IXFR, TYPE_SOA, Request, may_concern_transfers, scan
 from .source import ZoneSource
 from .tsig import FLAG_TC, FUDGE, RCODE_FORMERR, RCODE_NOTAUTH, RCODE_REFUSED, Rejected, Signer, Verified, refusal, tsig_reserve, verify
+from .warmer import ChunkWarmer
 
 log = logging.getLogger("pod_identity_dns.transfer")
 
@@ -43,10 +44,6 @@ TCP_LIMIT = 65535
 RCODE_SERVFAIL = 2
 BUSY_WAIT = 3.0  # seconds a full transfer waits for a change written in steps to be committed
 BUSY_POLL = 0.01
-WARM_QUIET = 1.0  # seconds without a commit before changed chunks are encoded in the background
-WARM_LONGEST = 10.0  # ... or at the latest this long after the first change, however busy the zone
-WARM_STEP = 0.002  # seconds of encoding per turn of the event loop
-WARM_ASIDE = 0.05  # the warmer waits while a full transfer has made a message this recently (it uses the loop's turns)
 
 Reply = bytes | AsyncIterator[bytes] | None
 Answer = Callable[[bytes, bool], "bytes | None"]  # (query, over TCP?) -> the ordinary reply
@@ -125,10 +122,8 @@ class TransferService:
         # Large zones' full transfers from kept chunks, when the store hands out views to encode them from.
         reserve = max((tsig_reserve(key) for key in map(self.keys.get, self.keys.names()) if key is not None), default=0)
         self.chunks = ChunkCache(settings.message_size - reserve) if hasattr(store, "live") else None
-        self._commits = asyncio.Event()
-        self._plan_now = False  # a transfer found its zone unplanned: no waiting for commits to pause
-        self._last_message = 0.0  # when a full transfer last made a message (monotonic)
-        self._warmer: asyncio.Task | None = None
+        self.warmer = ChunkWarmer(self.chunks, store, self._warmed_up) if self.chunks is not None else None
+        self._held_notifies: dict[bytes, None] = {}  # zones whose NOTIFY waits for the first warm-up
         store.add_listener(self._committed)
 
     # -- lifecycle ------------------------------------------------------
@@ -136,17 +131,16 @@ class TransferService:
     async def start(self) -> None:
         """Open the NOTIFY socket and announce every zone (the secondaries may be behind). Before the
         store has synced nothing is announced: its first commit moves every serial, and that announces them."""
+        if self.warmer is not None:
+            await self.warmer.start()
         if self.notifier is not None:
-            await self.notifier.start(list(self.store.zones) if self.store.synced else [])
-        if self.chunks is not None:
-            self._warmer = asyncio.create_task(self._warm(), name="transfer-chunks")
+            await self.notifier.start()
             if self.store.synced:
-                self._commits.set()
+                self._notify(list(self.store.zones))
 
     async def stop(self) -> None:
-        if self._warmer is not None:
-            self._warmer.cancel()
-            await asyncio.gather(self._warmer, return_exceptions=True)
+        if self.warmer is not None:
+            await self.warmer.stop()
         if self.notifier is not None:
             await self.notifier.stop()
 
@@ -155,10 +149,27 @@ class TransferService:
         if self.chunks is not None:
             for change in changes:
                 self.chunks.changed(change.apex, change.removed, change.added)
-            self._commits.set()
-        if self.notifier is not None:
-            for change in changes:
-                self.notifier.changed(change.apex)
+        if self.warmer is not None:
+            self.warmer.committed()
+        self._notify([change.apex for change in changes])
+
+    @property
+    def warming_up(self) -> bool:
+        """The first warm-up after the sync is under way: not ready, NOTIFYs held (server/transfer/warmer.py)."""
+        return self.warmer is not None and self.warmer.warming_up
+
+    def _warmed_up(self) -> None:
+        held, self._held_notifies = list(self._held_notifies), {}
+        self._notify(held)
+
+    def _notify(self, apexes: Iterable[bytes]) -> None:
+        if self.notifier is None:
+            return
+        for apex in apexes:
+            if self.warmer is None or self.warmer.warmed:
+                self.notifier.changed(apex)
+            else:
+                self._held_notifies[apex] = None
 
     def _journal_size(self, apex: bytes, changes: int, size: int) -> None:
         zone = self.store.zones.get(apex)
@@ -309,9 +320,8 @@ class TransferService:
         serial = snapshot.serial
         if chunks is not None:
             return self._chunked(request, apex, chunks, snapshot, snapshot.soa, limit, opt, signer, report)
-        if self.chunks is not None:  # not planned yet (or no longer fits its plan): the warmer plans it now
-            self._plan_now = True
-            self._commits.set()
+        if self.warmer is not None:  # not planned yet (or no longer fits its plan): the warmer plans it now
+            self.warmer.plan_soon()
         encoded = piece_messages(axfr_pieces(snapshot), request.id, request.flags, request.question, limit, opt)
         return stream(self._noted(encoded), signer, lambda done: report("full" if done.completed else "aborted", done))
 
@@ -322,55 +332,8 @@ class TransferService:
         encoded = self.chunks.messages(apex, chunks, snapshot, record_piece(soa), request.id, flags, request.question, limit, opt)
         return stream(self._noted(encoded), signer, lambda done: report("full" if done.completed else "aborted", done))
 
-    def _noted(self, encoded: Iterable[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
-        """`encoded`, noting when each message was made: the warmer steps aside while transfers run."""
-        for item in encoded:
-            self._last_message = time.monotonic()
-            yield item
-
-    async def _warm(self) -> None:
-        """Plan each zone's chunks and encode those commits touched, once commits pause for WARM_QUIET (or
-        WARM_LONGEST after the first), WARM_STEP at a time, so that the next full transfer copies them."""
-        while True:
-            await self._commits.wait()
-            started = time.monotonic()
-            if self.chunks is not None and any(self.chunks.needs_plan(apex) for apex in self.store.zones):
-                self._plan_now = True  # a zone never planned (the first load): no waiting for commits to pause
-            while not self._plan_now:
-                self._commits.clear()
-                await asyncio.sleep(WARM_QUIET)
-                if not self._commits.is_set() or time.monotonic() - started >= WARM_LONGEST:
-                    break
-            self._plan_now = False
-            self._commits.clear()
-            for apex in list(self.store.zones):
-                try:
-                    await self._warm_zone(apex)
-                except Exception:  # a bug here must not stop transfers: they encode what is not kept
-                    log.exception("transfer: keeping the chunks of %s failed; its transfers encode them", names.to_text(apex))
-                    if self.chunks is not None:
-                        self.chunks.forget(apex)
-
-    async def _warm_zone(self, apex: bytes) -> None:
-        chunks, store = self.chunks, self.store
-        assert chunks is not None
-        plans = 3  # a plan is dropped when a change too big to track comes meanwhile: try again, not forever
-        while apex in store.zones and store.synced:
-            if store.busy or time.monotonic() - self._last_message < WARM_ASIDE:
-                await asyncio.sleep(BUSY_POLL)
-                continue
-            if chunks.needs_plan(apex):
-                if not plans:
-                    return
-                plans -= 1
-                for _ in chunks.plan_steps(apex, store.snapshot(apex), WARM_STEP):  # type: ignore[arg-type]
-                    await asyncio.sleep(0)
-                await asyncio.sleep(0)
-                continue
-            done = chunks.encode_step(apex, store.live(apex), WARM_STEP)  # type: ignore[attr-defined]
-            await asyncio.sleep(0)
-            if done and not chunks.needs_plan(apex):  # encoded, the chunks may show the zone outgrew them
-                return
+    def _noted(self, encoded: Iterator[tuple[bytes, int]]) -> Iterator[tuple[bytes, int]]:
+        return self.warmer.noted(encoded) if self.warmer is not None else encoded
 
     def _single_soa(self, request: Request, apex: bytes, signer: Signer | None, opt: bytes, report, result: str) -> bytes:
         """The current SOA alone (RFC 1995 §4: the client is current, or the answer does not fit UDP)."""

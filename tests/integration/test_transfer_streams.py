@@ -112,6 +112,7 @@ def test_a_client_that_goes_away_or_stops_reading_ends_its_transfer(big_pod_file
 
 def test_sigterm_during_a_slow_transfer_finishes_or_cuts_it_cleanly_and_the_lame_duck_holds(big_pod_file):
     with ServerProcess(*server_args(big_pod_file, "--lameduck", "1", "--metrics-listen", "127.0.0.1:0")) as server:
+        server.wait_for_log(r"transfer messages kept in \d+ ms")  # ready once the first warm-up is done
         assert readyz(server.metrics_port) == 200
         sock = slow_socket(server.port)
         send_axfrs(sock)

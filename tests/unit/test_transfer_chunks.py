@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from server.transfer import KeyRing
 from server.transfer import service as transfer_service
+from server.transfer import warmer
 from server.zone import names
 from server.zone.store import ZoneSettings, ZoneStore
 from tests.xfrclient import KEY_1, KEY_2, collect, parse_all, request
@@ -232,7 +233,7 @@ async def test_signed_transfers_fit_the_message_size_whichever_key_signs():
 
 
 async def test_the_warmer_encodes_changed_chunks_once_commits_pause(monkeypatch):
-    monkeypatch.setattr(transfer_service, "WARM_QUIET", 0.05)
+    monkeypatch.setattr(warmer, "WARM_QUIET", 0.05)
     cluster = Cluster(3000)
     cluster.store.synced = True
     service = service_for(cluster.store)
@@ -343,7 +344,7 @@ async def _interleave(steps) -> None:
 
 
 async def test_the_warmer_steps_aside_while_a_full_transfer_is_sent(monkeypatch):
-    monkeypatch.setattr(transfer_service, "WARM_QUIET", 0.05)
+    monkeypatch.setattr(warmer, "WARM_QUIET", 0.05)
     cluster = Cluster(3000)
     service = service_for(cluster.store, message_size=1024)
     service.current_soa(APEX)
