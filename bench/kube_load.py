@@ -111,6 +111,7 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
         waited = wait_until_quiet(args.wait_quiet)
         print(f"  waited {waited:.0f} s for other processes to go quiet", flush=True)
     print("starting the server ...", flush=True)
+    fake_cpu_before = cpu_seconds(fake.proc.pid)
     started = time.monotonic()
     server = Child("server", argv, workdir / "server.log", cwd=args.server_repo)
     children.append(server)
@@ -130,6 +131,7 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
             if ready_probe is None and readyz(metrics_port) == 200:
                 ready_probe = time.monotonic() - started
             time.sleep(0.005)
+    start_cpu = {"server": round(cpu_seconds(server.proc.pid), 2), "fake API": round(cpu_seconds(fake.proc.pid) - fake_cpu_before, 2)}
     answer = dns.ask(probe)
     if answer != ("NOERROR", [ip_text(FIRST_IPS + args.pods - 1)]):
         raise BenchError(f"{probe}: {answer} after the list")
@@ -137,12 +139,13 @@ def run(args: argparse.Namespace, workdir: Path, children: list[Child]) -> dict[
         ready_dns_s=round(ready_dns, 2),
         ready_probe_s=round(ready_probe, 2),
         start_health=health.figures(),
+        start_cpu_s=start_cpu,
         after_list=rss_mib(server.proc.pid),
         other_load_start=load.percent(),
     )
     print(
         f"  first answer {ready_dns:.2f} s, /readyz 200 at {ready_probe:.2f} s; /healthz meanwhile: {results['start_health']};"
-        f" RSS {results['after_list']}",
+        f" RSS {results['after_list']}; CPU seconds until then {start_cpu}",
         flush=True,
     )
 
