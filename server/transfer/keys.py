@@ -137,7 +137,7 @@ def parse_keys(text: str, where: str = "<keys>") -> list[TsigKey]:
         line = tokens.line
         word = tokens.take()
         if word != "key":
-            raise tokens.error(f"expected 'key', found {word!r}", line)
+            raise tokens.error(f"expected 'key', found {_shown(word)}", line)
         name = _unquote(tokens.take("a key name"))
         tokens.expect("{")
         fields: dict[str, tuple[str, int]] = {}
@@ -145,7 +145,7 @@ def parse_keys(text: str, where: str = "<keys>") -> list[TsigKey]:
             field_line = tokens.line
             field_name = tokens.take("'algorithm', 'secret' or '}'").lower()
             if field_name not in ("algorithm", "secret"):
-                raise tokens.error(f"unknown key statement {field_name!r}", field_line)
+                raise tokens.error(f"unknown key statement {_shown(field_name)}", field_line)
             if field_name in fields:
                 raise tokens.error(f"{field_name} given twice in key {name!r}", field_line)
             fields[field_name] = (_unquote(tokens.take(f"a value for {field_name}")), field_line)
@@ -174,6 +174,14 @@ def parse_keys(text: str, where: str = "<keys>") -> list[TsigKey]:
 def _canonical(name: str) -> str:
     name = name.strip().lower()
     return name if name.endswith(".") else name + "."
+
+
+def _shown(token: str) -> str:
+    """A token for an error message: punctuation and short lower-case words as they are; anything else,
+    which may be a secret out of place, only by its kind (a key file's errors must not leak it)."""
+    if token in ("{", "}", ";") or re.fullmatch(r"[a-z][a-z-]{0,15}", token):
+        return repr(token)
+    return "a quoted string" if token.startswith('"') else f"a word of {len(token)} characters"
 
 
 def _unquote(token: str) -> str:
@@ -230,7 +238,7 @@ class _Tokens:
         line = self.line
         found = self.take(repr(token))
         if found != token:
-            raise self.error(f"expected {token!r}, found {found!r}", line)
+            raise self.error(f"expected {token!r}, found {_shown(found)}", line)
 
     def error(self, message: str, line: int) -> KeyFileError:
         return KeyFileError(f"{self.where}:{line}: {message}")

@@ -8,6 +8,7 @@ import re
 import signal
 import socket
 import time
+import urllib.request
 from types import SimpleNamespace
 from unittest import mock
 
@@ -29,6 +30,7 @@ from tests.serverproc import ServerProcess, read_tcp_frame
 ZONES = [ZONE, REVERSE_ZONE]
 SETS = [(f"set{s}", f"ns{s % 4}") for s in range(20)]  # 20 sets of 10 pods in 4 namespaces
 CONVERGED_WITHIN = 15.0  # generous: in practice well under a second
+ANSWERED_WITHIN = 2.0  # a change travels by NOTIFY and IXFR: both secondaries answer it this soon after the server
 
 
 def pods(moved: dict[int, str] | None = None) -> list[dict]:
@@ -63,6 +65,16 @@ def sample_questions() -> list[tuple[str, str]]:
     return questions
 
 
+def metric_value(metrics: str, name: str, **labels: str) -> float:
+    """One sample of the /metrics text, by its labels (in any order)."""
+    for line in metrics.splitlines():
+        if line.startswith(name + "{"):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line[len(name) : line.rindex("}")]))
+            if found == labels:
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} {labels} in /metrics")
+
+
 def serial(port: int, zone: str) -> int:
     return ask(port, zone, "SOA").answer[0][0].serial
 
@@ -85,7 +97,7 @@ def setup(tmp_path_factory):
         *("--zone", ZONE, "--reverse-cidr", "10.244.0.0/16", "--pods-file", str(pod_file)),
         *("--tsig-key-file", str(key_file), "--transfer-key", "knot-xfr", "--transfer-key", "bind-xfr"),
         *("--notify-key", "notify-key", "--notify", f"127.0.0.1:{knot.port}", "--notify", f"127.0.0.1:{bind.port}"),
-        *("--ixfr-journal", "1", "--reload-interval", "60"),
+        *("--ixfr-journal", "1", "--reload-interval", "60", "--metrics-listen", "127.0.0.1:0"),
     )
     try:
         server.__enter__()
@@ -137,10 +149,20 @@ def test_a_pod_file_change_reaches_both_by_notify_as_ixfr(setup):
             ),
             CONVERGED_WITHIN,
         )
-        print(f"{secondary.name} answered the change {time.monotonic() - answered:.3f} s after the server")
+        took = time.monotonic() - answered
+        print(f"{secondary.name} answered the change {took:.3f} s after the server")
+        assert took <= ANSWERED_WITHIN, f"{secondary.name} answered the change {took:.2f} s after the server"
     for key in ("knot-xfr", "bind-xfr"):
         for zone in ZONES:
             assert transfers_logged(setup.server, "IXFR", "incremental", key, zone, f"{old[zone]}->{new[zone]}"), (key, zone)
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{setup.server.metrics_port}/metrics", timeout=5).read().decode()
+    counted = {
+        result: metric_value(metrics, "poddns_notifies_total", result=result) for result in ("sent", "answered", "refused", "failed")
+    }
+    # Two zones to two secondaries at the start (before they listen: superseded by the change's) and
+    # after the change: at least 8 sent, the change's 4 answered, none refused or given up on.
+    assert counted["sent"] >= 8 and counted["answered"] >= 4 and counted["refused"] == counted["failed"] == 0, counted
+    assert metric_value(metrics, "poddns_transfers_total", result="incremental", type="ixfr") >= 4
     assert re.search(rf"\[{ZONE}\.\] notify, incoming, remote 127\.0\.0\.1@\d+, serial {new[ZONE]}", setup.knot.log_text())
     assert re.search(rf"zone {ZONE}/IN: notify from 127\.0\.0\.1#\d+: serial {new[ZONE]}", setup.bind.log_text())
 

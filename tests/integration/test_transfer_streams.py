@@ -164,13 +164,22 @@ def check_zone(zone: str, path: str) -> None:
     assert knot.returncode == 0, f"kzonecheck {zone}:\n{knot.stdout}{knot.stderr}"
 
 
-def test_export_zone_and_every_axfr_load_into_bind_and_knot(tmp_path):
+NS_CHOICES = {
+    "default": (),
+    # two in-zone names with an address of each family, and one out of every served zone
+    "several": ("--ns-name", f"ns1.{ZONE}", "--ns-name", f"ns2.{ZONE}", "--ns-name", "ns.elsewhere.example"),
+}
+
+
+@pytest.mark.parametrize("ns", sorted(NS_CHOICES))
+def test_export_zone_and_every_axfr_load_into_bind_and_knot(tmp_path, ns):
     pod_file = write_pod_list(
         tmp_path / "pods.json", [sts_pod(f"s{i // 10}", i % 10, f"10.244.{i // 250}.{i % 250 + 1}") for i in range(500)]
     )
-    args = server_args(pod_file)
+    ns_args = NS_CHOICES[ns] + (("--ns-address", "192.0.2.53", "--ns-address", "2001:db8::53") if ns != "default" else ())
+    args = server_args(pod_file, *ns_args)
     out = tmp_path / "export"
-    zone_args = ("--zone", ZONE, "--reverse-cidr", "10.244.0.0/16", "--pods-file", str(pod_file))  # export-zone takes no transfer flags
+    zone_args = ("--zone", ZONE, "--reverse-cidr", "10.244.0.0/16", "--pods-file", str(pod_file), *ns_args)  # no transfer flags
     exported = run_cli("export-zone", *zone_args, "--output-dir", str(out))
     assert exported.returncode == 0, exported.stderr
     assert sorted(path.name for path in out.iterdir()) == sorted(f"{zone}.zone" for zone in (ZONE, REVERSE_ZONE))
@@ -179,8 +188,16 @@ def test_export_zone_and_every_axfr_load_into_bind_and_knot(tmp_path):
     with ServerProcess(*args) as server:
         for zone in (ZONE, REVERSE_ZONE):
             path = tmp_path / f"{zone}.axfr"
-            path.write_text("\n".join(axfr_lines(server.port, zone)) + "\n")
+            lines = axfr_lines(server.port, zone)
+            path.write_text("\n".join(lines) + "\n")
             check_zone(zone, str(path))
+            if ns != "default":
+                served = sorted(line.split()[-1] for line in lines if line.split()[:1] == [f"{zone}."] and " IN NS " in line)
+                assert served == sorted(f"{name.rstrip('.')}." for name in NS_CHOICES[ns][1::2])
+                if zone == ZONE:  # the in-zone NS names carry the addresses (glue a secondary needs)
+                    for name in (f"ns1.{ZONE}.", f"ns2.{ZONE}."):
+                        held = sorted(line.split(" ", 3)[3] for line in lines if line.startswith(name + " "))
+                        assert held == ["A 192.0.2.53", "AAAA 2001:db8::53"], (name, held)
 
 
 def test_the_demo_axfr_holds_what_export_zone_writes_srv_and_the_records_file_included(tmp_path):

@@ -13,9 +13,8 @@ import dns.rdatatype
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.transfer import KeyRing
+from server.transfer import KeyRing, warmer
 from server.transfer import service as transfer_service
-from server.transfer import warmer
 from server.zone import names
 from server.zone.store import ZoneSettings, ZoneStore
 from tests.xfrclient import KEY_1, KEY_2, collect, parse_all, request

@@ -120,6 +120,22 @@ def test_secrets_never_show_in_reprs_or_errors(tmp_path):
     assert SECRET not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        (TSIG_KEYGEN.replace(f'secret "{SECRET}";', f'secret "{SECRET}" "{SECRET}";'), "expected ';', found a quoted string"),
+        (TSIG_KEYGEN + f"{SECRET}\n", f"expected 'key', found a word of {len(SECRET)} characters"),
+        (TSIG_KEYGEN.replace(f'secret "{SECRET}";', f"{SECRET};"), f"unknown key statement a word of {len(SECRET)} characters"),
+        (TSIG_KEYGEN.replace(f'secret "{SECRET}";', f'secret "{SECRET}" }};'), "expected ';', found '}'"),
+    ],
+)
+def test_a_secret_out_of_place_is_never_echoed_in_the_error(tmp_path, broken, message):
+    with pytest.raises(KeyFileError) as caught:
+        load_key_files([write_key_file(tmp_path, broken, name="broken")])
+    assert SECRET not in str(caught.value) and SECRET.lower() not in str(caught.value).lower()
+    assert message in str(caught.value)
+
+
 def test_the_service_refuses_unknown_key_names_and_bad_files_in_one_line(tmp_path):
     store = FakeStore()
     path = write_key_file(tmp_path, TSIG_KEYGEN)
