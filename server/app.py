@@ -8,6 +8,7 @@ import functools
 import logging
 import signal
 import socket
+import time
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -28,7 +29,7 @@ from .sources.podfile import StartedPodFile
 from .zone import names
 from .zone.answer import answer
 from .zone.fastpath import fast_answer, respond
-from .zone.store import ZoneSettings, ZoneStore
+from .zone.store import ZoneSettings, ZoneStore, wait_for_time_serial
 
 if TYPE_CHECKING:
     from .ops.http import HttpServer
@@ -98,6 +99,7 @@ class App:
         self._tcp_servers: list[asyncio.AbstractServer] = []
         self._tasks: list[asyncio.Task] = []
         self._reload: asyncio.Task | None = None
+        self._reload_again = False  # a SIGHUP came while the files were being re-read
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
 
@@ -130,6 +132,12 @@ class App:
             if stats is not None:
                 self.observer.file_items(kind, stats)
 
+    async def _room_for_a_time_serial(self) -> None:
+        """Before a file reload is applied: wait (a second at most, usually not at all) until the clock
+        has passed every zone's serial, so that its serial is the time and a restart cannot undercut it."""
+        while (delay := wait_for_time_serial(self.store.zones.values(), time.time())) > 0:
+            await asyncio.sleep(delay)
+
     def make_sources(self) -> list[Source]:
         """The configured sources: the files, else the Kubernetes API."""
         config = self.config
@@ -156,6 +164,9 @@ class App:
                     config.records_file, self.registry.replace_records, config.reload_interval, self._on_reload, config.zones[0], config.ttl
                 )
             )
+        if config.pods_file:
+            for source in sources:  # time serials: see wait_for_time_serial
+                source.watched.before_apply = self._room_for_a_time_serial  # type: ignore[attr-defined]
         if not config.pods_file:
             from .sources.kube import KubeSettings
             from .sources.kubesource import KubernetesSource
@@ -319,18 +330,22 @@ class App:
             log.info("SIGHUP: no file to re-read (pods come from the Kubernetes API)")
             return
         if self._reload is not None and not self._reload.done():
-            log.info("SIGHUP: the files are being re-read already")
+            log.info("SIGHUP: the files are being re-read already; they are read once more after that")
+            self._reload_again = True
             return
         log.info("SIGHUP: re-reading %s now", ", ".join(f"the {watched.kind} file" for watched in self.files))
         self._reload = asyncio.create_task(self._reload_files(), name="sighup-reload")
         self._tasks.append(self._reload)
 
     async def _reload_files(self) -> None:
-        for watched in self.files:
-            try:
-                await watched.reload_now()
-            except Exception:  # reload_now logs a broken file itself; this is a bug, and must not stop the others
-                log.exception("re-reading %s failed", watched.path)
+        self._reload_again = True
+        while self._reload_again:  # a SIGHUP during a re-read (a file may have changed since it was read) reads them again
+            self._reload_again = False
+            for watched in self.files:
+                try:
+                    await watched.reload_now()
+                except Exception:  # reload_now logs a broken file itself; this is a bug, and must not stop the others
+                    log.exception("re-reading %s failed", watched.path)
 
     def request_stop(self) -> None:
         if self._stop.is_set():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from ..errors import SourceError
@@ -56,8 +56,10 @@ class WatchedFile(Generic[T]):
         first_load: Callable[[str], Any] | None = None,
         first_signature: tuple | None = None,
         report_of: Callable[[T], LoadReport] | None = None,
+        before_apply: Callable[[], Awaitable[None]] | None = None,
     ):
         self.kind, self.path = kind, path
+        self.before_apply = before_apply  # a reload waits for it (the time serials' pace) before applying
         self._parse, self._apply, self._on_reload = parse, apply, on_reload
         self._report_of = report_of
         self._warn_once = WarnOnce(log)
@@ -104,6 +106,8 @@ class WatchedFile(Generic[T]):
             return False  # changed while we read it: try again once it settles
         self._applied = signature
         self._pending = None
+        if self.before_apply is not None:
+            await self.before_apply()
         steps = self._apply(content)
         if isinstance(steps, Iterator):  # a big change, applied a step at a time with queries let in between
             for _ in steps:

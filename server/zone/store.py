@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from . import names, wire
@@ -39,6 +39,24 @@ def next_serial(zone: Zone, version: int | None, now: int) -> int:
     if not zone.published or serial_after(candidate, zone.serial):
         return candidate
     return (zone.serial + 1) & 0xFFFFFFFF
+
+
+TIME_SERIAL_PATIENCE = 2  # seconds a serial may be at or past the clock and still be waited out
+
+
+def wait_for_time_serial(zones: Iterable[Zone], now: float) -> float:
+    """Seconds until the clock has passed every zone's serial (0: now), for the time serials of the file
+    sources: a change committed then gets the time itself, never one past it, so a restart, whose first
+    serial is the time again, cannot go below a serial served before it. A serial further ahead than
+    TIME_SERIAL_PATIENCE (the clock was set back) is not waited for: it counts on by one instead."""
+    second = int(now)
+    ahead = -1
+    for zone in zones:
+        if zone.published and not serial_after(second, zone.serial):
+            ahead = max(ahead, (zone.serial - second) & 0xFFFFFFFF)
+    if ahead < 0 or ahead > TIME_SERIAL_PATIENCE:
+        return 0.0
+    return ahead + 1.0 - (now - second)
 
 
 @dataclass(frozen=True)

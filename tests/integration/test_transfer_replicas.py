@@ -4,6 +4,7 @@ knotd and named follow one of them; a restart, with the Kubernetes source or a p
 
 from __future__ import annotations
 
+import signal
 import time
 from types import SimpleNamespace
 
@@ -160,6 +161,31 @@ def test_a_restart_with_a_pod_file_does_not_lower_the_serial(tmp_path):
         assert [line for line in axfr_lines(server.port, ZONE) if " SOA " not in line] == [
             line for line in zone_before if " SOA " not in line
         ]
+
+
+def test_a_burst_of_file_changes_then_a_restart_does_not_lower_the_serial(tmp_path):
+    """Three pod-file changes within a second, re-read at once (SIGHUP), then a restart right away: each
+    change waits until the clock has passed the serial before it, so no serial runs ahead of the clock and
+    the restarted server, whose first serial is the time, is not below the last one served."""
+    pod_file = tmp_path / "pods.json"
+    args = ("--zone", ZONE, "--reverse-cidr", "10.244.0.0/16", "--pods-file", str(pod_file), "--reload-interval", "60")
+    write_pod_list(pod_file, [sts_pod("web", 0, "10.244.5.1")])
+    with ServerProcess(*args) as server:
+        wait_until(lambda: soa_serial(server.port, ZONE) is not None, what="serving")
+        assert server.proc is not None
+        served = [soa_serial(server.port, ZONE)]
+        for change in range(2, 5):
+            write_pod_list(pod_file, [sts_pod("web", 0, f"10.244.5.{change}")])
+            server.proc.send_signal(signal.SIGHUP)
+            wanted = [f"10.244.5.{change}"]
+            wait_until(lambda wanted=wanted: addresses(server.port, f"web-0.web.default.{ZONE}") == wanted, what="the change")
+            wait_until(lambda: soa_serial(server.port, ZONE) != served[-1], what="the serial to move")
+            serial = soa_serial(server.port, ZONE)
+            assert serial is not None and serial > served[-1] and serial <= int(time.time()), (served, serial, time.time())
+            served.append(serial)
+    with ServerProcess(*args) as server:
+        wait_until(lambda: soa_serial(server.port, ZONE) is not None, what="serving again")
+        assert soa_serial(server.port, ZONE) >= served[-1], served  # type: ignore[operator]
 
 
 def test_transfers_are_refused_without_any_transfer_flag(tmp_path):

@@ -8,7 +8,7 @@ from server.model import StaticEntry
 from server.registry import Registry, RegistrySettings
 from server.sources.pods import strip_pod
 from server.zone.names import to_wire
-from server.zone.store import ZoneSettings, ZoneStore, serial_after
+from server.zone.store import TIME_SERIAL_PATIENCE, ZoneSettings, ZoneStore, serial_after, wait_for_time_serial
 from tests.helpers import ZONE, answer_text, ask, pod
 
 APEX = to_wire(ZONE)
@@ -129,3 +129,20 @@ def test_a_big_hosts_file_is_applied_in_steps_to_the_same_result():
     records = {name: node.items() for name, node in store.nodes.items() if name not in store.zones}
     assert records == {name: node.items() for name, node in fresh_store.nodes.items() if name not in fresh_store.zones}
     assert registry.stats() == fresh.stats()
+
+
+def test_a_time_serial_waits_for_the_clock_to_pass_the_serials_served():
+    """File sources: a reload waits this long before it is applied, so its serial is the clock, never ahead."""
+    store, registry = _registry()
+    sink = registry.sink("pods-file")
+    sink.replace_all([strip_pod(pod("a", "10.244.1.1", "a", "s"))])
+    sink.set_synced(True)
+    zones = list(store.zones.values())
+    serial = store.zones[APEX].serial
+    assert wait_for_time_serial(zones, serial + 5.5) == 0.0  # long behind the clock
+    assert wait_for_time_serial(zones, serial + 1.0) == 0.0  # the clock has passed it
+    assert abs(wait_for_time_serial(zones, serial + 0.25) - 0.75) < 1e-6  # the same second: until the next one
+    store.zones[APEX].set_serial((serial + 1) & 0xFFFFFFFF)  # one past the clock: two seconds' worth
+    assert abs(wait_for_time_serial(zones, serial + 0.25) - 1.75) < 1e-6
+    store.zones[APEX].set_serial((serial + TIME_SERIAL_PATIENCE + 1) & 0xFFFFFFFF)  # the clock set back: no waiting
+    assert wait_for_time_serial(zones, serial + 0.25) == 0.0
