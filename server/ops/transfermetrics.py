@@ -108,7 +108,7 @@ class TransferStats:
         yield tsig
         notifies = CounterMetricFamily(
             "poddns_notifies",
-            "NOTIFY messages: sent (each try), answered (NOERROR), refused (answered with an error), failed (given up after every retry).",
+            "NOTIFY messages: sent (each try), answered (NOERROR), refused (answered with an error), failed (no answer after the eight quick tries; resent every 5 minutes from then on).",
             labels=["result"],
         )
         for result, count in self.notifies.items():

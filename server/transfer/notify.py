@@ -4,8 +4,9 @@ A zone whose serial moves is announced to every target at most once per
 `interval` (a burst of commits becomes one NOTIFY with the latest serial).
 Each NOTIFY is resent with growing pauses until the target answers with a
 response that matches its ID, opcode and zone (and TSIG, when signed); a newer
-serial supersedes the retries of an older one. After the last pause the
-target is given up on: its own refresh timer will find the change.
+serial supersedes the retries of an older one. After the last pause it counts
+as failed (logged, the metric) and is resent every LATE_PAUSE until answered
+or superseded (one pending NOTIFY per zone and target, however long).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .observer import TransferObserver
 log = logging.getLogger("pod_identity_dns.transfer")
 
 RETRY_PAUSES = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0)  # after each send: 8 sends in about two minutes
+LATE_PAUSE = 300.0  # then one send every five minutes until answered
 OPCODE_NOTIFY = 4
 MAX_RESPONSE_RECORDS = 8
 
@@ -78,6 +80,7 @@ class NotifySender:
         observer: TransferObserver | None = None,
         interval: float = 1.0,
         pauses: tuple[float, ...] = RETRY_PAUSES,
+        late_pause: float = LATE_PAUSE,
     ):
         self.targets = tuple((ipaddress.ip_address(host).compressed, port) for host, port in targets)
         self.key = key
@@ -85,6 +88,7 @@ class NotifySender:
         self.observer = observer or TransferObserver()
         self.interval = interval
         self.pauses = pauses
+        self.late_pause = late_pause
         self._transports: dict[int, asyncio.DatagramTransport] = {}
         self._last_round: dict[bytes, float] = {}
         self._scheduled: dict[bytes, asyncio.TimerHandle] = {}
@@ -122,7 +126,7 @@ class NotifySender:
         self._scheduled[apex] = loop.call_later(delay, self._round, apex)
 
     def pending(self) -> int:
-        """NOTIFYs sent and not yet answered (or given up)."""
+        """NOTIFYs sent and not yet answered (a target that never answers stays pending, one per zone)."""
         return len(self._pending)
 
     def _round(self, apex: bytes) -> None:
@@ -165,25 +169,23 @@ class NotifySender:
         log.debug(
             "NOTIFY %s serial %d sent to %s (try %d)", _zone_text(pending.apex), pending.serial, _target_text(pending.target), pending.sends
         )
-        pause = self.pauses[pending.sends - 1]
+        pause = self.pauses[pending.sends - 1] if pending.sends <= len(self.pauses) else self.late_pause
         pending.timer = asyncio.get_running_loop().call_later(pause, self._timed_out, pending)
 
     def _timed_out(self, pending: _Pending) -> None:
         if self._pending.get((pending.apex, pending.target)) is not pending:
             return
-        if pending.sends < len(self.pauses):
-            self._send(pending)
-            return
-        self._pending.pop((pending.apex, pending.target), None)
-        self._forget(pending)
-        self.observer.notify_failed(_zone_text(pending.apex), _target_text(pending.target))
-        log.warning(
-            "NOTIFY %s serial %d to %s: no answer after %d tries, giving up",
-            _zone_text(pending.apex),
-            pending.serial,
-            _target_text(pending.target),
-            pending.sends,
-        )
+        if pending.sends == len(self.pauses):  # every quick retry unanswered: failed, said once; then slower
+            self.observer.notify_failed(_zone_text(pending.apex), _target_text(pending.target))
+            log.warning(
+                "NOTIFY %s serial %d to %s: no answer after %d tries; trying every %.0f s until it answers",
+                _zone_text(pending.apex),
+                pending.serial,
+                _target_text(pending.target),
+                pending.sends,
+                self.late_pause,
+            )
+        self._send(pending)
 
     def received(self, data: bytes, addr) -> None:
         """A datagram on the NOTIFY socket: the answer to a pending NOTIFY, or ignored."""
