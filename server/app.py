@@ -164,9 +164,6 @@ class App:
                     config.records_file, self.registry.replace_records, config.reload_interval, self._on_reload, config.zones[0], config.ttl
                 )
             )
-        if config.pods_file:
-            for source in sources:  # time serials: see wait_for_time_serial
-                source.watched.before_apply = self._room_for_a_time_serial  # type: ignore[attr-defined]
         if not config.pods_file:
             from .sources.kube import KubeSettings
             from .sources.kubesource import KubernetesSource
@@ -195,6 +192,9 @@ class App:
     async def load_sources(self) -> None:
         """Make and start every source: the first loads (SourceError propagates: exit code 2 before listening)."""
         self.sources = self.make_sources()
+        if self.config.pods_file:  # the file sources alone: time serials (see wait_for_time_serial)
+            for watched in self.files:
+                watched.before_apply = self._room_for_a_time_serial
         for source in self.sources:
             await source.start()
 

@@ -27,7 +27,7 @@ class AppStatus:
             reasons.append("pod sources not synced yet")
         if not app.listening:
             reasons.append("DNS listeners not up")
-        if app.transfer is not None and app.store.synced and app.transfer.warming_up:
+        if app.transfer is not None and app.transfer.warming_up:
             reasons.append("zone transfers warming up (their messages are being encoded)")
         return reasons
 

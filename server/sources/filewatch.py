@@ -56,10 +56,10 @@ class WatchedFile(Generic[T]):
         first_load: Callable[[str], Any] | None = None,
         first_signature: tuple | None = None,
         report_of: Callable[[T], LoadReport] | None = None,
-        before_apply: Callable[[], Awaitable[None]] | None = None,
     ):
         self.kind, self.path = kind, path
-        self.before_apply = before_apply  # a reload waits for it (the time serials' pace) before applying
+        # A reload waits for it before applying (App sets it: the time serials' pace).
+        self.before_apply: Callable[[], Awaitable[None]] | None = None
         self._parse, self._apply, self._on_reload = parse, apply, on_reload
         self._report_of = report_of
         self._warn_once = WarnOnce(log)
